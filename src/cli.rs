@@ -1,0 +1,88 @@
+//! The command line (clap). `-f/--config` comes before the subcommand, as
+//! in harepd; flags of a subcommand override the keys of the config file.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Tells HAProxy which PostgreSQL node is the primary.
+#[derive(Debug, Parser)]
+#[command(name = "pgsql-state", version, about)]
+pub struct Cli {
+    /// The YAML config (harepd's conf.yml schema). `respond` works without one.
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer one health check (systemd Accept=yes, inetd), or serve them (--listen, Accept=no).
+    Respond(RespondArgs),
+    /// Validate the config and print every problem with its key and line.
+    CheckConfig,
+    /// Drain this node: the responder answers `maintenance` until turned off.
+    Maintenance(MaintenanceArgs),
+}
+
+/// `respond` flags; each overrides its config key.
+#[derive(Debug, Default, clap::Args)]
+pub struct RespondArgs {
+    /// libpq key=value conninfo of the local Postgres (postgres.conninfo).
+    #[arg(long, value_name = "CONNINFO")]
+    pub conninfo: Option<String>,
+    /// Bound on one answer, in seconds (checkTimeout).
+    #[arg(long, value_name = "SECONDS")]
+    pub check_timeout: Option<f64>,
+    /// Above this replay lag a standby answers `lagging` (maxLagBytes).
+    #[arg(long, value_name = "BYTES")]
+    pub max_lag_bytes: Option<u64>,
+    /// How the reconciler's verdict is used (fencing).
+    #[arg(long, value_enum)]
+    pub fencing: Option<FencingArg>,
+    /// Where the verdict and maintenance files live (runtimeDir).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Output format (responder.format).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Serve checks on ADDR (ip:port, or a Unix socket path) until stopped.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// `--fencing` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FencingArg {
+    Off,
+    Verdict,
+    Strict,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Http,
+    Agent,
+}
+
+/// `maintenance` arguments.
+#[derive(Debug, clap::Args)]
+pub struct MaintenanceArgs {
+    /// `on` drains this node, `off` puts it back.
+    #[arg(value_enum)]
+    pub switch: Switch,
+    /// Where the flag file lives (runtimeDir).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+}
+
+/// on / off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}

@@ -1,0 +1,58 @@
+//! One function per subcommand, and the mapping of errors to exit codes.
+//! This is the command layer: anyhow with context, I/O at the edges.
+
+mod check_config;
+mod maintenance;
+mod respond;
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, ConfigError, Loaded};
+
+/// Exit code for a config error (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+/// Exit code for a usage error.
+pub const EXIT_USAGE: i32 = 2;
+
+/// A usage error found after parsing (e.g. a bad `--listen` address).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Respond(args) => respond::run(cli.config.as_deref(), args),
+        Command::CheckConfig => check_config::run(cli.config.as_deref()),
+        Command::Maintenance(args) => maintenance::run(cli.config.as_deref(), args),
+    }
+}
+
+/// The exit code for an error: 78 for config errors, 2 for usage, else 1.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|e| e.is::<ConfigError>()) {
+        EXIT_CONFIG
+    } else if error.chain().any(|e| e.is::<UsageError>()) {
+        EXIT_USAGE
+    } else {
+        1
+    }
+}
+
+/// Loads the config named by `-f`, or the default file. Without `-f`, a
+/// missing default file is `None` when `optional`.
+fn load_config(explicit: Option<&Path>, optional: bool) -> Result<Option<Loaded>, ConfigError> {
+    let path: PathBuf = explicit.map_or_else(
+        || PathBuf::from(config::DEFAULT_CONFIG_PATH),
+        Path::to_path_buf,
+    );
+    if explicit.is_none() && optional && !path.exists() {
+        return Ok(None);
+    }
+    let loaded = config::load(&path)?;
+    for warning in &loaded.warnings {
+        log::warn!("{}: {warning}", path.display());
+    }
+    Ok(Some(loaded))
+}

@@ -1,0 +1,204 @@
+//! `pgsql-state respond`: finds its socket, builds the settings from the
+//! config and flags, and answers once or serves.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::UsageError;
+use crate::cli::{FencingArg, FormatArg, RespondArgs};
+use crate::config::{Fencing, Format, ResponderSettings};
+use crate::respond::inherit::{self, ClientSocket, Inherited, ListenSocket};
+use crate::respond::server::{self, Listener};
+use crate::respond::{self as responder, Mode, Responder};
+
+pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
+    // Before anything else: listenfd edits the environment, and must run
+    // before the tokio runtime starts.
+    let inherited = inherit::take_inherited().context("cannot take the inherited socket")?;
+    crate::logging::init(inherit::stderr_is_socket());
+    let settings = match settings(explicit, &args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            // Still tell the client why, then fail with the config error.
+            if let Inherited::Client(client) = inherited {
+                let mut fallback = ResponderSettings::default();
+                fallback.format = args.format.map_or(Format::Text, format);
+                answer_config_error(client, fallback);
+            }
+            return Err(error);
+        }
+    };
+    match (inherited, args.listen.as_deref()) {
+        (Inherited::Client(client), _) => one_shot(client, settings),
+        (_, Some(addr)) => serve(bind(addr)?, settings),
+        (Inherited::Listener(listener), None) => serve(listener, settings),
+        (Inherited::Nothing, None) => terminal(settings),
+    }
+}
+
+/// The config's responder settings (or the defaults), with flags on top.
+fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<ResponderSettings> {
+    let mut s = super::load_config(explicit, true)?
+        .map(|loaded| loaded.config.responder)
+        .unwrap_or_default();
+    if let Some(conninfo) = &args.conninfo {
+        s.conninfo.clone_from(conninfo);
+    }
+    if let Some(seconds) = args.check_timeout {
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+            return Err(UsageError(format!(
+                "--check-timeout {seconds}: not a number of seconds in (0, 86400]"
+            ))
+            .into());
+        }
+        s.check_timeout = Duration::from_secs_f64(seconds);
+    }
+    if let Some(bytes) = args.max_lag_bytes {
+        s.max_lag_bytes = Some(bytes);
+    }
+    if let Some(fencing) = args.fencing {
+        s.fencing = match fencing {
+            FencingArg::Off => Fencing::Off,
+            FencingArg::Verdict => Fencing::Verdict,
+            FencingArg::Strict => Fencing::Strict,
+        };
+    }
+    if let Some(dir) = &args.runtime_dir {
+        s.runtime_dir.clone_from(dir);
+    }
+    if let Some(f) = args.format {
+        s.format = format(f);
+    }
+    Ok(s)
+}
+
+fn format(arg: FormatArg) -> Format {
+    match arg {
+        FormatArg::Text => Format::Text,
+        FormatArg::Http => Format::Http,
+        FormatArg::Agent => Format::Agent,
+    }
+}
+
+/// A runtime for one answer: one thread, started in microseconds.
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn one_shot(client: ClientSocket, settings: ResponderSettings) -> anyhow::Result<()> {
+    let runtime = current_thread()?;
+    let responder = Responder::new(settings, Mode::OneShot);
+    runtime.block_on(async {
+        let goodbye = match client {
+            ClientSocket::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                let _ = s.set_nodelay(true);
+                responder.answer(tokio::net::TcpStream::from_std(s)?).await
+            }
+            ClientSocket::Unix(s) => {
+                s.set_nonblocking(true)?;
+                responder.answer(tokio::net::UnixStream::from_std(s)?).await
+            }
+        };
+        match goodbye {
+            Ok(goodbye) => {
+                responder::close_goodbye(goodbye).await;
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("cannot answer the client")),
+        }
+    })
+}
+
+fn answer_config_error(client: ClientSocket, settings: ResponderSettings) {
+    let word = responder::config_error_word();
+    let reply = match settings.format {
+        Format::Text => crate::respond::format::text_reply(word),
+        Format::Http => crate::respond::format::http_reply(b"GET / HTTP/1.0\r\n\r\n", word),
+        Format::Agent => {
+            crate::respond::format::agent_reply(crate::respond::format::AgentPool::Any, word)
+        }
+    };
+    use std::io::Write;
+    let _ = match client {
+        ClientSocket::Tcp(mut s) => s.write_all(reply.as_bytes()),
+        ClientSocket::Unix(mut s) => s.write_all(reply.as_bytes()),
+    };
+}
+
+fn bind(addr: &str) -> anyhow::Result<ListenSocket> {
+    if addr.starts_with('/') {
+        let _ = std::fs::remove_file(addr);
+        let listener = std::os::unix::net::UnixListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        return Ok(ListenSocket::Unix(listener));
+    }
+    let sockaddr: std::net::SocketAddr = addr.parse().map_err(|_| {
+        UsageError(format!(
+            "--listen {addr:?}: expected ip:port or a socket path"
+        ))
+    })?;
+    let listener = std::net::TcpListener::bind(sockaddr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(ListenSocket::Tcp(listener))
+}
+
+fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let responder = Arc::new(Responder::new(settings, Mode::LongLived));
+    runtime.block_on(async {
+        let listener = match listener {
+            ListenSocket::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
+            ListenSocket::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?)
+            }
+        };
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            log::warn!("sd_notify: {e}");
+        }
+        server::serve(listener, shutdown_signal(), responder).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            log::error!("cannot listen for signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Started by hand: print the word, as the psql one-liner would.
+fn terminal(settings: ResponderSettings) -> anyhow::Result<()> {
+    let runtime = current_thread()?;
+    let responder = Responder::new(settings, Mode::OneShot);
+    let word = runtime.block_on(responder.word_for_terminal());
+    println!("{word}");
+    Ok(())
+}

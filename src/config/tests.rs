@@ -1,0 +1,285 @@
+//! Table tests for config parsing: harepd's templates, every new key, and
+//! the problems `check-config` must report with their lines.
+
+use super::*;
+
+/// harepd's template exactly as its README prints it: eight-space indent,
+/// and `tls:` left empty with its keys beside it.
+const HAREPD_README: &str = r#"
+        harepd:
+            nodeName: "node_1"
+            primaryIP: "10.21.57.61"
+            allowRO: false
+            hbaConfig: "/etc/postgresql/12/main/pg_hba.conf"
+            haproxy:
+                server: 
+                - "10.21.57.65"
+                users:
+                  readOnly: "haro"
+                  readWrite: "harw"
+            authModes: 
+                allow: "md5"
+                deny: "reject"
+            repmgr:
+                user: "repmgr"
+                db: "repmgr"
+            gRPC:
+                tls:
+                enabled: false
+                ca: "/etc/harepd/ca_cert.pem"
+                cert: "/etc/harepd/server_cert.pem"
+                key: "/etc/harepd/server_key.pem"
+                bindPort: 10000
+                bindAddress: "10.21.51.61"
+                serverHostOverride: ""
+                neighbours:
+                - "10.21.57.61:10000"
+                witness: "10.21.57.63:10000"
+                connectionDeadline: 5
+            watchDog: 15
+            logs: 
+                filePath: /var/log/harepd.log
+                maxAge: 86400
+                rotationTime: 604800
+"#;
+
+/// harepd's `controllers/conf.yml`: TLS nested, witness without a port.
+const HAREPD_CONF_YML: &str = r#"harepd:
+  nodeName: "node_1"
+  primaryIP: "10.21.57.61"
+  allowRO: false
+  hbaConfig: "/etc/postgresql/12/main/pg_hba.conf"
+  haproxy:
+    server: 
+    - "10.21.57.65"
+    users:
+      readOnly: "haro"
+      readWrite: "harw"
+  authModes: 
+      allow: "md5"
+      deny: "reject"
+  repmgr:
+    user: "repmgr"
+    db: "repmgr"
+  gRPC:
+    tls:
+      enabled: false
+      ca: "/etc/harepd/ca_cert.pem"
+      cert: "/etc/harepd/server_cert.pem"
+      key: "/etc/harepd/server_key.pem"
+    bindPort: 10000
+    bindAddress: "10.21.51.61"
+    serverHostOverride: ""
+    neighbours:
+      - "10.21.57.61:10000"
+    witness: 10.21.57.63
+    connectionDeadline: 5
+  watchDog: 15
+  logs: 
+    filePath: /var/log/harepd.log
+    maxAge: 86400
+    rotationTime: 604800
+    # info: /dev/null
+"#;
+
+fn ok(text: &str) -> Loaded {
+    match parse(text) {
+        Ok(loaded) => loaded,
+        Err(problems) => panic!("expected a valid config, got {problems:#?}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(loaded) => panic!("expected problems, got {:#?}", loaded.config),
+        Err(problems) => problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn harepd_readme_template_loads_unchanged() {
+    let loaded = ok(HAREPD_README);
+    let c = &loaded.config;
+    assert_eq!(c.node_name, "node_1");
+    assert_eq!(c.primary_ip.to_string(), "10.21.57.61");
+    assert!(!c.allow_ro);
+    assert_eq!(c.haproxy_servers.len(), 1);
+    assert_eq!(c.read_write_user, "harw");
+    assert_eq!(c.read_only_user.as_deref(), Some("haro"));
+    assert!(!c.grpc.tls.enabled);
+    assert_eq!(
+        c.grpc.tls.ca,
+        Some(PathBuf::from("/etc/harepd/ca_cert.pem"))
+    );
+    assert_eq!(c.grpc.witness.as_deref(), Some("10.21.57.63:10000"));
+    assert_eq!(c.grpc.server_host_override, None);
+    assert_eq!(c.watchdog, Duration::from_secs(15));
+    // The new keys take their defaults.
+    assert_eq!(
+        c.responder,
+        ResponderSettings {
+            lease: Duration::from_secs(35),
+            ..ResponderSettings::default()
+        }
+    );
+    let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(warned, ["harepd.logs"]);
+    assert_eq!(loaded.warnings[0].line, Some(33));
+}
+
+#[test]
+fn harepd_conf_yml_loads_and_witness_takes_bind_port() {
+    let c = ok(HAREPD_CONF_YML).config;
+    assert_eq!(c.grpc.witness.as_deref(), Some("10.21.57.63:10000"));
+    assert_eq!(c.grpc.neighbours, ["10.21.57.61:10000"]);
+    assert_eq!(c.grpc.connection_deadline, Duration::from_secs(5));
+    assert_eq!(c.repmgr_user.as_deref(), Some("repmgr"));
+}
+
+#[test]
+fn new_keys_are_read() {
+    let text = format!(
+        "{HAREPD_CONF_YML}  postgres:\n    conninfo: \"host=/tmp port=5433 user=me dbname=x\"\n  checkTimeout: 0.5\n  maxLagBytes: 1048576\n  fencing: strict\n  fenceUsers: [app, batch]\n  runtimeDir: /run/x\n  responder:\n    format: http\n"
+    );
+    let r = ok(&text).config;
+    assert_eq!(r.fence_users, ["app", "batch"]);
+    let r = r.responder;
+    assert_eq!(r.conninfo, "host=/tmp port=5433 user=me dbname=x");
+    assert_eq!(r.check_timeout, Duration::from_millis(500));
+    assert_eq!(r.max_lag_bytes, Some(1_048_576));
+    assert_eq!(r.fencing, Fencing::Strict);
+    assert_eq!(r.runtime_dir, PathBuf::from("/run/x"));
+    assert_eq!(r.format, Format::Http);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    // Each case: an edit of harepd's conf.yml, and the problems it must give.
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unknown key",
+            "  watchDog: 15\n",
+            &["line 31: harepd.watchDg: unknown key"],
+        ),
+        (
+            "two unknown keys at two depths",
+            "    bindPort: 10000\n",
+            &[
+                "line 24: harepd.gRPC.bindPrt: unknown key",
+                "line 31: harepd.watchDg: unknown key",
+                "line 18: harepd.gRPC.bindPort: missing (required)",
+            ],
+        ),
+        (
+            "wrong type",
+            "    bindPort: 10000\n",
+            &["line 24: harepd.gRPC.bindPort: invalid type: string \"ten\", expected u16"],
+        ),
+        (
+            "bad IP",
+            "  primaryIP: \"10.21.57.61\"\n",
+            &["line 3: harepd.primaryIP: \"10.21.57.999\" is not an IP address"],
+        ),
+        (
+            "bad fencing",
+            "  watchDog: 15\n",
+            &["line 32: harepd.fencing: \"always\" is not one of off, verdict, strict"],
+        ),
+        (
+            "bad witness",
+            "    witness: 10.21.57.63\n",
+            &["line 29: harepd.gRPC.witness: \"10.21.57.63:http\": \"http\" is not a port"],
+        ),
+        (
+            "negative timeout",
+            "  watchDog: 15\n",
+            &["line 32: harepd.checkTimeout: -1 is not a number of seconds in (0, 86400]"],
+        ),
+        (
+            "bad auth method",
+            "      deny: \"reject\"\n",
+            &["line 14: harepd.authModes.deny: \"nope\" is not a pg_hba.conf auth method"],
+        ),
+    ];
+    let replacements: &[&str] = &[
+        "  watchDg: 15\n",
+        "    bindPrt: 10000\n",
+        "    bindPort: ten\n",
+        "  primaryIP: \"10.21.57.999\"\n",
+        "  watchDog: 15\n  fencing: always\n",
+        "    witness: 10.21.57.63:http\n",
+        "  watchDog: 15\n  checkTimeout: -1\n",
+        "      deny: \"nope\"\n",
+    ];
+    for ((name, from, want), to) in cases.iter().zip(replacements) {
+        let mut text = HAREPD_CONF_YML.replace(from, to);
+        if *name == "two unknown keys at two depths" {
+            text = text.replace("  watchDog: 15\n", "  watchDg: 15\n");
+        }
+        assert_ne!(text, HAREPD_CONF_YML, "{name}: the edit did not apply");
+        assert_eq!(problems(&text), *want, "{name}");
+    }
+}
+
+#[test]
+fn missing_required_keys_are_all_named() {
+    let text =
+        "harepd:\n  allowRO: true\n  haproxy:\n    users: {}\n  gRPC:\n    bindPort: 10000\n";
+    assert_eq!(
+        problems(text),
+        [
+            "line 1: harepd.nodeName: missing (required)",
+            "line 1: harepd.primaryIP: missing (required)",
+            "line 1: harepd.hbaConfig: missing (required)",
+            "line 3: harepd.haproxy.server: missing (required)",
+            "line 4: harepd.haproxy.users.readWrite: missing (required)",
+            "line 4: harepd.haproxy.users.readOnly: required when allowRO is true",
+            "line 5: harepd.gRPC.bindAddress: missing (required)",
+        ]
+    );
+}
+
+#[test]
+fn no_root_key_and_broken_yaml() {
+    assert_eq!(
+        problems("pgsql: {}\n"),
+        [
+            "line 1: pgsql: unknown key",
+            "harepd: missing: the file must have the root key `harepd`"
+        ]
+    );
+    let broken = problems("harepd:\n  nodeName: [unclosed\n");
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].starts_with("line "), "{broken:?}");
+}
+
+#[test]
+fn tls_keys_in_both_places_conflict() {
+    let text = HAREPD_CONF_YML.replace(
+        "    bindPort: 10000\n",
+        "    bindPort: 10000\n    ca: /x.pem\n",
+    );
+    assert_eq!(
+        problems(&text),
+        ["line 25: harepd.gRPC.ca: set both here and under gRPC.tls.ca; keep one"]
+    );
+}
+
+#[test]
+fn host_port_forms() {
+    let cases: &[(&str, Result<&str, ()>)] = &[
+        ("10.0.0.1", Ok("10.0.0.1:7000")),
+        ("10.0.0.1:9", Ok("10.0.0.1:9")),
+        ("::1", Ok("[::1]:7000")),
+        ("[::1]:9", Ok("[::1]:9")),
+        ("witness.example", Ok("witness.example:7000")),
+        ("witness.example:9", Ok("witness.example:9")),
+        ("witness.example:0", Err(())),
+        ("a b", Err(())),
+        ("", Err(())),
+    ];
+    for (text, want) in cases {
+        let got = host_port(text, 7000).map_err(|_| ());
+        assert_eq!(got.as_deref(), want.as_deref(), "{text:?}");
+    }
+}

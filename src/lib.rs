@@ -1,0 +1,25 @@
+//! pgsql-state tells HAProxy, and anyone with `nc`, which PostgreSQL node
+//! is the primary and which nodes are usable standbys, and refuses to let
+//! two nodes both say "primary". See `README.md` and the design notes.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap); [`commands`]: one function per
+//!   subcommand, with anyhow context, and the exit-code mapping.
+//! - [`config`]: harepd's YAML plus our keys; pure `validate` with every
+//!   problem's path and line.
+//! - [`word`]: the words and the pure `choose_word`.
+//! - [`probe`]: the one-round-trip Postgres query (the Postgres boundary).
+//! - [`state`]: the verdict and maintenance files in `runtimeDir`.
+//! - [`respond`]: the responder: formats, inherited sockets, the
+//!   long-lived server.
+//! - [`logging`]: stderr/journal logging.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod probe;
+pub mod respond;
+pub mod state;
+pub mod word;

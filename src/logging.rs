@@ -1,0 +1,41 @@
+//! Logging to stderr, which systemd sends to the journal. Under systemd
+//! (`JOURNAL_STREAM` set) each line carries a `<N>` priority prefix that
+//! journald understands. In inetd mode stderr is the client's socket, so
+//! logging is turned off there. `PGSQL_STATE_LOG` sets the level (default
+//! `warn`).
+
+use std::io::Write;
+
+/// Starts logging; `silent` turns it off (stderr is the client's socket).
+pub fn init(silent: bool) {
+    let mut builder = env_logger::Builder::new();
+    if silent {
+        builder.filter_level(log::LevelFilter::Off);
+    } else {
+        builder.filter_level(log::LevelFilter::Warn);
+        if let Ok(spec) = std::env::var("PGSQL_STATE_LOG") {
+            builder.parse_filters(&spec);
+        }
+    }
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    builder.format(move |out, record| {
+        if journal {
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(out, "<{priority}>{}", record.args())
+        } else {
+            writeln!(
+                out,
+                "pgsql-state: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        }
+    });
+    // A second init (tests) keeps the first logger; that is fine.
+    let _ = builder.try_init();
+}

@@ -1,0 +1,299 @@
+//! `pgsql-state respond`: answers one word per connection.
+//!
+//! [`Responder`] chooses the word (maintenance flag, Postgres, verdict) and
+//! writes it in the configured format. It runs one-shot, on a connection
+//! systemd or inetd handed over ([`inherit`]), or as a long-lived server
+//! ([`server`]) that keeps one Postgres connection warm.
+
+pub mod format;
+pub mod inherit;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+
+use crate::config::{Fencing, Format, ResponderSettings};
+use crate::probe::{self, Goodbye, ProbeError, ProbeQuery};
+use crate::state::{self, VerdictRead};
+use crate::word::{choose_word, DownReason, Inputs, Now, RoleFacts, Word};
+
+/// A client connection of any stream socket type.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// How long a one-shot waits for Postgres to acknowledge the goodbye.
+const GOODBYE_BOUND: Duration = Duration::from_millis(200);
+
+/// Chooses and writes words. Cheap to share behind an `Arc`.
+pub struct Responder {
+    settings: ResponderSettings,
+    pg_config: Result<tokio_postgres::Config, String>,
+    query: ProbeQuery,
+    /// The warm connection of a long-lived server; `None` for one-shot.
+    warm: Option<WarmConnection>,
+}
+
+/// Where the facts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new Postgres connection per answer.
+    OneShot,
+    /// One persistent connection, reconnected when it breaks.
+    LongLived,
+}
+
+impl Responder {
+    /// A responder for `settings`. A bad conninfo is not an error here: every
+    /// answer says `down: bad conninfo`, so HAProxy and `nc` see why.
+    pub fn new(settings: ResponderSettings, mode: Mode) -> Responder {
+        let pg_config = probe::parse_conninfo(&settings.conninfo).map_err(|e| match e {
+            ProbeError::Conninfo(why) => why,
+            other => other.to_string(),
+        });
+        let query = ProbeQuery::new(
+            settings.max_lag_bytes.is_some(),
+            settings.fencing == Fencing::Strict,
+        );
+        let warm = (mode == Mode::LongLived).then(WarmConnection::default);
+        Responder {
+            settings,
+            pg_config,
+            query,
+            warm,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ResponderSettings {
+        &self.settings
+    }
+
+    /// Chooses the word now. A one-shot also returns its Postgres connection,
+    /// to be closed after the client has its answer.
+    pub async fn word(&self) -> (Word, Option<Goodbye>) {
+        let dir = &self.settings.runtime_dir;
+        if state::maintenance_on(dir) {
+            return (Word::Maintenance, None);
+        }
+        let (facts, goodbye) = self.facts().await;
+        let probe = facts.map_err(|e| {
+            log::warn!("postgres: {e}");
+            e.down_reason()
+        });
+        let verdict = match (self.settings.fencing, &probe) {
+            (Fencing::Off, _) | (_, Err(_)) => VerdictRead::Missing,
+            (_, Ok(_)) => state::read_verdict(dir),
+        };
+        if let VerdictRead::Unreadable(why) = &verdict {
+            log::warn!("verdict unreadable, treated as a fence: {why}");
+        }
+        let now = match &verdict {
+            VerdictRead::Present(_) => state::now().unwrap_or_else(|e| {
+                log::warn!("cannot read the clock or boot id: {e}");
+                Now {
+                    boot_id: String::new(),
+                    monotonic_ms: 0,
+                }
+            }),
+            _ => Now {
+                boot_id: String::new(),
+                monotonic_ms: 0,
+            },
+        };
+        let word = choose_word(&Inputs {
+            maintenance: false,
+            probe,
+            verdict: &verdict,
+            fencing: self.settings.fencing,
+            max_lag_bytes: self.settings.max_lag_bytes,
+            now: &now,
+        });
+        (word, goodbye)
+    }
+
+    async fn facts(&self) -> (Result<RoleFacts, ProbeError>, Option<Goodbye>) {
+        let config = match &self.pg_config {
+            Ok(config) => config,
+            Err(why) => return (Err(ProbeError::Conninfo(why.clone())), None),
+        };
+        let timeout = self.settings.check_timeout;
+        match &self.warm {
+            Some(warm) => (warm.facts(config, &self.query, timeout).await, None),
+            None => probe::probe_once(config, &self.query, timeout).await,
+        }
+    }
+
+    /// Answers one client connection in the configured format, then closes
+    /// it. Returns the one-shot Postgres connection to close afterwards.
+    pub async fn answer<C: Conn>(&self, mut conn: C) -> std::io::Result<Option<Goodbye>> {
+        let bound = self.settings.check_timeout;
+        let (reply, goodbye) = match self.settings.format {
+            Format::Text => {
+                let (word, goodbye) = self.word().await;
+                (format::text_reply(word), goodbye)
+            }
+            Format::Http => {
+                let (head, (word, goodbye)) =
+                    tokio::join!(read_http_head(&mut conn, bound), self.word());
+                (format::http_reply(&head, word), goodbye)
+            }
+            Format::Agent => {
+                let (sent, (word, goodbye)) = read_while(&mut conn, self.word()).await;
+                (
+                    format::agent_reply(format::AgentPool::from_request(&sent), word),
+                    goodbye,
+                )
+            }
+        };
+        let written = tokio::time::timeout(bound, async {
+            conn.write_all(reply.as_bytes()).await?;
+            conn.shutdown().await
+        })
+        .await;
+        match written {
+            Ok(result) => result.map(|()| goodbye),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client did not take the answer",
+            )),
+        }
+    }
+
+    /// Answers without a client: the word alone, as a person at a terminal
+    /// or a script would want it.
+    pub async fn word_for_terminal(&self) -> Word {
+        let (word, goodbye) = self.word().await;
+        if let Some(goodbye) = goodbye {
+            goodbye.close(GOODBYE_BOUND).await;
+        }
+        word
+    }
+}
+
+/// Closes a one-shot's Postgres connection politely.
+pub async fn close_goodbye(goodbye: Option<Goodbye>) {
+    if let Some(goodbye) = goodbye {
+        goodbye.close(GOODBYE_BOUND).await;
+    }
+}
+
+/// Reads an HTTP request head, up to [`format::MAX_REQUEST_HEAD`] bytes,
+/// the end of the head, EOF, or `bound`; returns what arrived.
+async fn read_http_head<C: Conn>(conn: &mut C, bound: Duration) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let _ = tokio::time::timeout(bound, async {
+        let mut buf = [0u8; 1024];
+        while head.len() < format::MAX_REQUEST_HEAD && !format::head_complete(&head) {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    head
+}
+
+/// Reads one line (an agent-check `agent-send`) while `work` runs, and
+/// returns what arrived by the time `work` is done. Nothing is waited for
+/// after that, so an agent check without `agent-send` costs no time.
+async fn read_while<C: Conn, F: std::future::Future>(
+    conn: &mut C,
+    work: F,
+) -> (Vec<u8>, F::Output) {
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut open = true;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            read = conn.read(&mut buf), if open && sent.len() < 256 && !sent.contains(&b'\n') => match read {
+                Ok(0) | Err(_) => open = false,
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+            },
+            output = &mut work => return (sent, output),
+        }
+    }
+}
+
+/// The long-lived server's single Postgres connection.
+#[derive(Default)]
+struct WarmConnection {
+    slot: Mutex<Option<Warm>>,
+}
+
+struct Warm {
+    client: Arc<Client>,
+    driver: tokio::task::AbortHandle,
+}
+
+impl WarmConnection {
+    async fn facts(
+        &self,
+        config: &tokio_postgres::Config,
+        query: &ProbeQuery,
+        timeout: Duration,
+    ) -> Result<RoleFacts, ProbeError> {
+        let attempt = async {
+            let client = self.client(config).await?;
+            let result = query.run(&client).await;
+            if let Err(e) = &result {
+                if e.breaks_connection() {
+                    self.drop_client(Some(&client)).await;
+                }
+            }
+            result
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A hung server: forget the connection so the next check reconnects.
+                self.drop_client(None).await;
+                Err(ProbeError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// The warm client, connecting first when there is none or it closed.
+    /// Connecting holds the lock, so a burst of checks makes one connection.
+    async fn client(&self, config: &tokio_postgres::Config) -> Result<Arc<Client>, ProbeError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(warm) = slot.as_ref() {
+            if !warm.client.is_closed() {
+                return Ok(warm.client.clone());
+            }
+        }
+        let (client, driver) = probe::connect(config).await?;
+        let client = Arc::new(client);
+        *slot = Some(Warm {
+            client: client.clone(),
+            driver: driver.abort_handle(),
+        });
+        Ok(client)
+    }
+
+    /// Drops the warm connection (only if it is still `which`, when given).
+    async fn drop_client(&self, which: Option<&Arc<Client>>) {
+        let mut slot = self.slot.lock().await;
+        let matches = match (slot.as_ref(), which) {
+            (Some(warm), Some(which)) => Arc::ptr_eq(&warm.client, which),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if matches {
+            if let Some(warm) = slot.take() {
+                warm.driver.abort();
+            }
+        }
+    }
+}
+
+/// The word for a config that could not be loaded, so a client still hears why.
+pub fn config_error_word() -> Word {
+    Word::Down(DownReason::ConfigError)
+}

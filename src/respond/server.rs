@@ -1,0 +1,79 @@
+//! The long-lived responder: accepts connections on a listener it is given
+//! (from systemd with `Accept=no`, or `--listen`) until `shutdown` resolves,
+//! answering each with the shared [`Responder`] and its warm connection.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use super::Responder;
+
+/// At most this many connections are answered at once; more wait in the
+/// kernel's accept queue, so a flood cannot exhaust file descriptors.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// A listener of either family.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<Box<dyn super::Conn>> {
+        Ok(match self {
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Box::new(stream)
+            }
+            Listener::Unix(l) => Box::new(l.accept().await?.0),
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves, then waits (bounded by the check
+/// timeout) for the answers in flight.
+pub async fn serve(
+    listener: Listener,
+    shutdown: impl Future<Output = ()>,
+    responder: Arc<Responder>,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let bound = responder.settings().check_timeout * 2 + Duration::from_secs(1);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let conn = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and the like: pause instead of spinning.
+                    log::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let responder = responder.clone();
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = tokio::time::timeout(bound, responder.answer(conn)).await {
+                log::debug!("answer not delivered: {e}");
+            }
+            drop(permit);
+        });
+    }
+    // Wait for in-flight answers: all permits back, or the bound.
+    let _ = tokio::time::timeout(bound, permits.acquire_many(MAX_IN_FLIGHT as u32)).await;
+    Ok(())
+}
