@@ -28,6 +28,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 /// How long a one-shot waits for Postgres to acknowledge the goodbye.
 const GOODBYE_BOUND: Duration = Duration::from_millis(200);
 
+/// The long-lived server opens a new connection once its warm one is this
+/// old. A hung postmaster (SIGSTOP) leaves existing backends answering, so
+/// only a new connection notices it: recycling bounds that blind spot to
+/// this age plus `checkTimeout`, at the cost of one connect per second.
+pub const WARM_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long a retired warm connection may take to say goodbye before its
+/// driver is aborted (a hung server never answers).
+const RETIRE_BOUND: Duration = Duration::from_secs(5);
+
 /// Chooses and writes words. Cheap to share behind an `Arc`.
 pub struct Responder {
     settings: ResponderSettings,
@@ -81,7 +91,7 @@ impl Responder {
         }
         let (facts, goodbye) = self.facts().await;
         let probe = facts.map_err(|e| {
-            log::warn!("postgres: {e}");
+            log::warn!("postgres: {}", error_chain(&e));
             e.down_reason()
         });
         let verdict = match (self.settings.fencing, &probe) {
@@ -174,6 +184,21 @@ impl Responder {
     }
 }
 
+/// An error and its sources on one line ("cannot connect: …: Connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// Closes a one-shot's Postgres connection politely.
 pub async fn close_goodbye(goodbye: Option<Goodbye>) {
     if let Some(goodbye) = goodbye {
@@ -229,7 +254,23 @@ struct WarmConnection {
 
 struct Warm {
     client: Arc<Client>,
-    driver: tokio::task::AbortHandle,
+    born: std::time::Instant,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Warm {
+    /// Lets in-flight queries finish and the goodbye go out, but never
+    /// leaves the driver running past [`RETIRE_BOUND`].
+    fn retire(self) {
+        drop(self.client);
+        let abort = self.driver.abort_handle();
+        let driver = self.driver;
+        tokio::spawn(async move {
+            if tokio::time::timeout(RETIRE_BOUND, driver).await.is_err() {
+                abort.abort();
+            }
+        });
+    }
 }
 
 impl WarmConnection {
@@ -264,15 +305,19 @@ impl WarmConnection {
     async fn client(&self, config: &tokio_postgres::Config) -> Result<Arc<Client>, ProbeError> {
         let mut slot = self.slot.lock().await;
         if let Some(warm) = slot.as_ref() {
-            if !warm.client.is_closed() {
+            if !warm.client.is_closed() && warm.born.elapsed() < WARM_MAX_AGE {
                 return Ok(warm.client.clone());
             }
+        }
+        if let Some(old) = slot.take() {
+            old.retire();
         }
         let (client, driver) = probe::connect(config).await?;
         let client = Arc::new(client);
         *slot = Some(Warm {
             client: client.clone(),
-            driver: driver.abort_handle(),
+            born: std::time::Instant::now(),
+            driver,
         });
         Ok(client)
     }

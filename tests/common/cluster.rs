@@ -1,0 +1,382 @@
+//! Real PostgreSQL clusters: a primary and a streaming standby made with
+//! `pg_basebackup -R`, each on its own loopback address.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Every data directory started by this process, stopped at exit.
+static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// One PostgreSQL node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The node name, also its `application_name` upstream (as repmgr sets it).
+    pub name: String,
+    /// Its own loopback address; Postgres listens on it at port 5432.
+    pub addr: Ipv4Addr,
+    pub data_dir: PathBuf,
+    /// The directory holding its Unix socket.
+    pub socket_dir: PathBuf,
+    pub log_file: PathBuf,
+}
+
+impl Node {
+    /// The conninfo a local responder uses (Unix socket, as in production).
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port=5432 user=postgres dbname=postgres connect_timeout=5",
+            self.socket_dir.display()
+        )
+    }
+
+    /// A TCP conninfo to this node's address.
+    pub fn tcp_conninfo(&self) -> String {
+        format!("host={} port=5432 user=postgres dbname=postgres", self.addr)
+    }
+
+    /// Runs SQL with psql over the Unix socket and returns its trimmed output.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = run(Command::new(pg_bin("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", "5432", "-U", "postgres", "-d", "postgres", "-c", sql]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The postmaster's pid.
+    pub fn postmaster_pid(&self) -> i32 {
+        let text = fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .expect("postmaster.pid readable");
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid in postmaster.pid")
+    }
+
+    /// `pg_ctl start` and wait until it accepts connections.
+    pub fn start(&self) {
+        let out = as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .arg("start")
+            .output()
+            .expect("run pg_ctl start");
+        if !out.status.success() {
+            let log = fs::read_to_string(&self.log_file).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "{} did not start:\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+
+    /// `pg_ctl stop` in `mode` (fast, immediate).
+    pub fn stop(&self, mode: &str) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-t", "60", "-m", mode, "-D"])
+            .arg(&self.data_dir)
+            .arg("stop"));
+    }
+
+    /// Sends a signal to the postmaster (SIGSTOP to hang it, SIGCONT to resume).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid read from postmaster.pid; no memory involved.
+        let rc = unsafe { libc::kill(self.postmaster_pid(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) of {}'s postmaster", self.name);
+    }
+}
+
+/// A primary and one streaming standby.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This cluster's slot: its nodes are 127.0.K.2 and 127.0.K.3.
+    pub slot: u8,
+    pub base: PathBuf,
+    pub primary: Node,
+    pub standby: Node,
+    _lock: fs::File,
+}
+
+impl Cluster {
+    /// Starts a fresh primary and a standby streaming from it.
+    pub fn start() -> Cluster {
+        check_prerequisites();
+        let (slot, lock) = take_slot();
+        let base = std::env::temp_dir()
+            .join("pgsql-state-test")
+            .join(slot.to_string());
+        clean_leftovers(&base);
+        fs::create_dir_all(&base).expect("create the cluster base dir");
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o777)).expect("chmod base");
+        let node = |n: u8| Node {
+            name: format!("node_{}", n - 1),
+            addr: Ipv4Addr::new(127, 0, slot, n),
+            data_dir: base.join(format!("n{}", n - 1)),
+            socket_dir: base.join(format!("s{}", n - 1)),
+            log_file: base.join(format!("n{}.log", n - 1)),
+        };
+        let (primary, standby) = (node(2), node(3));
+        for n in [&primary, &standby] {
+            fs::create_dir_all(&n.socket_dir).expect("create a socket dir");
+            fs::set_permissions(&n.socket_dir, fs::Permissions::from_mode(0o777))
+                .expect("chmod socket dir");
+        }
+        init_primary(&primary);
+        primary.start();
+        register(&primary);
+        clone_standby(&primary, &standby);
+        standby.start();
+        register(&standby);
+        let cluster = Cluster {
+            slot,
+            base,
+            primary,
+            standby,
+            _lock: lock,
+        };
+        cluster.wait_streaming(Duration::from_secs(30));
+        cluster
+    }
+
+    /// Waits until the standby streams from the primary.
+    pub fn wait_streaming(&self, bound: Duration) {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{}' AND state = 'streaming'",
+            self.standby.name
+        );
+        wait_until(bound, "standby streaming", || self.primary.sql(&sql) == "1");
+    }
+
+    /// An address on this cluster's slot that no node uses (127.0.K.n).
+    pub fn spare_addr(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.slot, n)
+    }
+}
+
+fn init_primary(node: &Node) {
+    run(as_pg_user(&pg_bin("initdb"))
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-D",
+        ])
+        .arg(&node.data_dir));
+    let conf = format!(
+        "listen_addresses = '{addr}'\nport = 5432\nunix_socket_directories = '{sock}'\n\
+         wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n\
+         full_page_writes = off\nsynchronous_commit = off\nshared_buffers = 16MB\nmax_connections = 60\n\
+         log_min_messages = warning\nlog_connections = off\n",
+        addr = node.addr,
+        sock = node.socket_dir.display()
+    );
+    append(&node.data_dir.join("postgresql.conf"), &conf);
+    fs::write(
+        node.data_dir.join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n",
+    )
+    .expect("write pg_hba.conf");
+}
+
+fn clone_standby(primary: &Node, standby: &Node) {
+    run(as_pg_user(&pg_bin("pg_basebackup"))
+        .args([
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "-U",
+            "postgres",
+            "-p",
+            "5432",
+            "-h",
+        ])
+        .arg(primary.addr.to_string())
+        .arg("-D")
+        .arg(&standby.data_dir));
+    let conf = format!(
+        "listen_addresses = '{addr}'\nunix_socket_directories = '{sock}'\n",
+        addr = standby.addr,
+        sock = standby.socket_dir.display()
+    );
+    append(&standby.data_dir.join("postgresql.conf"), &conf);
+    // As repmgr does: the standby's application_name is its node name.
+    append(
+        &standby.data_dir.join("postgresql.auto.conf"),
+        &format!(
+            "primary_conninfo = 'host={} port=5432 user=postgres application_name={}'\n",
+            primary.addr, standby.name
+        ),
+    );
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+fn register(node: &Node) {
+    let mut started = STARTED.lock().expect("registry lock");
+    if started.is_empty() {
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe { libc::atexit(stop_all_at_exit) };
+    }
+    started.push(node.data_dir.clone());
+}
+
+extern "C" fn stop_all_at_exit() {
+    let dirs = STARTED.lock().map(|d| d.clone()).unwrap_or_default();
+    for dir in dirs {
+        stop_data_dir(&dir);
+    }
+}
+
+/// Stops whatever postmaster runs in `dir`, even a SIGSTOPped one.
+fn stop_data_dir(dir: &Path) {
+    if let Ok(text) = fs::read_to_string(dir.join("postmaster.pid")) {
+        if let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        {
+            // SAFETY: signalling a pid; harmless if it is gone.
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+            }
+        }
+        let _ = as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-t", "20", "-m", "immediate", "-D"])
+            .arg(dir)
+            .arg("stop")
+            .output();
+    }
+}
+
+fn clean_leftovers(base: &Path) {
+    if let Ok(entries) = fs::read_dir(base) {
+        for entry in entries.flatten() {
+            stop_data_dir(&entry.path());
+        }
+    }
+    let _ = fs::remove_dir_all(base);
+}
+
+/// Takes the first free slot (10..=250), held by an flock until exit.
+fn take_slot() -> (u8, fs::File) {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join("pgsql-state-test");
+    fs::create_dir_all(&dir).expect("create the test dir");
+    for slot in 10..=250u8 {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("slot-{slot}.lock")))
+            .expect("open a slot lock");
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return (slot, file);
+        }
+    }
+    panic!("no free test slot in 127.0.10-250.x");
+}
+
+/// The directory of the PostgreSQL server binaries (Debian keeps them out of PATH).
+pub fn pg_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no PostgreSQL server in /usr/lib/postgresql/*/bin: run ./scripts/test.sh, which installs it, or set PG_BINDIR")
+}
+
+/// A PostgreSQL binary by name.
+pub fn pg_bin(name: &str) -> PathBuf {
+    pg_bindir().join(name)
+}
+
+/// A command run as the unprivileged `postgres` user when we are root.
+pub fn as_pg_user(program: &Path) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn check_prerequisites() {
+    let _ = pg_bindir();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let ok = Command::new("id")
+            .arg("postgres")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "running as root needs the unprivileged `postgres` user: apt-get install postgresql"
+        );
+    }
+}
+
+/// Runs a command and panics with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Polls `check` until it is true, or panics after `bound`.
+pub fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,16 @@
+//! The integration-test harness: real PostgreSQL nodes on loopback, each on
+//! its own 127.0.K.x address, run as an unprivileged user, plus helpers to
+//! run the real `pgsql-state` binary and real `ncat`/`nc`.
+//!
+//! One [`Cluster`] per test file (a `static OnceLock`), shared by its tests.
+//! Each cluster takes a free "slot" K (a lock file held for the process's
+//! life), so test files can run in parallel without address clashes.
+//! Everything is stopped by an `atexit` hook when the test binary exits.
+
+#![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
+
+pub mod cluster;
+pub mod tools;
+
+pub use cluster::{run, wait_until, Cluster, Node};
+pub use tools::*;

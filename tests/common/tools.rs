@@ -1,0 +1,226 @@
+//! Running the real binary and the real clients (`ncat`, `nc`,
+//! `systemd-socket-activate`), each bounded in time.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The pgsql-state binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgsql-state"))
+}
+
+/// Panics with a clear message when a tool the tests need is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+    ]) {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("`{name}` is missing: run ./scripts/test.sh, which installs it (apt-get)");
+}
+
+/// Runs `program` with `input` on stdin, bounded by `bound`; returns stdout.
+pub fn run_client(program: &str, args: &[&str], input: &[u8], bound: Duration) -> String {
+    let tool = require_tool(program);
+    let mut child = Command::new(&tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait for the client").is_some() {
+            break;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let out = child
+                .wait_with_output()
+                .expect("collect the client's output");
+            panic!(
+                "{program} {args:?} did not finish within {bound:?}; it printed {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect the client's output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ncat --recv-only ADDR PORT`, as the README shows.
+pub fn ncat_recv(addr: SocketAddr) -> String {
+    run_client(
+        "ncat",
+        &[
+            "--recv-only",
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ],
+        b"",
+        Duration::from_secs(15),
+    )
+}
+
+/// `nc ADDR PORT` (OpenBSD netcat), as the README shows.
+pub fn nc(addr: SocketAddr) -> String {
+    run_client(
+        "nc",
+        &[&addr.ip().to_string(), &addr.port().to_string()],
+        b"",
+        Duration::from_secs(15),
+    )
+}
+
+/// `ncat ADDR PORT` sending `input` (an HTTP request, an agent-send line).
+pub fn ncat_send(addr: SocketAddr, input: &[u8]) -> String {
+    run_client(
+        "ncat",
+        &[&addr.ip().to_string(), &addr.port().to_string()],
+        input,
+        Duration::from_secs(15),
+    )
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Spawned {
+    pub child: Child,
+    pub what: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Spawned {
+    /// Starts `cmd` and waits until `addr` accepts TCP connections.
+    pub fn listening(mut cmd: Command, addr: SocketAddr, what: &str) -> Spawned {
+        cmd.stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut spawned = Spawned {
+            child,
+            what: what.to_string(),
+        };
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = spawned.child.try_wait() {
+                panic!("{what} exited with {status} before listening on {addr}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{what} did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        spawned
+    }
+
+    /// Stops the process with SIGTERM and returns its exit status.
+    pub fn terminate(mut self, bound: Duration) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "{} did not stop within {bound:?} of SIGTERM",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How `systemd-socket-activate` hands over connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `--accept`: a connection on fd 3 with LISTEN_FDS=1, as systemd's Accept=yes.
+    Accept,
+    /// `--inetd`: the connection on stdin/stdout.
+    Inetd,
+    /// No --accept: the listening socket on fd 3, as systemd's Accept=no.
+    Listener,
+}
+
+/// Runs `pgsql-state [pre_args] respond [args]` under `systemd-socket-activate` on `addr`.
+pub fn socket_activate(
+    addr: SocketAddr,
+    how: Activation,
+    pre_args: &[&str],
+    args: &[&str],
+) -> Spawned {
+    let tool = require_tool("systemd-socket-activate");
+    let mut cmd = Command::new(tool);
+    cmd.arg("-l").arg(addr.to_string());
+    match how {
+        Activation::Accept => {
+            cmd.arg("--accept");
+        }
+        Activation::Inetd => {
+            cmd.args(["--accept", "--inetd"]);
+        }
+        Activation::Listener => {}
+    }
+    cmd.arg("--")
+        .arg(binary())
+        .args(pre_args)
+        .arg("respond")
+        .args(args);
+    cmd.stderr(Stdio::null());
+    Spawned::listening(cmd, addr, &format!("socket-activated responder ({how:?})"))
+}
+
+/// Runs `pgsql-state respond --listen addr [args]`.
+pub fn respond_server(addr: SocketAddr, args: &[&str]) -> Spawned {
+    let mut cmd = Command::new(binary());
+    cmd.args(["respond", "--listen", &addr.to_string()])
+        .args(args);
+    Spawned::listening(cmd, addr, "long-lived responder")
+}
+
+/// Runs `pgsql-state ARGS` and returns (exit code, stdout, stderr).
+pub fn pgsql_state(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pgsql-state");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh runtime directory for one test's verdict and maintenance files.
+pub fn runtime_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join("pgsql-state-test")
+        .join(format!("run-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a runtime dir");
+    dir
+}

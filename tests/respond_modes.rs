@@ -1,0 +1,449 @@
+//! `pgsql-state respond` in every mode against a real primary and standby:
+//! systemd-style Accept=yes (fd 3), inetd (stdin), Accept=no (a passed
+//! listener) and `--listen`, read with real `ncat` and `nc`; the http and
+//! agent formats; the maintenance flag and verdict files; config handling.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use common::*;
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+fn at(node: &Node, port: u16) -> SocketAddr {
+    SocketAddr::new(node.addr.into(), port)
+}
+
+/// (node, the word it must say)
+fn roles() -> [(&'static Node, &'static str); 2] {
+    let c = cluster();
+    [(&c.primary, "production\n"), (&c.standby, "standby\n")]
+}
+
+#[test]
+fn accept_yes_answers_each_role_to_ncat_and_nc() {
+    for (node, word) in roles() {
+        let addr = at(node, 5431);
+        let _activator = socket_activate(
+            addr,
+            Activation::Accept,
+            &[],
+            &["--conninfo", &node.conninfo()],
+        );
+        assert_eq!(ncat_recv(addr), word, "ncat --recv-only {addr}");
+        assert_eq!(nc(addr), word, "nc {addr}");
+    }
+}
+
+#[test]
+fn inetd_answers_each_role() {
+    for (node, word) in roles() {
+        let addr = at(node, 5434);
+        let _activator = socket_activate(
+            addr,
+            Activation::Inetd,
+            &[],
+            &["--conninfo", &node.conninfo()],
+        );
+        assert_eq!(ncat_recv(addr), word, "ncat --recv-only {addr}");
+        assert_eq!(nc(addr), word, "nc {addr}");
+    }
+}
+
+#[test]
+fn accept_no_serves_the_passed_listener() {
+    for (node, word) in roles() {
+        let addr = at(node, 5435);
+        let _server = socket_activate(
+            addr,
+            Activation::Listener,
+            &[],
+            &["--conninfo", &node.conninfo()],
+        );
+        for _ in 0..3 {
+            assert_eq!(ncat_recv(addr), word, "ncat --recv-only {addr}");
+        }
+        assert_eq!(nc(addr), word, "nc {addr}");
+    }
+}
+
+#[test]
+fn long_lived_serves_many_clients_at_once() {
+    for (node, word) in roles() {
+        let addr = at(node, 5436);
+        let server = respond_server(addr, &["--conninfo", &node.conninfo()]);
+        let answers: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    s.spawn(move || {
+                        use std::io::Read;
+                        let mut stream =
+                            std::net::TcpStream::connect(addr).expect("connect to the server");
+                        let mut out = String::new();
+                        stream.read_to_string(&mut out).expect("read the answer");
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("client thread"))
+                .collect()
+        });
+        assert!(answers.iter().all(|a| a == word), "{answers:?}");
+        assert_eq!(ncat_recv(addr), word);
+        assert_eq!(nc(addr), word);
+        let status = server.terminate(std::time::Duration::from_secs(5));
+        assert!(
+            status.success(),
+            "SIGTERM must stop the server cleanly: {status}"
+        );
+    }
+}
+
+#[test]
+fn http_format_answers_patroni_paths() {
+    let c = cluster();
+    let cases: &[(&Node, &str, &str)] = &[
+        (&c.primary, "/primary", "HTTP/1.0 200 OK"),
+        (&c.primary, "/replica", "HTTP/1.0 503 Service Unavailable"),
+        (&c.primary, "/read-only", "HTTP/1.0 200 OK"),
+        (&c.standby, "/primary", "HTTP/1.0 503 Service Unavailable"),
+        (&c.standby, "/replica", "HTTP/1.0 200 OK"),
+        (&c.standby, "/health", "HTTP/1.0 200 OK"),
+        (&c.standby, "/nope", "HTTP/1.0 404 Not Found"),
+    ];
+    let servers: Vec<Spawned> = [&c.primary, &c.standby]
+        .iter()
+        .map(|n| {
+            respond_server(
+                at(n, 5437),
+                &["--format", "http", "--conninfo", &n.conninfo()],
+            )
+        })
+        .collect();
+    for (node, path, status) in cases {
+        let reply = ncat_send(
+            at(node, 5437),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(reply.starts_with(status), "{} {path}: {reply:?}", node.name);
+    }
+    // One-shot under Accept=yes speaks HTTP too.
+    drop(servers);
+    let addr = at(&c.primary, 5438);
+    let _activator = socket_activate(
+        addr,
+        Activation::Accept,
+        &[],
+        &["--format", "http", "--conninfo", &c.primary.conninfo()],
+    );
+    let reply = ncat_send(addr, b"GET /master HTTP/1.0\r\n\r\n");
+    assert!(
+        reply.starts_with("HTTP/1.0 200 OK") && reply.ends_with("\r\n\r\nproduction\n"),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn agent_format_answers_haproxy_agent_checks() {
+    let c = cluster();
+    let primary = at(&c.primary, 5439);
+    let standby = at(&c.standby, 5439);
+    let _p = respond_server(
+        primary,
+        &["--format", "agent", "--conninfo", &c.primary.conninfo()],
+    );
+    let _s = respond_server(
+        standby,
+        &["--format", "agent", "--conninfo", &c.standby.conninfo()],
+    );
+    assert_eq!(ncat_send(primary, b"primary\n"), "up ready\n");
+    assert_eq!(ncat_send(primary, b"replica\n"), "down #production\n");
+    assert_eq!(ncat_send(standby, b"replica\n"), "up ready\n");
+    assert_eq!(ncat_send(standby, b"primary\n"), "down #standby\n");
+    assert_eq!(
+        ncat_recv(standby),
+        "up ready\n",
+        "no agent-send: any serving role is up"
+    );
+}
+
+/// `pgsql-state respond` from a terminal (stdin not a socket) prints the word.
+fn word_of(node: &Node, extra: &[&str]) -> String {
+    let conninfo = node.conninfo();
+    let mut args = vec!["respond", "--conninfo", conninfo.as_str()];
+    args.extend_from_slice(extra);
+    let (code, out, err) = pgsql_state(&args);
+    assert_eq!(code, 0, "respond {extra:?}: {err}");
+    out
+}
+
+#[test]
+fn maintenance_flag_drains_the_node() {
+    let c = cluster();
+    let dir = runtime_dir("maintenance");
+    let d = dir.to_str().expect("utf-8 path");
+    assert_eq!(word_of(&c.primary, &["--runtime-dir", d]), "production\n");
+    let (code, out, _) = pgsql_state(&["maintenance", "on", "--runtime-dir", d]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(word_of(&c.primary, &["--runtime-dir", d]), "maintenance\n");
+    assert_eq!(word_of(&c.standby, &["--runtime-dir", d]), "maintenance\n");
+    // Over the wire too, and in agent format it drains.
+    let addr = at(&c.primary, 5440);
+    let _server = respond_server(
+        addr,
+        &[
+            "--format",
+            "agent",
+            "--runtime-dir",
+            d,
+            "--conninfo",
+            &c.primary.conninfo(),
+        ],
+    );
+    assert_eq!(ncat_recv(addr), "drain #maintenance\n");
+    let (code, _, _) = pgsql_state(&["maintenance", "off", "--runtime-dir", d]);
+    assert_eq!(code, 0);
+    assert_eq!(word_of(&c.primary, &["--runtime-dir", d]), "production\n");
+    assert_eq!(ncat_recv(addr), "up ready\n");
+}
+
+/// Reads this machine's boot id and monotonic clock, as the responder does.
+fn clock_now() -> (String, u64) {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (
+        boot.trim().to_string(),
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000,
+    )
+}
+
+/// A verdict file's text, written `age_ms` ago and valid for `valid_ms`.
+fn verdict_text(kind: &str, age_ms: u64, valid_ms: u64, identity: Option<&str>) -> String {
+    let (boot, now) = clock_now();
+    let mut text = format!(
+        "verdict={kind}\nreason=test\nboot_id={boot}\nmonotonic_ms={}\nvalid_ms={valid_ms}\n",
+        now - age_ms
+    );
+    if let Some(identity) = identity {
+        text.push_str(identity);
+    }
+    text
+}
+
+#[test]
+fn verdict_files_steer_the_answer() {
+    let c = cluster();
+    let p = &c.primary;
+    let identity = p.sql(
+        "SELECT format(E'system_identifier=%s\\ntimeline=%s\\npostmaster_start_us=%s\\n', \
+         (SELECT system_identifier FROM pg_control_system()), \
+         ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, \
+         (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint)",
+    ) + "\n";
+    let wrong_timeline = identity.replace("timeline=1\n", "timeline=9\n");
+    assert_ne!(
+        identity, wrong_timeline,
+        "the primary is on timeline 1: {identity}"
+    );
+    enum File {
+        None,
+        Text(String),
+        Directory,
+    }
+    let cases: Vec<(&str, &Node, File, &str, &str)> = vec![
+        ("no verdict", p, File::None, "verdict", "production\n"),
+        (
+            "fresh fence",
+            p,
+            File::Text(verdict_text("fenced", 0, 60_000, None)),
+            "verdict",
+            "fenced\n",
+        ),
+        (
+            "stale fence holds",
+            p,
+            File::Text(verdict_text("fenced", 120_000, 60_000, None)),
+            "verdict",
+            "fenced\n",
+        ),
+        (
+            "fence ignored when off",
+            p,
+            File::Text(verdict_text("fenced", 0, 60_000, None)),
+            "off",
+            "production\n",
+        ),
+        (
+            "garbage fails closed",
+            p,
+            File::Text("verdict=\u{1}\n".into()),
+            "verdict",
+            "fenced\n",
+        ),
+        (
+            "unreadable fails closed",
+            p,
+            File::Directory,
+            "verdict",
+            "fenced\n",
+        ),
+        (
+            "production verdict",
+            p,
+            File::Text(verdict_text("production", 0, 60_000, None)),
+            "verdict",
+            "production\n",
+        ),
+        (
+            "strict without verdict",
+            p,
+            File::None,
+            "strict",
+            "fenced\n",
+        ),
+        (
+            "strict lease",
+            p,
+            File::Text(verdict_text("production", 0, 60_000, Some(&identity))),
+            "strict",
+            "production\n",
+        ),
+        (
+            "strict lease expired",
+            p,
+            File::Text(verdict_text("production", 61_000, 60_000, Some(&identity))),
+            "strict",
+            "fenced\n",
+        ),
+        (
+            "strict other timeline",
+            p,
+            File::Text(verdict_text("production", 0, 60_000, Some(&wrong_timeline))),
+            "strict",
+            "fenced\n",
+        ),
+        (
+            "lagging verdict",
+            &c.standby,
+            File::Text(verdict_text("lagging", 0, 60_000, None)),
+            "verdict",
+            "lagging\n",
+        ),
+        (
+            "stale lagging verdict",
+            &c.standby,
+            File::Text(verdict_text("lagging", 61_000, 60_000, None)),
+            "verdict",
+            "standby\n",
+        ),
+        (
+            "unreadable on a standby",
+            &c.standby,
+            File::Directory,
+            "verdict",
+            "standby\n",
+        ),
+    ];
+    for (i, (name, node, file, fencing, want)) in cases.into_iter().enumerate() {
+        let dir = runtime_dir(&format!("verdict-{i}"));
+        match file {
+            File::None => {}
+            File::Text(text) => std::fs::write(dir.join("verdict"), text).expect("write verdict"),
+            File::Directory => std::fs::create_dir(dir.join("verdict")).expect("mkdir verdict"),
+        }
+        let got = word_of(
+            node,
+            &[
+                "--fencing",
+                fencing,
+                "--runtime-dir",
+                dir.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn bad_conninfo_and_unreachable_postgres_say_down() {
+    let c = cluster();
+    let (code, out, _) = pgsql_state(&["respond", "--conninfo", "port=notaport"]);
+    assert_eq!((code, out.as_str()), (0, "down: bad conninfo\n"));
+    let (_, out, _) = pgsql_state(&[
+        "respond",
+        "--conninfo",
+        "host=/nonexistent port=5432 user=postgres",
+    ]);
+    assert_eq!(out, "down: no server socket\n");
+    let refused = format!("host={} port=1 user=postgres", c.spare_addr(9));
+    let (_, out, _) = pgsql_state(&["respond", "--conninfo", &refused]);
+    assert_eq!(out, "down: connection refused\n");
+    let nodb = format!("{} dbname=nosuchdb", c.primary.conninfo());
+    let (_, out, _) = pgsql_state(&["respond", "--conninfo", &nodb]);
+    assert_eq!(out, "down: no such database\n");
+}
+
+#[test]
+fn config_file_drives_respond_and_errors_exit_78() {
+    let c = cluster();
+    let dir = runtime_dir("config");
+    let config = dir.join("pgsql-state.yml");
+    let base =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/pgsql-state.yml"))
+            .expect("conf/pgsql-state.yml");
+    let text = base.replace(
+        "conninfo: \"host=/var/run/postgresql port=5432 user=postgres dbname=postgres\"",
+        &format!("conninfo: \"{}\"", c.standby.conninfo()),
+    );
+    assert_ne!(text, base, "the shipped config sets postgres.conninfo");
+    std::fs::write(&config, &text).expect("write config");
+    let cfg = config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&[
+        "-f",
+        cfg,
+        "respond",
+        "--runtime-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "standby\n"), "{err}");
+    // A flag overrides the file.
+    let (_, out, _) = pgsql_state(&[
+        "-f",
+        cfg,
+        "respond",
+        "--runtime-dir",
+        dir.to_str().expect("utf-8"),
+        "--conninfo",
+        &c.primary.conninfo(),
+    ]);
+    assert_eq!(out, "production\n");
+
+    // A broken file: exit 78 with the key and line, and a client still hears why.
+    std::fs::write(&config, text.replace("  watchDog:", "  watchDogg:")).expect("write config");
+    let (code, _, err) = pgsql_state(&["-f", cfg, "respond"]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("harepd.watchDogg: unknown key"), "{err}");
+    let addr = at(&c.primary, 5441);
+    let _activator = socket_activate(addr, Activation::Accept, &["-f", cfg], &[]);
+    assert_eq!(ncat_recv(addr), "down: config error\n");
+    let (code, out, _) = pgsql_state(&["-f", cfg, "check-config"]);
+    assert_eq!(code, 78);
+    let missing = dir.join("missing.yml");
+    let (code, _, err) = pgsql_state(&["-f", missing.to_str().expect("utf-8"), "respond"]);
+    assert_eq!(
+        code, 78,
+        "an explicit -f that is missing is a config error: {err} {out}"
+    );
+}
