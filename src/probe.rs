@@ -257,7 +257,8 @@ mod tests {
             timeline: 3,
             postmaster_start_us: 17,
         });
-        let cases: &[(bool, bool, &[Option<&str>], Option<RoleFacts>)] = &[
+        type Case<'a> = (bool, bool, &'a [Option<&'a str>], Option<RoleFacts>);
+        let cases: &[Case<'_>] = &[
             (false, false, &[Some("f")], Some(RoleFacts::default())),
             (
                 false,

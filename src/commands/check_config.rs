@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::config;
 
 pub fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
     let path = explicit.unwrap_or(Path::new(config::DEFAULT_CONFIG_PATH));
-    let loaded = config::load(path).with_context(|| format!("check-config {}", path.display()))?;
+    let loaded = config::load(path)?;
     for warning in &loaded.warnings {
         println!("{}:{warning} (warning)", path.display());
     }

@@ -24,9 +24,7 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
         Err(error) => {
             // Still tell the client why, then fail with the config error.
             if let Inherited::Client(client) = inherited {
-                let mut fallback = ResponderSettings::default();
-                fallback.format = args.format.map_or(Format::Text, format);
-                answer_config_error(client, fallback);
+                answer_config_error(client, args.format.map_or(Format::Text, format));
             }
             return Err(error);
         }
@@ -116,9 +114,9 @@ fn one_shot(client: ClientSocket, settings: ResponderSettings) -> anyhow::Result
     })
 }
 
-fn answer_config_error(client: ClientSocket, settings: ResponderSettings) {
+fn answer_config_error(client: ClientSocket, format: Format) {
     let word = responder::config_error_word();
-    let reply = match settings.format {
+    let reply = match format {
         Format::Text => crate::respond::format::text_reply(word),
         Format::Http => crate::respond::format::http_reply(b"GET / HTTP/1.0\r\n\r\n", word),
         Format::Agent => {

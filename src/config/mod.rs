@@ -162,7 +162,7 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "line {line}: {}: {}", self.path, self.message),
+            Some(line) => write!(f, "{line}: {}: {}", self.path, self.message),
             None => write!(f, "{}: {}", self.path, self.message),
         }
     }
@@ -212,31 +212,100 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates config text. On failure, returns every problem found.
 pub fn parse(text: &str) -> Result<Loaded, Vec<Problem>> {
-    let mut unknown: Vec<String> = Vec::new();
-    let deserializer = serde_yaml::Deserializer::from_str(text);
-    let parsed: Result<RawFile, _> = serde_ignored::deserialize(deserializer, |path| {
-        unknown.push(dotted_path(&path));
-    });
-    let mut problems: Vec<Problem> = unknown
-        .iter()
-        .map(|path| Problem {
-            line: locate_dotted(text, path),
-            path: path.clone(),
-            message: "unknown key".to_string(),
-        })
-        .collect();
-    let raw = match parsed {
-        Ok(raw) => raw,
-        Err(error) => {
-            problems.push(yaml_problem(&error));
-            return Err(problems);
-        }
-    };
+    let mut problems = Vec::new();
+    let raw = deserialize_all(text, &mut problems).ok_or_else(|| problems.clone())?;
     let mut warnings = Vec::new();
     let config = validate(raw, text, &mut problems, &mut warnings);
     match config {
         Some(config) if problems.is_empty() => Ok(Loaded { config, warnings }),
         _ => Err(problems),
+    }
+}
+
+/// Deserializes the file, collecting every unknown key and every value of
+/// the wrong type rather than stopping at the first: a value that fails is
+/// reported and removed, and the rest is deserialized again. Returns the
+/// file (with failing values left out) unless the YAML itself is broken.
+fn deserialize_all(text: &str, problems: &mut Vec<Problem>) -> Option<RawFile> {
+    let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            problems.push(yaml_problem(&error));
+            return None;
+        }
+    };
+    // Each retry removes one value, so this ends; the bound is a backstop.
+    for _ in 0..1000 {
+        let mut unknown = Vec::new();
+        let mut note_unknown = |path: serde_ignored::Path<'_>| unknown.push(dotted_path(&path));
+        let ignoring = serde_ignored::Deserializer::new(value.clone(), &mut note_unknown);
+        match serde_path_to_error::deserialize::<_, RawFile>(ignoring) {
+            Ok(raw) => {
+                for path in unknown {
+                    problems.push(Problem {
+                        line: locate_dotted(text, &path),
+                        path,
+                        message: "unknown key".to_string(),
+                    });
+                }
+                return Some(raw);
+            }
+            Err(error) => {
+                let keys: Vec<String> = error.path().iter().filter_map(segment_key).collect();
+                let path = keys.join(".");
+                problems.push(Problem {
+                    line: locate_dotted(text, &path),
+                    path: if path.is_empty() { ".".into() } else { path },
+                    message: error.into_inner().to_string(),
+                });
+                if keys.is_empty() || !remove_path(&mut value, &keys) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn segment_key(segment: &serde_path_to_error::Segment) -> Option<String> {
+    use serde_path_to_error::Segment;
+    match segment {
+        Segment::Map { key } => Some(key.clone()),
+        Segment::Seq { index } => Some(index.to_string()),
+        Segment::Enum { variant } => Some(variant.clone()),
+        Segment::Unknown => None,
+    }
+}
+
+/// Removes the value at `keys` (map keys or sequence indexes).
+fn remove_path(value: &mut serde_yaml::Value, keys: &[String]) -> bool {
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for key in parents {
+        let next = match node {
+            serde_yaml::Value::Mapping(map) => map.get_mut(key.as_str()),
+            serde_yaml::Value::Sequence(seq) => {
+                key.parse::<usize>().ok().and_then(|i| seq.get_mut(i))
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    match node {
+        serde_yaml::Value::Mapping(map) => map.remove(last.as_str()).is_some(),
+        serde_yaml::Value::Sequence(seq) => match last.parse::<usize>() {
+            Ok(i) if i < seq.len() => {
+                seq.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -261,23 +330,12 @@ fn join(parent: String, key: &str) -> String {
     }
 }
 
-/// Turns a serde_yaml error into a problem with its path and line.
+/// A YAML syntax error, with its line.
 fn yaml_problem(error: &serde_yaml::Error) -> Problem {
-    let text = error.to_string();
-    // serde_yaml prefixes the key path ("harepd.gRPC.bindPort: invalid type …")
-    // and suffixes the position; split them so the output reads like the others.
-    let (path, rest) = match text.split_once(": ") {
-        Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
-        _ => (".".to_string(), text.clone()),
-    };
-    let message = match rest.rfind(" at line ") {
-        Some(at) => rest[..at].trim_end_matches(',').to_string(),
-        None => rest,
-    };
     Problem {
-        path,
+        path: "(yaml syntax)".to_string(),
         line: error.location().map(|l| l.line()),
-        message,
+        message: error.to_string(),
     }
 }
 
@@ -302,7 +360,8 @@ impl Checker<'_> {
     }
 
     fn required<T>(&mut self, path: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
+        // A value of the wrong type was already reported (and left out).
+        if value.is_none() && problems_lack(self.problems, path) {
             self.report(path, "missing (required)");
         }
         value

@@ -159,46 +159,46 @@ fn every_problem_is_reported_with_its_line() {
         (
             "unknown key",
             "  watchDog: 15\n",
-            &["line 31: harepd.watchDg: unknown key"],
+            &["31: harepd.watchDg: unknown key"],
         ),
         (
             "two unknown keys at two depths",
             "    bindPort: 10000\n",
             &[
-                "line 24: harepd.gRPC.bindPrt: unknown key",
-                "line 31: harepd.watchDg: unknown key",
-                "line 18: harepd.gRPC.bindPort: missing (required)",
+                "24: harepd.gRPC.bindPrt: unknown key",
+                "31: harepd.watchDg: unknown key",
+                "18: harepd.gRPC.bindPort: missing (required)",
             ],
         ),
         (
             "wrong type",
             "    bindPort: 10000\n",
-            &["line 24: harepd.gRPC.bindPort: invalid type: string \"ten\", expected u16"],
+            &["24: harepd.gRPC.bindPort: invalid type: string \"ten\", expected u16"],
         ),
         (
             "bad IP",
             "  primaryIP: \"10.21.57.61\"\n",
-            &["line 3: harepd.primaryIP: \"10.21.57.999\" is not an IP address"],
+            &["3: harepd.primaryIP: \"10.21.57.999\" is not an IP address"],
         ),
         (
             "bad fencing",
             "  watchDog: 15\n",
-            &["line 32: harepd.fencing: \"always\" is not one of off, verdict, strict"],
+            &["32: harepd.fencing: \"always\" is not one of off, verdict, strict"],
         ),
         (
             "bad witness",
             "    witness: 10.21.57.63\n",
-            &["line 29: harepd.gRPC.witness: \"10.21.57.63:http\": \"http\" is not a port"],
+            &["29: harepd.gRPC.witness: \"10.21.57.63:http\": \"http\" is not a port"],
         ),
         (
             "negative timeout",
             "  watchDog: 15\n",
-            &["line 32: harepd.checkTimeout: -1 is not a number of seconds in (0, 86400]"],
+            &["32: harepd.checkTimeout: -1 is not a number of seconds in (0, 86400]"],
         ),
         (
             "bad auth method",
             "      deny: \"reject\"\n",
-            &["line 14: harepd.authModes.deny: \"nope\" is not a pg_hba.conf auth method"],
+            &["14: harepd.authModes.deny: \"nope\" is not a pg_hba.conf auth method"],
         ),
     ];
     let replacements: &[&str] = &[
@@ -228,13 +228,13 @@ fn missing_required_keys_are_all_named() {
     assert_eq!(
         problems(text),
         [
-            "line 1: harepd.nodeName: missing (required)",
-            "line 1: harepd.primaryIP: missing (required)",
-            "line 1: harepd.hbaConfig: missing (required)",
-            "line 3: harepd.haproxy.server: missing (required)",
-            "line 4: harepd.haproxy.users.readWrite: missing (required)",
-            "line 4: harepd.haproxy.users.readOnly: required when allowRO is true",
-            "line 5: harepd.gRPC.bindAddress: missing (required)",
+            "1: harepd.nodeName: missing (required)",
+            "1: harepd.primaryIP: missing (required)",
+            "1: harepd.hbaConfig: missing (required)",
+            "3: harepd.haproxy.server: missing (required)",
+            "4: harepd.haproxy.users.readWrite: missing (required)",
+            "4: harepd.haproxy.users.readOnly: required when allowRO is true",
+            "5: harepd.gRPC.bindAddress: missing (required)",
         ]
     );
 }
@@ -244,13 +244,13 @@ fn no_root_key_and_broken_yaml() {
     assert_eq!(
         problems("pgsql: {}\n"),
         [
-            "line 1: pgsql: unknown key",
+            "1: pgsql: unknown key",
             "harepd: missing: the file must have the root key `harepd`"
         ]
     );
     let broken = problems("harepd:\n  nodeName: [unclosed\n");
     assert_eq!(broken.len(), 1, "{broken:?}");
-    assert!(broken[0].starts_with("line "), "{broken:?}");
+    assert!(broken[0].starts_with("3: (yaml syntax): "), "{broken:?}");
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn tls_keys_in_both_places_conflict() {
     );
     assert_eq!(
         problems(&text),
-        ["line 25: harepd.gRPC.ca: set both here and under gRPC.tls.ca; keep one"]
+        ["25: harepd.gRPC.ca: set both here and under gRPC.tls.ca; keep one"]
     );
 }
 
@@ -282,4 +282,20 @@ fn host_port_forms() {
         let got = host_port(text, 7000).map_err(|_| ());
         assert_eq!(got.as_deref(), want.as_deref(), "{text:?}");
     }
+}
+
+#[test]
+fn type_errors_do_not_hide_other_problems() {
+    let text = HAREPD_CONF_YML
+        .replace("    bindPort: 10000\n", "    bindPort: ten\n")
+        .replace("  allowRO: false\n", "  allowRO: maybe\n")
+        .replace("  watchDog: 15\n", "  watchDg: 15\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "4: harepd.allowRO: invalid type: string \"maybe\", expected a boolean",
+            "24: harepd.gRPC.bindPort: invalid type: string \"ten\", expected u16",
+            "31: harepd.watchDg: unknown key",
+        ]
+    );
 }

@@ -1,0 +1,182 @@
+//! The files we ship are valid to the tools that read them: HAProxy's
+//! configs pass `haproxy -c`, the units pass `systemd-analyze verify`, and
+//! the example config passes `check-config`. Also the CLI's exit codes and
+//! `check-config`'s report of every problem with its line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn haproxy_configs_pass_haproxy_c() {
+    let haproxy = require_tool("haproxy");
+    for cfg in ["haproxy/haproxy.cfg", "haproxy/haproxy-httpchk.cfg"] {
+        let out = Command::new(&haproxy)
+            .arg("-c")
+            .arg("-f")
+            .arg(repo(cfg))
+            .output()
+            .expect("run haproxy -c");
+        assert!(
+            out.status.success(),
+            "{cfg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn haproxy_config_checks_the_words() {
+    let text = std::fs::read_to_string(repo("haproxy/haproxy.cfg")).expect("read haproxy.cfg");
+    for needle in [
+        "listen prod",
+        "bind *:5432",
+        "tcp-check connect port 5431",
+        "tcp-check expect string production",
+        "listen stdby",
+        "bind *:5433",
+        "balance leastconn",
+        "tcp-check expect string standby",
+        "default-server inter 2s fastinter 1s rise 2 fall 1 on-marked-down shutdown-sessions",
+        "stats socket",
+    ] {
+        assert!(text.contains(needle), "haproxy.cfg lacks {needle:?}");
+    }
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let analyze = require_tool("systemd-analyze");
+    let dir = runtime_dir("units");
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(repo("units"))
+        .expect("read units/")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".socket") || name.ends_with(".service") || name.ends_with(".timer") {
+            // Point ExecStart at the binary under test; verify checks it exists.
+            let text = std::fs::read_to_string(entry.path()).expect("read unit");
+            let text = text.replace(
+                "/usr/bin/pgsql-state",
+                binary().to_str().expect("utf-8 path"),
+            );
+            std::fs::write(dir.join(&name), text).expect("copy unit");
+            units.push(dir.join(&name));
+        }
+    }
+    assert!(
+        units.len() >= 4,
+        "expected the socket and service pairs, found {units:?}"
+    );
+    let out = Command::new(analyze)
+        .arg("verify")
+        .args(&units)
+        .output()
+        .expect("run systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+#[test]
+fn accept_yes_socket_survives_floods_by_configuration() {
+    let text =
+        std::fs::read_to_string(repo("units/pgsql-state.socket")).expect("read the socket unit");
+    let value = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("pgsql-state.socket sets no {key}"))
+            .trim_end_matches('s')
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} is not a number"))
+    };
+    assert!(text.contains("Accept=yes") && text.contains("ListenStream=5431"));
+    // systemd 252's default (200 triggers in 2 s) fails the socket for good.
+    let per_second = value("TriggerLimitBurst") / value("TriggerLimitIntervalSec");
+    assert!(
+        per_second >= 2_000,
+        "trigger limit {per_second}/s is below the 2,000/s flood target"
+    );
+    assert!(
+        value("MaxConnections") > 64 && value("MaxConnectionsPerSource") < value("MaxConnections")
+    );
+}
+
+#[test]
+fn example_config_passes_check_config() {
+    let (code, out, err) = pgsql_state(&[
+        "-f",
+        repo("conf/pgsql-state.yml").to_str().expect("utf-8"),
+        "check-config",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok: node node_1"), "{out}");
+}
+
+#[test]
+fn check_config_prints_every_problem_and_exits_78() {
+    let dir = runtime_dir("check-config");
+    let path = dir.join("bad.yml");
+    let good = std::fs::read_to_string(repo("conf/pgsql-state.yml")).expect("read the example");
+    let bad = good
+        .replace("  watchDog: 15", "  watchDogg: 15")
+        .replace("  fencing: verdict", "  fencing: sometimes")
+        .replace("  primaryIP: \"10.21.57.61\"", "  primaryIP: \"node-1\"");
+    std::fs::write(&path, &bad).expect("write the bad config");
+    let line_of = |needle: &str| {
+        bad.lines()
+            .position(|l| l.contains(needle))
+            .expect("needle in file")
+            + 1
+    };
+    let (code, out, err) = pgsql_state(&["-f", path.to_str().expect("utf-8"), "check-config"]);
+    assert_eq!(code, 78, "{out}{err}");
+    for (needle, key, message) in [
+        ("watchDogg", "harepd.watchDogg", "unknown key"),
+        (
+            "fencing: sometimes",
+            "harepd.fencing",
+            "\"sometimes\" is not one of off, verdict, strict",
+        ),
+        (
+            "primaryIP",
+            "harepd.primaryIP",
+            "\"node-1\" is not an IP address",
+        ),
+    ] {
+        let want = format!("bad.yml:{}: {key}: {message}", line_of(needle));
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains("has 3 problem(s)"), "{err}");
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    assert_eq!(pgsql_state(&["no-such-command"]).0, 2, "usage error");
+    assert_eq!(
+        pgsql_state(&["respond", "--fencing", "maybe"]).0,
+        2,
+        "bad flag value"
+    );
+    assert_eq!(
+        pgsql_state(&["respond", "--listen", "not-an-address"]).0,
+        2,
+        "bad --listen"
+    );
+    assert_eq!(
+        pgsql_state(&["-f", "/nonexistent/pgsql-state.yml", "check-config"]).0,
+        78,
+        "missing config"
+    );
+    assert_eq!(pgsql_state(&["--help"]).0, 0);
+}
