@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests and the playground need on Debian 12, when missing:
+# PostgreSQL (server, psql, pgbench), HAProxy, ncat, OpenBSD nc, systemd's
+# socket-activation and analyze tools. Needs root for apt-get; without root
+# it only checks, and fails naming what is missing.
+set -euo pipefail
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+pg_server() { ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; }
+
+pg_server || missing+=(postgresql)
+have psql || missing+=(postgresql-client)
+have pgbench || missing+=(postgresql-client)
+have haproxy || missing+=(haproxy)
+have ncat || missing+=(ncat)
+have nc || missing+=(netcat-openbsd)
+have systemd-socket-activate || missing+=(systemd)
+have systemd-analyze || missing+=(systemd)
+have runuser || missing+=(util-linux)
+have ip || missing+=(iproute2)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+# Unique package names.
+mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${packages[*]}; run as root (apt-get) or install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${packages[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# Debian's postgresql package may start a `main` cluster on 127.0.0.1:5432;
+# the tests use other loopback addresses, so it does not get in the way.

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The main job: a local playground on loopback, from a fresh Debian 12
+# machine with Rust:
+#   ./scripts/playground.sh          run the scenario, then clean up
+#   ./scripts/playground.sh --keep   leave everything running to poke at
+#
+# It starts a PostgreSQL primary (node_1, 127.0.0.2) and a streaming standby
+# (node_2, 127.0.0.3), a pgsql-state responder on each node's port 5431
+# (socket-activated per connection, as systemd's Accept=yes does), and
+# HAProxy (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses
+# rewritten. It shows what `nc` answers, where HAProxy routes, and a
+# failover: the primary stops, the standby is promoted, and HAProxy follows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+keep=no
+[ "${1:-}" = "--keep" ] && keep=yes
+
+./scripts/install-deps.sh
+cargo build --locked --release --quiet
+bin=$PWD/target/release/pgsql-state
+base=${PLAYGROUND_DIR:-/tmp/pgsql-state-playground}
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+stop_all() {
+  [ -f "$base/haproxy.pid" ] && kill "$(cat "$base/haproxy.pid")" 2>/dev/null || true
+  for pidfile in "$base"/responder-*.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  for n in 1 2; do
+    [ -f "$base/n$n/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$base/n$n" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+}
+stop_all
+rm -rf "$base"
+mkdir -p "$base" && chmod 777 "$base"
+if [ "$keep" = no ]; then trap stop_all EXIT; fi
+
+node_addr() { echo "127.0.0.$(( $1 + 1 ))"; }
+conninfo() { echo "host=$base/s$1 port=5432 user=postgres dbname=postgres"; }
+psql_node() { "$pgbin/psql" -X -At -h "$base/s$1" -p 5432 -U postgres -d postgres -c "$2"; }
+
+say "PostgreSQL: primary node_1 on $(node_addr 1), standby node_2 on $(node_addr 2)"
+for n in 1 2; do mkdir -p "$base/s$n" && chmod 777 "$base/s$n"; done
+as_pg "$pgbin/initdb" -U postgres --auth=trust -N -E UTF8 --locale=C -D "$base/n1" >/dev/null
+cat >>"$base/n1/postgresql.conf" <<CONF
+listen_addresses = '$(node_addr 1)'
+unix_socket_directories = '$base/s1'
+wal_level = replica
+hot_standby = on
+fsync = off
+CONF
+printf 'local all all trust\nhost all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n' >"$base/n1/pg_hba.conf"
+as_pg "$pgbin/pg_ctl" -D "$base/n1" -l "$base/n1.log" -w start >/dev/null
+as_pg "$pgbin/pg_basebackup" -h "$(node_addr 1)" -U postgres -D "$base/n2" -R -X stream --checkpoint=fast --no-sync
+cat >>"$base/n2/postgresql.conf" <<CONF
+listen_addresses = '$(node_addr 2)'
+unix_socket_directories = '$base/s2'
+CONF
+echo "primary_conninfo = 'host=$(node_addr 1) port=5432 user=postgres application_name=node_2'" >>"$base/n2/postgresql.auto.conf"
+as_pg "$pgbin/pg_ctl" -D "$base/n2" -l "$base/n2.log" -w start >/dev/null
+
+say "pgsql-state responders on port 5431 of each node"
+for n in 1 2; do
+  systemd-socket-activate --accept -l "$(node_addr "$n"):5431" -- \
+    "$bin" respond --conninfo "$(conninfo "$n")" --runtime-dir "$base/run$n" 2>>"$base/responder-$n.log" &
+  echo $! >"$base/responder-$n.pid"
+done
+sleep 0.5
+for n in 1 2; do
+  echo "\$ nc $(node_addr "$n") 5431"
+  nc "$(node_addr "$n")" 5431
+done
+
+say "HAProxy with haproxy/haproxy.cfg: writes on 127.0.0.4:5432, reads on 127.0.0.4:5433"
+sed -e "s#stats socket /run/haproxy/pgsql-state.sock#stats socket $base/haproxy.sock#" \
+    -e '/log \/dev\/log/d' \
+    -e 's#bind \*:5432#bind 127.0.0.4:5432#' -e 's#bind \*:5433#bind 127.0.0.4:5433#' \
+    -e "s#server node_1 10.21.57.61:5432#server node_1 $(node_addr 1):5432#" \
+    -e "s#server node_2 10.21.57.62:5432#server node_2 $(node_addr 2):5432#" \
+    haproxy/haproxy.cfg >"$base/haproxy.cfg"
+"$haproxy_bin" -q -D -p "$base/haproxy.pid" -f "$base/haproxy.cfg"
+
+status() { echo "show stat" | ncat -U "$base/haproxy.sock" | awk -F, '$2 ~ /^node_/ {printf "%-6s %-7s %s\n", $1, $2, $18}'; }
+wait_status() { # proxy server state
+  for _ in $(seq 1 100); do
+    status | grep -q "^$1 *$2 *$3\$" && return 0
+    sleep 0.2
+  done
+  echo "HAProxy did not mark $2 $3 in $1" >&2; status >&2; return 1
+}
+# HAProxy 2.6 starts every server UP until its first check; wait for the checks.
+wait_status prod node_2 DOWN && wait_status stdby node_1 DOWN
+wait_status prod node_1 UP && wait_status stdby node_2 UP
+status
+echo "\$ psql -h 127.0.0.4 -p 5432 -c 'SELECT inet_server_addr(), pg_is_in_recovery()'"
+"$pgbin/psql" -X -At -h 127.0.0.4 -p 5432 -U postgres -d postgres -c "SELECT inet_server_addr(), pg_is_in_recovery()"
+
+say "Failover: node_1 stops, node_2 is promoted"
+as_pg "$pgbin/pg_ctl" -D "$base/n1" -m fast -w stop >/dev/null
+for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done
+as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
+for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done
+wait_status prod node_2 UP && wait_status prod node_1 DOWN && wait_status stdby node_2 DOWN
+status
+echo "\$ psql -h 127.0.0.4 -p 5432 -c 'CREATE TABLE after_failover …'"
+"$pgbin/psql" -X -At -h 127.0.0.4 -p 5432 -U postgres -d postgres \
+  -c "CREATE TABLE after_failover AS SELECT 1 AS ok" -c "SELECT inet_server_addr(), pg_is_in_recovery()"
+
+if [ "$keep" = yes ]; then
+  say "Left running in $base. Try: nc 127.0.0.3 5431; $bin respond --conninfo '$(conninfo 2)'"
+  echo "Stop it with: PLAYGROUND_DIR=$base $0 and Ctrl-C, or kill the pids in $base/*.pid"
+else
+  say "Done; stopping everything (run with --keep to leave it up)"
+fi

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine with Rust:
+#   ./scripts/test.sh
+# Installs what is missing (see install-deps.sh), builds, runs the unit
+# tests, then the integration test files in parallel: each file starts its
+# own PostgreSQL primary and standby on its own 127.0.K.x addresses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+cargo build --locked --all-targets
+
+echo "== unit tests"
+cargo test --locked --lib --bins
+
+echo "== integration tests (in parallel, one cluster per file)"
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+jobs_max=${TEST_JOBS:-3}
+pids=()
+names=()
+for file in tests/*.rs; do
+  name=$(basename "$file" .rs)
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do sleep 0.2; done
+  cargo test --locked --test "$name" >"$logs/$name.log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+done
+failed=()
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    failed+=("${names[$i]}")
+  fi
+done
+for name in "${names[@]}"; do
+  echo "---- tests/$name.rs"
+  grep -vE '^\s+(Compiling|Finished|Running|Blocking)' "$logs/$name.log" || true
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all test files passed"
