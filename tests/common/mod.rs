@@ -12,5 +12,5 @@
 pub mod cluster;
 pub mod tools;
 
-pub use cluster::{run, wait_until, Cluster, Node};
+pub use cluster::{pg_bin, run, wait_until, Cluster, Node};
 pub use tools::*;
