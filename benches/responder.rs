@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn cycles() -> usize {
-    std::env::var("CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(400)
+    std::env::var("CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(400)
 }
 
 /// p50 and p99 in milliseconds of `n` check cycles against `addr`, after a warm-up.
@@ -33,7 +36,10 @@ fn measure(addr: SocketAddr, expect: &str) -> (f64, f64) {
         stream.read_to_string(&mut out).expect("read");
         drop(stream);
         let took = start.elapsed();
-        assert!(out.contains(expect), "{addr} answered {out:?}, expected {expect:?}");
+        assert!(
+            out.contains(expect),
+            "{addr} answered {out:?}, expected {expect:?}"
+        );
         if i >= 20 {
             times.push(took.as_secs_f64() * 1000.0);
         }
@@ -90,6 +96,8 @@ fn one_shot_peak_rss_kib(conninfo: &str, addr: SocketAddr) -> i64 {
     let fd = server_side.into_raw_fd();
     // SAFETY: fd is a socket we own; Stdio takes ownership of it.
     let stdin = unsafe { Stdio::from_raw_fd(fd) };
+    // Reaped below by wait4, which is what reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(binary())
         .args(["respond", "--conninfo", conninfo])
         .stdin(stdin)
@@ -153,7 +161,8 @@ fn main() {
     let p = &cluster.primary;
     let conninfo = p.conninfo();
     let psql = pg_bin("psql");
-    let psql_query = "SELECT CASE pg_is_in_recovery() WHEN true THEN 'standby' ELSE 'production' END";
+    let psql_query =
+        "SELECT CASE pg_is_in_recovery() WHEN true THEN 'standby' ELSE 'production' END";
     let at = |port| SocketAddr::new(p.addr.into(), port);
     let sock = p.socket_dir.to_str().expect("utf-8").to_string();
     let tool = require_tool("systemd-socket-activate");
@@ -178,31 +187,57 @@ fn main() {
 
     let echo_accept = {
         let _s = spawn_activate(7001, true, &["/bin/echo", "production"]);
-        row("floor: /bin/echo under systemd-socket-activate", measure(at(7001), "production"))
+        row(
+            "floor: /bin/echo under systemd-socket-activate",
+            measure(at(7001), "production"),
+        )
     };
     let ours_accept = {
         let _s = spawn_activate(7002, false, &[bin, "respond", "--conninfo", &conninfo]);
-        row("pgsql-state respond, --accept (fd 3, LISTEN_FDS)", measure(at(7002), "production"))
+        row(
+            "pgsql-state respond, --accept (fd 3, LISTEN_FDS)",
+            measure(at(7002), "production"),
+        )
     };
     let ours_inetd = {
         let _s = spawn_activate(7003, true, &[bin, "respond", "--conninfo", &conninfo]);
-        row("pgsql-state respond, --accept --inetd (stdin)", measure(at(7003), "production"))
+        row(
+            "pgsql-state respond, --accept --inetd (stdin)",
+            measure(at(7003), "production"),
+        )
     };
     let psql_inetd = {
         let psql = psql.to_str().expect("utf-8");
-        let argv = [psql, "-X", "-At", "-h", &sock, "-U", "postgres", "-d", "postgres", "-c", psql_query];
+        let argv = [
+            psql, "-X", "-At", "-h", &sock, "-U", "postgres", "-d", "postgres", "-c", psql_query,
+        ];
         let _s = spawn_activate(7004, true, &argv);
-        row("psql one-liner (the seed's unit), --accept --inetd", measure(at(7004), "production"))
+        row(
+            "psql one-liner (the seed's unit), --accept --inetd",
+            measure(at(7004), "production"),
+        )
     };
     let connect_query = pgbench(p, true);
     let warm_query = pgbench(p, false);
-    println!("{:<55} mean {connect_query:>6.3} ms", "pgbench -C: connect + SELECT pg_is_in_recovery()");
-    println!("{:<55} mean {warm_query:>6.3} ms", "pgbench: warm SELECT pg_is_in_recovery()");
+    println!(
+        "{:<55} mean {connect_query:>6.3} ms",
+        "pgbench -C: connect + SELECT pg_is_in_recovery()"
+    );
+    println!(
+        "{:<55} mean {warm_query:>6.3} ms",
+        "pgbench: warm SELECT pg_is_in_recovery()"
+    );
 
     constant_server(at(7005));
-    let constant = row("floor: persistent TCP server writing a constant", measure(at(7005), "production"));
+    let constant = row(
+        "floor: persistent TCP server writing a constant",
+        measure(at(7005), "production"),
+    );
     let server = respond_server(at(7006), &["--conninfo", &conninfo]);
-    let ours_long = row("pgsql-state respond --listen (long-lived)", measure(at(7006), "production"));
+    let ours_long = row(
+        "pgsql-state respond --listen (long-lived)",
+        measure(at(7006), "production"),
+    );
     let rate = throughput(at(7006), 4, 3);
     let server_rss = vm_hwm_kib(server.child.id());
     drop(server);
@@ -214,11 +249,23 @@ fn main() {
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!("| one-shot (fd 3) p50 / its floor (echo p50 + pgbench -C) | {:.2}× ({:.2} / {:.2} ms) | ≤ 1.3× |", ours_accept.0 / one_shot_floor, ours_accept.0, one_shot_floor);
-    println!("| one-shot (inetd) p50 / its floor | {:.2}× | ≤ 1.3× |", ours_inetd.0 / one_shot_floor);
-    println!("| psql one-liner p50 / one-shot (fd 3) p50 | {:.2}× faster | ≥ 2× |", psql_inetd.0 / ours_accept.0);
+    println!(
+        "| one-shot (inetd) p50 / its floor | {:.2}× | ≤ 1.3× |",
+        ours_inetd.0 / one_shot_floor
+    );
+    println!(
+        "| psql one-liner p50 / one-shot (fd 3) p50 | {:.2}× faster | ≥ 2× |",
+        psql_inetd.0 / ours_accept.0
+    );
     println!("| long-lived p50 / its floor (constant server p50 + warm query) | {:.2}× ({:.3} / {:.3} ms) | ≤ 2× |", ours_long.0 / long_floor, ours_long.0, long_floor);
-    println!("| psql one-liner p50 / long-lived p50 | {:.0}× faster | |", psql_inetd.0 / ours_long.0);
+    println!(
+        "| psql one-liner p50 / long-lived p50 | {:.0}× faster | |",
+        psql_inetd.0 / ours_long.0
+    );
     println!("| long-lived throughput, 4 clients, 2 cores | {rate:.0} checks/s | ≥ 5,000 |");
     println!("| long-lived server RSS (VmHWM after the load) | {:.1} MiB | < 9.8 MiB (Patroni 49 MB / 5) |", server_rss as f64 / 1024.0);
-    println!("| one-shot check peak RSS | {:.1} MiB | ≤ 8 MiB |", rss as f64 / 1024.0);
+    println!(
+        "| one-shot check peak RSS | {:.1} MiB | ≤ 8 MiB |",
+        rss as f64 / 1024.0
+    );
 }

@@ -10,7 +10,9 @@
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 pub mod cluster;
+pub mod haproxy;
 pub mod tools;
 
 pub use cluster::{pg_bin, run, wait_until, Cluster, Node};
+pub use haproxy::Haproxy;
 pub use tools::*;

@@ -1,0 +1,126 @@
+//! A real HAProxy running a shipped config, with only addresses, ports and
+//! the stats socket path rewritten, read through its stats socket.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cluster::Cluster;
+use super::tools::{require_tool, runtime_dir, Spawned};
+
+/// HAProxy in front of a cluster: writes on `prod`, reads on `stdby`.
+pub struct Haproxy {
+    pub stats: PathBuf,
+    pub prod: SocketAddr,
+    pub stdby: SocketAddr,
+    _process: Spawned,
+}
+
+impl Haproxy {
+    /// Starts HAProxy with `haproxy/<config>` on `addr`, its servers being
+    /// the cluster's primary (node_1) and standby (node_2).
+    pub fn start(cluster: &Cluster, config: &str, addr: Ipv4Addr) -> Haproxy {
+        let haproxy = require_tool("haproxy");
+        let dir = runtime_dir(&format!("haproxy-{}", cluster.slot));
+        let stats = dir.join("stats.sock");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("haproxy")
+            .join(config);
+        let text = std::fs::read_to_string(&shipped).expect("read the shipped HAProxy config");
+        let rewritten = rewrite(&text, &stats, addr, cluster);
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, rewritten).expect("write the HAProxy config");
+        let mut cmd = Command::new(haproxy);
+        cmd.arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let prod = SocketAddr::new(addr.into(), 5432);
+        let process = Spawned::listening(cmd, prod, "haproxy");
+        Haproxy {
+            stats,
+            prod,
+            stdby: SocketAddr::new(addr.into(), 5433),
+            _process: process,
+        }
+    }
+
+    /// `show stat` rows: (proxy, server, status), for servers only.
+    pub fn servers(&self) -> Vec<(String, String, String)> {
+        let mut s = UnixStream::connect(&self.stats).expect("connect to the stats socket");
+        s.write_all(b"show stat\n").expect("ask show stat");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read show stat");
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                // Field 18 (counting from 1) is the status.
+                (f.len() > 17 && f[1].starts_with("node_"))
+                    .then(|| (f[0].into(), f[1].into(), f[17].into()))
+            })
+            .collect()
+    }
+
+    /// The status of one server ("UP", "DOWN", …).
+    pub fn status(&self, proxy: &str, server: &str) -> String {
+        self.servers()
+            .into_iter()
+            .find(|(p, s, _)| p == proxy && s == server)
+            .map(|(_, _, st)| st)
+            .unwrap_or_else(|| panic!("no server {proxy}/{server}"))
+    }
+
+    /// Names of the servers UP in `proxy`.
+    pub fn up(&self, proxy: &str) -> Vec<String> {
+        self.servers()
+            .into_iter()
+            .filter(|(p, _, st)| p == proxy && st == "UP")
+            .map(|(_, s, _)| s)
+            .collect()
+    }
+
+    /// Waits until `proxy` has exactly `servers` UP.
+    pub fn wait_up(&self, proxy: &str, servers: &[&str], bound: Duration) {
+        let start = Instant::now();
+        loop {
+            let up = self.up(proxy);
+            if up == servers {
+                return;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "{proxy}: UP {up:?}, expected {servers:?} within {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Rewrites only addresses, ports and the stats socket of a shipped config.
+fn rewrite(text: &str, stats: &Path, addr: Ipv4Addr, cluster: &Cluster) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("log /dev/log"))
+        .map(|l| {
+            l.replace(
+                "/run/haproxy/pgsql-state.sock",
+                stats.to_str().expect("utf-8 path"),
+            )
+            .replace("bind *:", &format!("bind {addr}:"))
+            .replace(
+                "10.21.57.61:5432",
+                &format!("{}:5432", cluster.primary.addr),
+            )
+            .replace(
+                "10.21.57.62:5432",
+                &format!("{}:5432", cluster.standby.addr),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

@@ -1,0 +1,116 @@
+//! The shipped `haproxy/haproxy.cfg` in a real HAProxy, checking real
+//! responders on each node's port 5431: writes reach the primary, reads the
+//! standby; maintenance drains; after a failover HAProxy follows, and at no
+//! sampled instant are two servers UP in `prod`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+/// `SELECT inet_server_addr()` through HAProxy at `addr`.
+fn server_behind(addr: SocketAddr, sql: &str) -> String {
+    let out = run(Command::new(pg_bin("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+        ])
+        .args(["-U", "postgres", "-d", "postgres", "-c", sql]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn haproxy_routes_by_the_words_and_follows_a_failover() {
+    let c = Cluster::start();
+    let dirs = [runtime_dir("routing-1"), runtime_dir("routing-2")];
+    let _responders: Vec<Spawned> = [&c.primary, &c.standby]
+        .iter()
+        .zip(&dirs)
+        .map(|(node, dir)| {
+            let args = [
+                "--check-timeout",
+                "1",
+                "--runtime-dir",
+                dir.to_str().expect("utf-8"),
+                "--conninfo",
+                &node.conninfo(),
+            ];
+            socket_activate(
+                SocketAddr::new(node.addr.into(), 5431),
+                Activation::Accept,
+                &[],
+                &args,
+            )
+        })
+        .collect();
+    let h = Haproxy::start(&c, "haproxy.cfg", c.spare_addr(4));
+    let settle = Duration::from_secs(15);
+    h.wait_up("prod", &["node_1"], settle);
+    h.wait_up("stdby", &["node_2"], settle);
+    assert_eq!(
+        server_behind(h.prod, "SELECT inet_server_addr()"),
+        c.primary.addr.to_string()
+    );
+    assert_eq!(
+        server_behind(h.stdby, "SELECT inet_server_addr()"),
+        c.standby.addr.to_string()
+    );
+
+    // Maintenance on the standby drains it from the read pool, and back.
+    let dir = dirs[1].to_str().expect("utf-8");
+    assert_eq!(
+        pgsql_state(&["maintenance", "on", "--runtime-dir", dir]).0,
+        0
+    );
+    h.wait_up("stdby", &[], settle);
+    assert_eq!(
+        pgsql_state(&["maintenance", "off", "--runtime-dir", dir]).0,
+        0
+    );
+    h.wait_up("stdby", &["node_2"], settle);
+
+    // Failover, with the invariant sampled all along: never two UP in prod.
+    let done = AtomicBool::new(false);
+    let violations = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let up = h.up("prod");
+                if up.len() > 1 {
+                    seen.push(up);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        c.primary.stop("fast");
+        run(common::cluster::as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-D"])
+            .arg(&c.standby.data_dir)
+            .arg("promote"));
+        h.wait_up("prod", &["node_2"], settle);
+        h.wait_up("stdby", &[], settle);
+        done.store(true, Ordering::Relaxed);
+        sampler.join().expect("sampler")
+    });
+    assert!(
+        violations.is_empty(),
+        "two servers UP in prod: {violations:?}"
+    );
+    assert_eq!(
+        server_behind(h.prod, "CREATE TABLE after_failover AS SELECT 1"),
+        "SELECT 1"
+    );
+    assert_eq!(
+        server_behind(h.prod, "SELECT inet_server_addr()"),
+        c.standby.addr.to_string()
+    );
+}
