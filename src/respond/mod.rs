@@ -223,27 +223,29 @@ async fn read_http_head<C: Conn>(conn: &mut C, bound: Duration) -> Vec<u8> {
     head
 }
 
-/// Reads one line (an agent-check `agent-send`) while `work` runs, and
-/// returns what arrived by the time `work` is done. Nothing is waited for
-/// after that, so an agent check without `agent-send` costs no time.
-async fn read_while<C: Conn, F: std::future::Future>(
-    conn: &mut C,
-    work: F,
-) -> (Vec<u8>, F::Output) {
+/// How long an agent check may take to send its `agent-send` line. HAProxy
+/// sends it right after connecting; without `agent-send` nothing comes, and
+/// the answer waits this long. Agent checks run every few seconds, so the
+/// wait costs nothing that matters.
+const AGENT_REQUEST_GRACE: Duration = Duration::from_millis(100);
+
+/// Reads one line (an agent-check `agent-send`) while `work` runs, and for
+/// at most [`AGENT_REQUEST_GRACE`] from the start; returns what arrived and
+/// the work's output.
+async fn read_while<C: Conn, F: std::future::Future>(conn: &mut C, work: F) -> (Vec<u8>, F::Output) {
+    let deadline = tokio::time::Instant::now() + AGENT_REQUEST_GRACE;
     let mut sent = Vec::new();
-    let mut buf = [0u8; 256];
-    let mut open = true;
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            read = conn.read(&mut buf), if open && sent.len() < 256 && !sent.contains(&b'\n') => match read {
-                Ok(0) | Err(_) => open = false,
+    let read_line = async {
+        let mut buf = [0u8; 256];
+        while sent.len() < 256 && !sent.contains(&b'\n') {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
                 Ok(n) => sent.extend_from_slice(&buf[..n]),
-            },
-            output = &mut work => return (sent, output),
+            }
         }
-    }
+    };
+    let (_, output) = tokio::join!(tokio::time::timeout_at(deadline, read_line), work);
+    (sent, output)
 }
 
 /// The long-lived server's single Postgres connection.
