@@ -25,6 +25,29 @@ pub enum Command {
     CheckConfig,
     /// Drain this node: the responder answers `maintenance` until turned off.
     Maintenance(MaintenanceArgs),
+    /// Serve this node's facts and opinion over gRPC (models.ClusterInfo), as a data node or the witness.
+    Peer(PeerArgs),
+    /// Print the whole cluster: each node's role, timeline, lag, verdict and what its 5431 says.
+    Status(StatusArgs),
+}
+
+/// `peer` flags.
+#[derive(Debug, Default, clap::Args)]
+pub struct PeerArgs {
+    /// Listen on ADDR (ip:port) instead of gRPC.bindAddress:bindPort.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// `status` flags.
+#[derive(Debug, Default, clap::Args)]
+pub struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// The port each node's responder listens on.
+    #[arg(long, value_name = "PORT", default_value_t = 5431)]
+    pub check_port: u16,
 }
 
 /// `respond` flags; each overrides its config key.

@@ -18,8 +18,14 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod error_text;
+pub mod facts;
 pub mod logging;
+pub mod peer;
 pub mod probe;
 pub mod respond;
 pub mod state;
+pub mod status;
+pub mod systemd;
+pub mod warm;
 pub mod word;

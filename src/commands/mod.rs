@@ -3,7 +3,9 @@
 
 mod check_config;
 mod maintenance;
+mod peer;
 mod respond;
+mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Respond(args) => respond::run(cli.config.as_deref(), args),
         Command::CheckConfig => check_config::run(cli.config.as_deref()),
         Command::Maintenance(args) => maintenance::run(cli.config.as_deref(), args),
+        Command::Peer(args) => peer::run(cli.config.as_deref(), args),
+        Command::Status(args) => status::run(cli.config.as_deref(), args),
     }
 }
 
@@ -55,4 +59,33 @@ fn load_config(explicit: Option<&Path>, optional: bool) -> Result<Option<Loaded>
         log::warn!("{}: {warning}", path.display());
     }
     Ok(Some(loaded))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            log::error!("cannot listen for signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Binds a TCP listener on `addr` (ip:port); a malformed address is a usage error.
+fn bind_tcp(addr: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    use anyhow::Context;
+    let sockaddr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| UsageError(format!("{what} {addr:?}: expected ip:port")))?;
+    std::net::TcpListener::bind(sockaddr).with_context(|| format!("cannot listen on {addr}"))
 }

@@ -169,32 +169,10 @@ fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<
                 Listener::Unix(tokio::net::UnixListener::from_std(l)?)
             }
         };
-        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-            log::warn!("sd_notify: {e}");
-        }
-        server::serve(listener, shutdown_signal(), responder).await?;
+        crate::systemd::ready("answering health checks");
+        server::serve(listener, super::shutdown_signal(), responder).await?;
         Ok(())
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            log::error!("cannot listen for signals; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// Started by hand: print the word, as the psql one-liner would.

@@ -110,6 +110,9 @@ impl Default for ResponderSettings {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tls {
     pub enabled: bool,
+    /// Mutual TLS: the peer server accepts only clients whose certificate
+    /// `ca` signed. Off by default, since harepd's client sends none.
+    pub require_client_cert: bool,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -196,6 +199,16 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Problem>,
+    /// Identifies this version of the file (FNV-1a of its bytes), so peers
+    /// can tell when nodes run different configs.
+    pub generation: u64,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint of the config text.
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Reads and validates the file at `path`.
@@ -217,7 +230,11 @@ pub fn parse(text: &str) -> Result<Loaded, Vec<Problem>> {
     let mut warnings = Vec::new();
     let config = validate(raw, text, &mut problems, &mut warnings);
     match config {
-        Some(config) if problems.is_empty() => Ok(Loaded { config, warnings }),
+        Some(config) if problems.is_empty() => Ok(Loaded {
+            config,
+            warnings,
+            generation: fingerprint(text),
+        }),
         _ => Err(problems),
     }
 }
@@ -618,6 +635,13 @@ fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Option<Grpc> {
         );
     }
     let enabled = tls_block.enabled.or(g.enabled).unwrap_or(false);
+    let require_client_cert = tls_block.require_client_cert.unwrap_or(false);
+    if require_client_cert && ca.is_none() {
+        c.report(
+            "harepd.gRPC.tls.requireClientCert",
+            "needs gRPC.tls.ca, the CA that signs client certificates",
+        );
+    }
     if enabled {
         for (name, value) in [("cert", &cert), ("key", &key)] {
             if value.is_none() {
@@ -662,6 +686,7 @@ fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Option<Grpc> {
     Some(Grpc {
         tls: Tls {
             enabled,
+            require_client_cert,
             ca,
             cert,
             key,

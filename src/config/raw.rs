@@ -89,8 +89,10 @@ pub struct RawGrpc {
 
 /// `gRPC.tls:`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawTls {
     pub enabled: Option<bool>,
+    pub require_client_cert: Option<bool>,
     pub ca: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,

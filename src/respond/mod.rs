@@ -9,16 +9,14 @@ pub mod format;
 pub mod inherit;
 pub mod server;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Mutex;
-use tokio_postgres::Client;
 
 use crate::config::{Fencing, Format, ResponderSettings};
 use crate::probe::{self, Goodbye, ProbeError, ProbeQuery};
 use crate::state::{self, VerdictRead};
+use crate::warm::WarmConnection;
 use crate::word::{choose_word, DownReason, Inputs, Now, RoleFacts, Word};
 
 /// A client connection of any stream socket type.
@@ -27,16 +25,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 /// How long a one-shot waits for Postgres to acknowledge the goodbye.
 const GOODBYE_BOUND: Duration = Duration::from_millis(200);
-
-/// The long-lived server opens a new connection once its warm one is this
-/// old. A hung postmaster (SIGSTOP) leaves existing backends answering, so
-/// only a new connection notices it: recycling bounds that blind spot to
-/// this age plus `checkTimeout`, at the cost of one connect per second.
-pub const WARM_MAX_AGE: Duration = Duration::from_secs(1);
-
-/// How long a retired warm connection may take to say goodbye before its
-/// driver is aborted (a hung server never answers).
-const RETIRE_BOUND: Duration = Duration::from_secs(5);
 
 /// Chooses and writes words. Cheap to share behind an `Arc`.
 pub struct Responder {
@@ -91,7 +79,7 @@ impl Responder {
         }
         let (facts, goodbye) = self.facts().await;
         let probe = facts.map_err(|e| {
-            log::warn!("postgres: {}", error_chain(&e));
+            log::warn!("postgres: {}", crate::error_text::one_line(&e));
             e.down_reason()
         });
         let verdict = match (self.settings.fencing, &probe) {
@@ -132,7 +120,17 @@ impl Responder {
         };
         let timeout = self.settings.check_timeout;
         match &self.warm {
-            Some(warm) => (warm.facts(config, &self.query, timeout).await, None),
+            Some(warm) => {
+                let query = &self.query;
+                let facts = warm
+                    .run(
+                        config,
+                        timeout,
+                        |client| async move { query.run(&client).await },
+                    )
+                    .await;
+                (facts, None)
+            }
             None => probe::probe_once(config, &self.query, timeout).await,
         }
     }
@@ -184,21 +182,6 @@ impl Responder {
     }
 }
 
-/// An error and its sources on one line ("cannot connect: …: Connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// Closes a one-shot's Postgres connection politely.
 pub async fn close_goodbye(goodbye: Option<Goodbye>) {
     if let Some(goodbye) = goodbye {
@@ -232,7 +215,10 @@ const AGENT_REQUEST_GRACE: Duration = Duration::from_millis(100);
 /// Reads one line (an agent-check `agent-send`) while `work` runs, and for
 /// at most [`AGENT_REQUEST_GRACE`] from the start; returns what arrived and
 /// the work's output.
-async fn read_while<C: Conn, F: std::future::Future>(conn: &mut C, work: F) -> (Vec<u8>, F::Output) {
+async fn read_while<C: Conn, F: std::future::Future>(
+    conn: &mut C,
+    work: F,
+) -> (Vec<u8>, F::Output) {
     let deadline = tokio::time::Instant::now() + AGENT_REQUEST_GRACE;
     let mut sent = Vec::new();
     let read_line = async {
@@ -246,98 +232,6 @@ async fn read_while<C: Conn, F: std::future::Future>(conn: &mut C, work: F) -> (
     };
     let (_, output) = tokio::join!(tokio::time::timeout_at(deadline, read_line), work);
     (sent, output)
-}
-
-/// The long-lived server's single Postgres connection.
-#[derive(Default)]
-struct WarmConnection {
-    slot: Mutex<Option<Warm>>,
-}
-
-struct Warm {
-    client: Arc<Client>,
-    born: std::time::Instant,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Warm {
-    /// Lets in-flight queries finish and the goodbye go out, but never
-    /// leaves the driver running past [`RETIRE_BOUND`].
-    fn retire(self) {
-        drop(self.client);
-        let abort = self.driver.abort_handle();
-        let driver = self.driver;
-        tokio::spawn(async move {
-            if tokio::time::timeout(RETIRE_BOUND, driver).await.is_err() {
-                abort.abort();
-            }
-        });
-    }
-}
-
-impl WarmConnection {
-    async fn facts(
-        &self,
-        config: &tokio_postgres::Config,
-        query: &ProbeQuery,
-        timeout: Duration,
-    ) -> Result<RoleFacts, ProbeError> {
-        let attempt = async {
-            let client = self.client(config).await?;
-            let result = query.run(&client).await;
-            if let Err(e) = &result {
-                if e.breaks_connection() {
-                    self.drop_client(Some(&client)).await;
-                }
-            }
-            result
-        };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => {
-                // A hung server: forget the connection so the next check reconnects.
-                self.drop_client(None).await;
-                Err(ProbeError::Timeout(timeout))
-            }
-        }
-    }
-
-    /// The warm client, connecting first when there is none or it closed.
-    /// Connecting holds the lock, so a burst of checks makes one connection.
-    async fn client(&self, config: &tokio_postgres::Config) -> Result<Arc<Client>, ProbeError> {
-        let mut slot = self.slot.lock().await;
-        if let Some(warm) = slot.as_ref() {
-            if !warm.client.is_closed() && warm.born.elapsed() < WARM_MAX_AGE {
-                return Ok(warm.client.clone());
-            }
-        }
-        if let Some(old) = slot.take() {
-            old.retire();
-        }
-        let (client, driver) = probe::connect(config).await?;
-        let client = Arc::new(client);
-        *slot = Some(Warm {
-            client: client.clone(),
-            born: std::time::Instant::now(),
-            driver,
-        });
-        Ok(client)
-    }
-
-    /// Drops the warm connection (only if it is still `which`, when given).
-    async fn drop_client(&self, which: Option<&Arc<Client>>) {
-        let mut slot = self.slot.lock().await;
-        let matches = match (slot.as_ref(), which) {
-            (Some(warm), Some(which)) => Arc::ptr_eq(&warm.client, which),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if matches {
-            if let Some(warm) = slot.take() {
-                warm.driver.abort();
-            }
-        }
-    }
 }
 
 /// The word for a config that could not be loaded, so a client still hears why.

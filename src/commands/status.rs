@@ -1,0 +1,79 @@
+//! `pgsql-state status`: asks every configured peer (this node, the
+//! neighbours, the witness) and each data node's health-check port, in
+//! parallel and under deadlines, and prints one table.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+
+use crate::cli::StatusArgs;
+use crate::peer::client::PeerClient;
+use crate::peer::proto::WhatYouKnow;
+use crate::status;
+
+pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
+    crate::logging::init(false);
+    let loaded = super::load_config(explicit, false)?
+        .ok_or_else(|| anyhow::anyhow!("status needs a config file"))?;
+    let config = loaded.config;
+    let own = crate::config::host_port(
+        &format!("{}:{}", config.grpc.bind_address, config.grpc.bind_port),
+        config.grpc.bind_port,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut peers = vec![own];
+    peers.extend(config.grpc.neighbours.iter().cloned());
+    peers.extend(config.grpc.witness.iter().cloned());
+    peers.dedup();
+    let asker = WhatYouKnow {
+        ip: String::new(),
+        node_id: 0,
+        node_name: String::new(),
+    };
+    let client = PeerClient::new(&config.grpc, asker)?;
+    let check_timeout = config.responder.check_timeout + Duration::from_millis(500);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let rows = runtime.block_on(async {
+        let views = client.ask_all(&peers).await;
+        let mut rows = status::rows(&views);
+        // Ask every data node's check port at once; answers land in row order.
+        let mut checks = tokio::task::JoinSet::new();
+        for (i, row) in rows.iter().enumerate().filter(|(_, r)| r.check == "?") {
+            let addr = format!("{}:{}", row.ip, args.check_port);
+            checks.spawn(async move { (i, check_word(&addr, check_timeout).await) });
+        }
+        while let Some(Ok((i, word))) = checks.join_next().await {
+            rows[i].check = word;
+        }
+        rows
+    });
+    if args.json {
+        let out = serde_json::json!({ "summary": status::summary(&rows), "nodes": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", status::render(&rows));
+        println!("{}", status::summary(&rows));
+    }
+    Ok(())
+}
+
+/// What a node's health-check port says, as `nc` would show it.
+async fn check_word(addr: &str, bound: Duration) -> String {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).trim().to_string())
+    };
+    match tokio::time::timeout(bound, attempt).await {
+        Ok(Ok(word)) if !word.is_empty() => word,
+        Ok(Ok(_)) => "(empty)".into(),
+        Ok(Err(e)) => format!("({})", e.kind()),
+        Err(_) => "(timeout)".into(),
+    }
+}

@@ -1,0 +1,224 @@
+//! Building answers, as pure functions over plain values.
+//!
+//! A data node's opinion comes from its own Postgres: a primary names
+//! itself master and its streaming standbys as slaves; a standby names its
+//! upstream. The witness's opinion is what it observed by asking the data
+//! nodes. Names from `pg_stat_replication.application_name` are mapped to
+//! replication IPs through a directory learned from peers, since on
+//! loopback every standby connects from 127.0.0.1.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::client::{PeerError, PeerView};
+use super::proto::{IKnow, Role, Standby, Unreachable, Verdict as VerdictMsg};
+use crate::facts::NodeFacts;
+use crate::state::{VerdictKind, VerdictRead};
+use crate::word::Now;
+
+/// Who is answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    pub node_name: String,
+    /// The replication address (`primaryIP`).
+    pub primary_ip: String,
+    /// The configured witness, `host:port` (empty when none).
+    pub witness: String,
+    pub config_generation: u64,
+}
+
+impl Me {
+    fn base(&self, role: Role) -> IKnow {
+        IKnow {
+            ip: self.primary_ip.clone(),
+            node_name: self.node_name.clone(),
+            witness: self.witness.clone(),
+            role: role as i32,
+            config_generation: self.config_generation,
+            ..IKnow::default()
+        }
+    }
+}
+
+/// A data node's answer. `directory` maps node names to replication IPs.
+pub fn data_node_answer(
+    me: &Me,
+    facts: Result<&NodeFacts, &str>,
+    verdict: &VerdictRead,
+    now: Option<&Now>,
+    directory: &HashMap<String, String>,
+) -> IKnow {
+    let facts = match facts {
+        Ok(facts) => facts,
+        Err(why) => {
+            let mut answer = me.base(Role::Down);
+            answer.postgres_error = why.to_string();
+            add_verdict(&mut answer, verdict, now);
+            return answer;
+        }
+    };
+    let role = if facts.in_recovery {
+        Role::Standby
+    } else {
+        Role::Primary
+    };
+    let mut answer = me.base(role);
+    answer.timeline = facts.timeline.unwrap_or(0);
+    answer.system_identifier = facts.system_identifier;
+    answer.postmaster_start_us = facts.postmaster_start_us;
+    answer.current_lsn = facts.current_lsn.unwrap_or(0);
+    answer.receive_lsn = facts.receive_lsn.unwrap_or(0);
+    answer.replay_lsn = facts.replay_lsn.unwrap_or(0);
+    answer.lag_bytes = facts.lag_bytes().unwrap_or(0);
+    answer.streaming = facts.streaming();
+    answer.upstream = facts.sender_host.clone().unwrap_or_default();
+    answer.standbys = facts
+        .standbys
+        .iter()
+        .map(|s| Standby {
+            name: s.name.clone(),
+            ip: standby_ip(&s.name, s.client_addr.as_deref(), directory),
+            state: s.state.clone(),
+            replay_lag_bytes: s.replay_lag_bytes.unwrap_or(0),
+        })
+        .collect();
+    if facts.in_recovery {
+        if let Some(upstream) = &facts.sender_host {
+            answer.master.push(
+                directory
+                    .get(upstream)
+                    .cloned()
+                    .unwrap_or_else(|| upstream.clone()),
+            );
+        }
+        answer.slaves.push(me.primary_ip.clone());
+    } else {
+        answer.master.push(me.primary_ip.clone());
+        let mut slaves: Vec<String> = answer
+            .standbys
+            .iter()
+            .filter(|s| s.state == "streaming")
+            .map(|s| s.ip.clone())
+            .collect();
+        slaves.sort();
+        slaves.dedup();
+        answer.slaves = slaves;
+    }
+    add_verdict(&mut answer, verdict, now);
+    answer
+}
+
+/// A standby's replication IP: by its name in the directory, else its
+/// client address unless that is loopback (shared by every local standby),
+/// else its name.
+fn standby_ip(
+    name: &str,
+    client_addr: Option<&str>,
+    directory: &HashMap<String, String>,
+) -> String {
+    if let Some(ip) = directory.get(name) {
+        return ip.clone();
+    }
+    match client_addr {
+        Some(addr)
+            if !addr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()) =>
+        {
+            addr.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
+fn add_verdict(answer: &mut IKnow, verdict: &VerdictRead, now: Option<&Now>) {
+    match verdict {
+        VerdictRead::Missing => {}
+        VerdictRead::Unreadable(why) => {
+            answer.verdict = Some(VerdictMsg {
+                kind: "unreadable".into(),
+                reason: why.clone(),
+                fresh: false,
+            });
+            answer.fenced = true;
+        }
+        VerdictRead::Present(v) => {
+            let kind = match v.kind {
+                VerdictKind::Production => "production",
+                VerdictKind::Standby => "standby",
+                VerdictKind::Lagging => "lagging",
+                VerdictKind::Fenced => "fenced",
+            };
+            answer.verdict = Some(VerdictMsg {
+                kind: kind.into(),
+                reason: v.reason.clone(),
+                fresh: now.is_some_and(|now| v.is_fresh(now)),
+            });
+            answer.fenced = v.kind == VerdictKind::Fenced;
+        }
+    }
+}
+
+/// The system identifier most answering data nodes share, or `None` when
+/// none reported one or the top count is tied (then nobody is ignored).
+pub fn majority_system_identifier<'a>(answers: impl Iterator<Item = &'a IKnow>) -> Option<u64> {
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in answers.filter(|a| a.system_identifier != 0) {
+        *counts.entry(a.system_identifier).or_default() += 1;
+    }
+    let top = counts.values().copied().max()?;
+    let mut leaders = counts.iter().filter(|(_, n)| **n == top);
+    let (sysid, _) = leaders.next()?;
+    leaders.next().is_none().then_some(*sysid)
+}
+
+/// The witness's answer from what the data nodes said. A node with another
+/// system identifier than the majority is ignored and listed as such.
+pub fn witness_answer(me: &Me, views: &[(String, PeerView)]) -> IKnow {
+    let mut answer = me.base(Role::Witness);
+    let answered = views.iter().filter_map(|(_, v)| match v {
+        PeerView::Answered(a) => Some(a),
+        PeerView::Unreachable(_) => None,
+    });
+    let cluster = majority_system_identifier(answered);
+    for (addr, view) in views {
+        match view {
+            PeerView::Unreachable(e) => answer.unreachable.push(Unreachable {
+                address: addr.clone(),
+                reason: e.to_string(),
+            }),
+            PeerView::Answered(a) => {
+                if let Some(ours) =
+                    cluster.filter(|c| a.system_identifier != 0 && a.system_identifier != *c)
+                {
+                    let e = PeerError::OtherSystem {
+                        theirs: a.system_identifier,
+                        ours,
+                    };
+                    answer.unreachable.push(Unreachable {
+                        address: addr.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+                match Role::try_from(a.role).unwrap_or(Role::Unknown) {
+                    Role::Primary => answer.master.push(a.ip.clone()),
+                    Role::Standby => answer.slaves.push(a.ip.clone()),
+                    _ => {}
+                }
+                if answer.system_identifier == 0 {
+                    answer.system_identifier = a.system_identifier;
+                }
+                answer.timeline = answer.timeline.max(a.timeline);
+                let mut observed = a.clone();
+                observed.observed.clear();
+                answer.observed.push(observed);
+            }
+        }
+    }
+    answer.master.sort();
+    answer.slaves.sort();
+    answer
+}
+
+#[cfg(test)]
+mod tests;

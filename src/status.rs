@@ -1,0 +1,245 @@
+//! `pgsql-state status`: the whole cluster in one table, like
+//! `patronictl list`. Building rows and rendering are pure; asking the
+//! peers and the 5431 ports happens in the command.
+
+use serde::Serialize;
+
+use crate::peer::client::PeerView;
+use crate::peer::proto::{IKnow, Role};
+
+/// One node's line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub node: String,
+    /// The peer address asked (`host:port`).
+    pub peer: String,
+    /// The replication address (`primaryIP`).
+    pub ip: String,
+    pub role: String,
+    pub timeline: Option<u32>,
+    pub lag_bytes: Option<u64>,
+    pub verdict: String,
+    /// What the node's health-check port answered (`-` for the witness).
+    pub check: String,
+    /// The masters this node sees.
+    pub sees_master: Vec<String>,
+    /// Why the node could not be asked, or Postgres's trouble.
+    pub problem: Option<String>,
+}
+
+/// The table's rows from the peers' views (check answers filled in later).
+pub fn rows(views: &[(String, PeerView)]) -> Vec<Row> {
+    views
+        .iter()
+        .map(|(peer, view)| match view {
+            PeerView::Answered(a) => row_of(peer, a),
+            PeerView::Unreachable(e) => Row {
+                node: "?".into(),
+                peer: peer.clone(),
+                ip: peer
+                    .rsplit_once(':')
+                    .map_or(peer.as_str(), |(h, _)| h)
+                    .to_string(),
+                role: "unreachable".into(),
+                timeline: None,
+                lag_bytes: None,
+                verdict: "-".into(),
+                check: "-".into(),
+                sees_master: vec![],
+                problem: Some(e.to_string()),
+            },
+        })
+        .collect()
+}
+
+fn row_of(peer: &str, a: &IKnow) -> Row {
+    let role = Role::try_from(a.role).unwrap_or(Role::Unknown);
+    let data = matches!(role, Role::Primary | Role::Standby);
+    Row {
+        node: if a.node_name.is_empty() {
+            "?".into()
+        } else {
+            a.node_name.clone()
+        },
+        peer: peer.to_string(),
+        ip: a.ip.clone(),
+        role: role.as_str_name().to_lowercase(),
+        timeline: (a.timeline != 0).then_some(a.timeline),
+        lag_bytes: (role == Role::Standby).then_some(a.lag_bytes),
+        verdict: match &a.verdict {
+            Some(v) if v.fresh => v.kind.clone(),
+            Some(v) => format!("{} (stale)", v.kind),
+            None => "-".into(),
+        },
+        check: if data { "?".into() } else { "-".into() },
+        sees_master: a.master.clone(),
+        problem: (!a.postgres_error.is_empty()).then(|| format!("postgres: {}", a.postgres_error)),
+    }
+}
+
+/// One line about the whole cluster: how many answered, and any split brain.
+pub fn summary(rows: &[Row]) -> String {
+    let answered = rows.iter().filter(|r| r.role != "unreachable").count();
+    let mut masters: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.role == "primary")
+        .map(|r| r.ip.as_str())
+        .collect();
+    masters.sort();
+    let mut line = format!("{answered}/{} nodes answered; ", rows.len());
+    match masters.len() {
+        0 => line.push_str("NO PRIMARY"),
+        1 => line.push_str(&format!("primary {}", masters[0])),
+        _ => line.push_str(&format!(
+            "SPLIT BRAIN: {} primaries ({})",
+            masters.len(),
+            masters.join(", ")
+        )),
+    }
+    if let Some(r) = rows.iter().find(|r| r.sees_master.len() > 1) {
+        line.push_str(&format!(
+            "; {} sees {} masters",
+            r.node,
+            r.sees_master.len()
+        ));
+    }
+    line
+}
+
+/// The table, with a header and aligned columns.
+pub fn render(rows: &[Row]) -> String {
+    let header = [
+        "NODE",
+        "PEER",
+        "ADDRESS",
+        "ROLE",
+        "TL",
+        "LAG",
+        "VERDICT",
+        "5431 SAYS",
+        "SEES MASTER",
+        "PROBLEM",
+    ];
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.node.clone(),
+                r.peer.clone(),
+                r.ip.clone(),
+                r.role.clone(),
+                r.timeline.map_or("-".into(), |t| t.to_string()),
+                r.lag_bytes.map_or("-".into(), |l| l.to_string()),
+                r.verdict.clone(),
+                r.check.clone(),
+                if r.sees_master.is_empty() {
+                    "-".into()
+                } else {
+                    r.sees_master.join(",")
+                },
+                r.problem.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cols: Vec<&str>| -> String {
+        let parts: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::client::PeerError;
+    use crate::peer::proto::Verdict;
+
+    fn node(name: &str, ip: &str, role: Role, master: &[&str]) -> PeerView {
+        PeerView::Answered(IKnow {
+            node_name: name.into(),
+            ip: ip.into(),
+            role: role as i32,
+            timeline: 3,
+            lag_bytes: 16,
+            master: master.iter().map(|m| m.to_string()).collect(),
+            ..IKnow::default()
+        })
+    }
+
+    #[test]
+    fn rows_summary_and_table() {
+        let views = vec![
+            (
+                "10.0.0.1:10000".to_string(),
+                node("node_1", "10.0.0.1", Role::Primary, &["10.0.0.1"]),
+            ),
+            (
+                "10.0.0.2:10000".to_string(),
+                node("node_2", "10.0.0.2", Role::Standby, &["10.0.0.1"]),
+            ),
+            (
+                "10.0.0.9:10000".to_string(),
+                PeerView::Unreachable(PeerError::Refused),
+            ),
+        ];
+        let r = rows(&views);
+        assert_eq!(r[0].role, "primary");
+        assert_eq!(r[0].lag_bytes, None);
+        assert_eq!(r[1].lag_bytes, Some(16));
+        assert_eq!(r[2].role, "unreachable");
+        assert_eq!(r[2].problem.as_deref(), Some("connection refused"));
+        assert_eq!(summary(&r), "2/3 nodes answered; primary 10.0.0.1");
+        let table = render(&r);
+        assert!(
+            table.starts_with("NODE    PEER            ADDRESS   ROLE"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 4);
+    }
+
+    #[test]
+    fn split_brain_and_verdicts_show() {
+        let mut fenced = IKnow {
+            node_name: "node_1".into(),
+            ip: "10.0.0.1".into(),
+            role: Role::Primary as i32,
+            ..IKnow::default()
+        };
+        fenced.verdict = Some(Verdict {
+            kind: "fenced".into(),
+            reason: "x".into(),
+            fresh: false,
+        });
+        let views = vec![
+            ("a:1".to_string(), PeerView::Answered(fenced)),
+            (
+                "b:1".to_string(),
+                node(
+                    "node_2",
+                    "10.0.0.2",
+                    Role::Primary,
+                    &["10.0.0.1", "10.0.0.2"],
+                ),
+            ),
+        ];
+        let r = rows(&views);
+        assert_eq!(r[0].verdict, "fenced (stale)");
+        assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
+    }
+}
