@@ -9,11 +9,15 @@
 //! - [`config`]: harepd's YAML plus our keys; pure `validate` with every
 //!   problem's path and line.
 //! - [`word`]: the words and the pure `choose_word`.
-//! - [`probe`]: the one-round-trip Postgres query (the Postgres boundary).
+//! - [`probe`]: the responder's one-round-trip Postgres query (the Postgres
+//!   boundary); [`facts`]: the node facts query; [`warm`]: a persistent
+//!   connection for long-lived servers.
 //! - [`state`]: the verdict and maintenance files in `runtimeDir`.
 //! - [`respond`]: the responder: formats, inherited sockets, the
 //!   long-lived server.
-//! - [`logging`]: stderr/journal logging.
+//! - [`peer`]: the harepd-compatible gRPC protocol: client, pure opinions,
+//!   server, TLS; [`status`]: the cluster table.
+//! - [`logging`], [`systemd`], [`error_text`]: small edges.
 
 pub mod cli;
 pub mod commands;

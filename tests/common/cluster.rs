@@ -156,6 +156,25 @@ impl Cluster {
         wait_until(bound, "standby streaming", || self.primary.sql(&sql) == "1");
     }
 
+    /// Starts another primary, with its own system identifier, at
+    /// 127.0.K.n: a node of some other cluster.
+    pub fn stranger(&self, n: u8) -> Node {
+        let node = Node {
+            name: format!("stranger_{n}"),
+            addr: self.spare_addr(n),
+            data_dir: self.base.join(format!("x{n}")),
+            socket_dir: self.base.join(format!("sx{n}")),
+            log_file: self.base.join(format!("x{n}.log")),
+        };
+        fs::create_dir_all(&node.socket_dir).expect("create a socket dir");
+        fs::set_permissions(&node.socket_dir, fs::Permissions::from_mode(0o777))
+            .expect("chmod socket dir");
+        init_primary(&node);
+        node.start();
+        register(&node);
+        node
+    }
+
     /// An address on this cluster's slot that no node uses (127.0.K.n).
     pub fn spare_addr(&self, n: u8) -> Ipv4Addr {
         Ipv4Addr::new(127, 0, self.slot, n)

@@ -11,8 +11,10 @@
 
 pub mod cluster;
 pub mod haproxy;
+pub mod peers;
 pub mod tools;
 
 pub use cluster::{pg_bin, run, wait_until, Cluster, Node};
 pub use haproxy::Haproxy;
+pub use peers::{start_peer, PeerConfig, TlsFiles};
 pub use tools::*;

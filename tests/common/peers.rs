@@ -1,0 +1,82 @@
+//! Peer processes for tests: a harepd-style YAML per node, written from
+//! the cluster's addresses, and `pgsql-state -f FILE peer` started on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::tools::{binary, Spawned};
+
+/// TLS files for one node (PEM paths).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require_client_cert: bool,
+}
+
+/// One node's config.
+pub struct PeerConfig<'a> {
+    pub node_name: &'a str,
+    pub primary_ip: &'a str,
+    pub bind: SocketAddr,
+    pub neighbours: Vec<String>,
+    pub witness: String,
+    pub conninfo: String,
+    pub runtime_dir: &'a Path,
+    pub tls: Option<&'a TlsFiles>,
+    pub connection_deadline: f64,
+}
+
+impl PeerConfig<'_> {
+    /// The YAML text, in harepd's layout.
+    pub fn yaml(&self) -> String {
+        let tls = match self.tls {
+            None => "    tls:\n      enabled: false\n".to_string(),
+            Some(t) => format!(
+                "    tls:\n      enabled: true\n      ca: {:?}\n      cert: {:?}\n      key: {:?}\n      requireClientCert: {}\n",
+                t.ca, t.cert, t.key, t.require_client_cert
+            ),
+        };
+        let neighbours: String = self
+            .neighbours
+            .iter()
+            .map(|n| format!("      - \"{n}\"\n"))
+            .collect();
+        format!(
+            "harepd:\n  nodeName: \"{name}\"\n  primaryIP: \"{ip}\"\n  allowRO: false\n  hbaConfig: \"/nonexistent/pg_hba.conf\"\n\
+             \x20 haproxy:\n    server:\n      - \"127.0.0.1\"\n    users:\n      readWrite: \"harw\"\n\
+             \x20 gRPC:\n{tls}    bindPort: {port}\n    bindAddress: \"{addr}\"\n    neighbours:\n{neighbours}\
+             \x20   witness: \"{witness}\"\n    connectionDeadline: {deadline}\n\
+             \x20 watchDog: 2\n  postgres:\n    conninfo: \"{conninfo}\"\n  checkTimeout: 1\n  runtimeDir: \"{run}\"\n",
+            name = self.node_name,
+            ip = self.primary_ip,
+            port = self.bind.port(),
+            addr = self.bind.ip(),
+            witness = self.witness,
+            deadline = self.connection_deadline,
+            conninfo = self.conninfo,
+            run = self.runtime_dir.display(),
+        )
+    }
+
+    /// Writes the config into `dir` and returns its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("{}-{}.yml", self.node_name, self.bind.port()));
+        std::fs::write(&path, self.yaml()).expect("write a peer config");
+        path
+    }
+}
+
+/// Starts `pgsql-state -f config peer`, logging to `log`, and waits until it listens.
+pub fn start_peer(config: &Path, bind: SocketAddr, log: &Path) -> Spawned {
+    let mut cmd = Command::new(binary());
+    cmd.arg("-f")
+        .arg(config)
+        .arg("peer")
+        .env("PGSQL_STATE_LOG", "info");
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("create the peer log"));
+    Spawned::listening(cmd, bind, &format!("peer on {bind}"))
+}

@@ -1,0 +1,569 @@
+//! `pgsql-state peer` and `status` against real PostgreSQL: a primary, a
+//! standby and a witness as real processes on their own 127.0.K.x
+//! addresses. Views before and after a promotion (two masters), a hung and
+//! a killed peer, TLS and mutual TLS with a CA made here, a node of another
+//! cluster, and a client built from harepd's own proto.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgsql_state::config::{Grpc, Tls};
+use pgsql_state::peer::client::{PeerClient, PeerView};
+use pgsql_state::peer::proto::{IKnow, Role, WhatYouKnow};
+
+/// The client generated from harepd's messaging.proto as its README prints it.
+mod harepd {
+    include!(concat!(env!("OUT_DIR"), "/harepd/models.rs"));
+}
+
+fn shared() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn sock(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+/// The three configs of one cluster on `port`: node_1, node_2, witness.
+struct Trio {
+    p1: SocketAddr,
+    p2: SocketAddr,
+    w: SocketAddr,
+    configs: [std::path::PathBuf; 3],
+    dir: std::path::PathBuf,
+}
+
+fn trio(c: &Cluster, port: u16, tls: Option<&TlsFiles>, deadline: f64) -> Trio {
+    let dir = runtime_dir(&format!("peers-{}-{port}", c.slot));
+    let (p1, p2, w) = (
+        sock(c.primary.addr, port),
+        sock(c.standby.addr, port),
+        sock(c.spare_addr(4), port),
+    );
+    let make =
+        |name: &str, ip: IpAddr, bind: SocketAddr, neighbours: Vec<String>, conninfo: String| {
+            PeerConfig {
+                node_name: name,
+                primary_ip: &ip.to_string(),
+                bind,
+                neighbours,
+                witness: w.to_string(),
+                conninfo,
+                runtime_dir: &dir,
+                tls,
+                connection_deadline: deadline,
+            }
+            .write(&dir)
+        };
+    let configs = [
+        make(
+            "node_1",
+            p1.ip(),
+            p1,
+            vec![p2.to_string()],
+            c.primary.conninfo(),
+        ),
+        make(
+            "node_2",
+            p2.ip(),
+            p2,
+            vec![p1.to_string()],
+            c.standby.conninfo(),
+        ),
+        make(
+            "witness",
+            w.ip(),
+            w,
+            vec![p1.to_string(), p2.to_string()],
+            "host=/nonexistent".into(),
+        ),
+    ];
+    Trio {
+        p1,
+        p2,
+        w,
+        configs,
+        dir,
+    }
+}
+
+impl Trio {
+    fn start(&self) -> Vec<Spawned> {
+        [self.p1, self.p2, self.w]
+            .iter()
+            .zip(&self.configs)
+            .map(|(addr, cfg)| start_peer(cfg, *addr, &self.log(*addr)))
+            .collect()
+    }
+
+    fn log(&self, addr: SocketAddr) -> std::path::PathBuf {
+        self.dir.join(format!("peer-{}.log", addr.ip()))
+    }
+}
+
+fn grpc(tls: Tls, deadline: Duration, host_override: Option<&str>) -> Grpc {
+    Grpc {
+        tls,
+        bind_address: "127.0.0.1".into(),
+        bind_port: 1,
+        server_host_override: host_override.map(str::to_string),
+        neighbours: vec![],
+        witness: None,
+        connection_deadline: deadline,
+    }
+}
+
+fn client(tls: Tls, deadline: Duration, host_override: Option<&str>) -> PeerClient {
+    let me = WhatYouKnow {
+        ip: "127.0.0.99".into(),
+        node_id: 0,
+        node_name: "test".into(),
+    };
+    PeerClient::new(&grpc(tls, deadline, host_override), me).expect("a peer client")
+}
+
+fn plain_client() -> PeerClient {
+    client(Tls::default(), Duration::from_secs(5), None)
+}
+
+fn answered(view: PeerView) -> IKnow {
+    match view {
+        PeerView::Answered(a) => a,
+        PeerView::Unreachable(e) => panic!("no answer: {e}"),
+    }
+}
+
+/// Asks with harepd's client: only fields 1–6 are known to it.
+async fn ask_as_harepd(addr: SocketAddr) -> harepd::IKnow {
+    let mut c = harepd::cluster_info_client::ClusterInfoClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect as harepd");
+    let asker = harepd::WhatYouKnow {
+        ip: "10.9.9.9".into(),
+        node_id: 9,
+        node_name: "harepd-node".into(),
+    };
+    c.get_cluster_info(asker)
+        .await
+        .expect("harepd's call")
+        .into_inner()
+}
+
+fn wait_view(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    what: &str,
+    want: impl Fn(&IKnow) -> bool,
+) -> IKnow {
+    let start = Instant::now();
+    loop {
+        let view = rt.block_on(plain_client().ask(&addr.to_string()));
+        if let PeerView::Answered(a) = &view {
+            if want(a) {
+                return a.clone();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{addr}: {what}; last view {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() {
+    let c = Cluster::start();
+    let t = trio(&c, 10000, None, 5.0);
+    let _peers = t.start();
+    let run = runtime_dir(&format!("peer-status-{}", c.slot));
+    let _responders: Vec<Spawned> = [&c.primary, &c.standby]
+        .iter()
+        .map(|n| {
+            let args = [
+                "--runtime-dir",
+                run.to_str().expect("utf-8"),
+                "--conninfo",
+                &n.conninfo(),
+            ];
+            socket_activate(sock(n.addr, 5431), Activation::Accept, &[], &args)
+        })
+        .collect();
+    let rt = runtime();
+    let (ip1, ip2) = (c.primary.addr.to_string(), c.standby.addr.to_string());
+
+    // Before: node_1 is master with node_2 its slave, in every view.
+    let v1 = wait_view(&rt, t.p1, "node_1 sees node_2 as its slave", |a| {
+        a.slaves == [ip2.clone()]
+    });
+    assert_eq!(
+        (v1.role, v1.master.clone(), v1.timeline),
+        (Role::Primary as i32, vec![ip1.clone()], 1)
+    );
+    let v2 = wait_view(&rt, t.p2, "node_2 names node_1", |a| {
+        a.master == [ip1.clone()]
+    });
+    assert_eq!(
+        (v2.role, v2.slaves.clone(), v2.streaming),
+        (Role::Standby as i32, vec![ip2.clone()], true)
+    );
+    assert_eq!(v1.system_identifier, v2.system_identifier);
+    assert_ne!(v1.system_identifier, 0);
+    let vw = wait_view(&rt, t.w, "the witness sees both", |a| a.observed.len() == 2);
+    assert_eq!(
+        (vw.role, vw.master.clone(), vw.slaves.clone()),
+        (Role::Witness as i32, vec![ip1.clone()], vec![ip2.clone()])
+    );
+    assert!(vw.unreachable.is_empty(), "{:?}", vw.unreachable);
+
+    // harepd's own client decodes our answers (fields 1-6).
+    let h = rt.block_on(ask_as_harepd(t.p1));
+    assert_eq!(
+        (h.ip.as_str(), h.node_name.as_str(), h.witness.clone()),
+        (ip1.as_str(), "node_1", t.w.to_string())
+    );
+    assert_eq!(
+        (h.master.clone(), h.slaves.clone()),
+        (vec![ip1.clone()], vec![ip2.clone()])
+    );
+    let hw = rt.block_on(ask_as_harepd(t.w));
+    assert_eq!(
+        (hw.master, hw.slaves),
+        (vec![ip1.clone()], vec![ip2.clone()])
+    );
+
+    // status: a table, and JSON.
+    let cfg = t.configs[0].to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", cfg, "status"]);
+    println!("{out}");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("3/3 nodes answered; primary {ip1}")),
+        "{out}"
+    );
+    let line = |node: &str| {
+        out.lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("no {node} in\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("node_1").contains("primary") && line("node_1").contains("production"),
+        "{out}"
+    );
+    assert!(
+        line("node_2").contains("standby") && line("node_2").contains(" standby "),
+        "{out}"
+    );
+    assert!(line("witness").contains("witness"), "{out}");
+
+    // Promote the standby while the old primary still runs: a split brain.
+    run_promote(&c.standby);
+    let v2 = wait_view(&rt, t.p2, "node_2 is primary", |a| {
+        a.role == Role::Primary as i32
+    });
+    assert_eq!((v2.master.clone(), v2.timeline), (vec![ip2.clone()], 2));
+    let vw = wait_view(&rt, t.w, "the witness sees two masters", |a| {
+        a.master.len() == 2
+    });
+    assert_eq!(vw.master, vec![ip1.clone(), ip2.clone()]);
+    assert!(vw.slaves.is_empty(), "{:?}", vw.slaves);
+    let (_, out, _) = pgsql_state(&["-f", cfg, "status"]);
+    println!("{out}");
+    assert!(out.contains("SPLIT BRAIN: 2 primaries"), "{out}");
+    let (code, json, _) = pgsql_state(&["-f", cfg, "status", "--json"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
+    assert_eq!(parsed["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    assert!(
+        parsed["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("SPLIT BRAIN")),
+        "{json}"
+    );
+}
+
+fn run_promote(node: &Node) {
+    run(common::cluster::as_pg_user(&pg_bin("pg_ctl"))
+        .args(["-w", "-D"])
+        .arg(&node.data_dir)
+        .arg("promote"));
+}
+
+#[test]
+fn hung_or_killed_peer_never_makes_the_witness_late() {
+    let c = shared();
+    // connectionDeadline 2 s: the witness fans out within 1 s.
+    let t = trio(c, 10001, None, 2.0);
+    let mut peers = t.start();
+    let rt = runtime();
+    wait_view(&rt, t.w, "the witness sees both", |a| a.observed.len() == 2);
+
+    // Hang node_2's peer.
+    let node_2 = peers[1].child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(node_2, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(1100)); // past the witness's cache
+    let start = Instant::now();
+    let hung = rt.block_on(plain_client().ask(&t.w.to_string()));
+    let took = start.elapsed();
+    let direct_start = Instant::now();
+    let direct = rt
+        .block_on(client(Tls::default(), Duration::from_millis(500), None).ask(&t.p2.to_string()));
+    let direct_took = direct_start.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(node_2, libc::SIGCONT) };
+    let hung = answered(hung);
+    println!("witness answer with one peer hung: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1600),
+        "witness took {took:?}"
+    );
+    assert_eq!(hung.master, vec![c.primary.addr.to_string()]);
+    assert_eq!(hung.unreachable.len(), 1, "{:?}", hung.unreachable);
+    assert_eq!(hung.unreachable[0].address, t.p2.to_string());
+    assert!(
+        hung.unreachable[0].reason.starts_with("no answer within"),
+        "{:?}",
+        hung.unreachable
+    );
+    assert!(matches!(direct, PeerView::Unreachable(_)), "{direct:?}");
+    assert!(
+        direct_took < Duration::from_millis(800),
+        "a hung peer answered the client in {direct_took:?}"
+    );
+
+    // Killed: refused, at once.
+    drop(peers.remove(1));
+    std::thread::sleep(Duration::from_millis(1100));
+    let start = Instant::now();
+    let killed = answered(rt.block_on(plain_client().ask(&t.w.to_string())));
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(killed.unreachable[0].reason, "connection refused");
+    assert_eq!(killed.master, vec![c.primary.addr.to_string()]);
+
+    // A data node whose Postgres cannot be reached answers DOWN, promptly.
+    let dir = runtime_dir("peer-down");
+    let bind = sock(c.spare_addr(5), 10001);
+    let cfg = PeerConfig {
+        node_name: "node_x",
+        primary_ip: &c.spare_addr(5).to_string(),
+        bind,
+        neighbours: vec![],
+        witness: t.w.to_string(),
+        conninfo: "host=/nonexistent port=5432 user=postgres".into(),
+        runtime_dir: &dir,
+        tls: None,
+        connection_deadline: 2.0,
+    }
+    .write(&dir);
+    let _down = start_peer(&cfg, bind, &dir.join("peer.log"));
+    let start = Instant::now();
+    let a = answered(rt.block_on(plain_client().ask(&bind.to_string())));
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        (a.role, a.postgres_error.as_str()),
+        (Role::Down as i32, "no server socket")
+    );
+}
+
+/// A CA, and one certificate for every node with the cluster-wide name
+/// `pgsql-state.test` (no IP addresses, so clients need serverHostOverride).
+fn make_tls(dir: &std::path::Path) -> (TlsFiles, TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("node key");
+    let cert = CertificateParams::new(vec!["pgsql-state.test".to_string()])
+        .expect("node params")
+        .signed_by(&key, &ca)
+        .expect("node cert");
+    let other_ca = CertifiedIssuer::self_signed(
+        {
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p
+        },
+        KeyPair::generate().expect("key"),
+    )
+    .expect("another CA");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    };
+    let files = TlsFiles {
+        ca: write("ca.pem", ca.pem()),
+        cert: write("node.pem", cert.pem()),
+        key: write("node.key", key.serialize_pem()),
+        require_client_cert: true,
+    };
+    let foreign = TlsFiles {
+        ca: write("other-ca.pem", other_ca.pem()),
+        ..files.clone()
+    };
+    (files, foreign)
+}
+
+fn tls(files: &TlsFiles, with_cert: bool) -> Tls {
+    Tls {
+        enabled: true,
+        require_client_cert: false,
+        ca: Some(files.ca.clone()),
+        cert: with_cert.then(|| files.cert.clone()),
+        key: with_cert.then(|| files.key.clone()),
+    }
+}
+
+#[test]
+fn tls_and_mutual_tls_with_a_ca_made_here() {
+    let c = shared();
+    let dir = runtime_dir("peer-tls");
+    let (files, foreign) = make_tls(&dir);
+    // node_1 and node_2 require client certificates (mutual TLS); the witness
+    // asks them with its own certificate.
+    let t = trio(c, 10002, Some(&files), 5.0);
+    let configs: Vec<String> = t
+        .configs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read config"))
+        .collect();
+    for (path, text) in t.configs.iter().zip(&configs) {
+        let with_override = text.replace(
+            "    bindPort:",
+            "    serverHostOverride: \"pgsql-state.test\"\n    bindPort:",
+        );
+        std::fs::write(path, with_override).expect("rewrite config");
+    }
+    let _peers = t.start();
+    let rt = runtime();
+    let d = Duration::from_secs(3);
+    let name = Some("pgsql-state.test");
+
+    let ok = rt.block_on(client(tls(&files, true), d, name).ask(&t.p1.to_string()));
+    assert_eq!(
+        answered(ok).node_name,
+        "node_1",
+        "TLS with a client certificate"
+    );
+    let no_cert = rt.block_on(client(tls(&files, false), d, name).ask(&t.p1.to_string()));
+    assert!(
+        matches!(no_cert, PeerView::Unreachable(_)),
+        "mutual TLS must refuse a client without a certificate: {no_cert:?}"
+    );
+    let wrong_name = rt.block_on(client(tls(&files, true), d, None).ask(&t.p1.to_string()));
+    assert!(
+        matches!(wrong_name, PeerView::Unreachable(_)),
+        "the certificate names pgsql-state.test, not the IP: {wrong_name:?}"
+    );
+    let wrong_ca = rt.block_on(client(tls(&foreign, true), d, name).ask(&t.p1.to_string()));
+    assert!(
+        matches!(wrong_ca, PeerView::Unreachable(_)),
+        "a server signed by another CA: {wrong_ca:?}"
+    );
+    let plain = rt.block_on(plain_client().ask(&t.p1.to_string()));
+    assert!(
+        matches!(plain, PeerView::Unreachable(_)),
+        "plaintext against TLS: {plain:?}"
+    );
+
+    // The witness fans out over mutual TLS.
+    let start = Instant::now();
+    loop {
+        let w = answered(rt.block_on(client(tls(&files, true), d, name).ask(&t.w.to_string())));
+        if w.observed.len() == 2 {
+            assert_eq!(
+                (w.master, w.slaves),
+                (
+                    vec![c.primary.addr.to_string()],
+                    vec![c.standby.addr.to_string()]
+                )
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "witness over TLS: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_node_of_another_cluster_is_ignored_with_a_log_line() {
+    let c = shared();
+    let stranger = c.stranger(6);
+    let t = trio(c, 10003, None, 4.0);
+    let s_bind = sock(stranger.addr, 10003);
+    // The stranger is listed as a neighbour of node_1 and of the witness.
+    for (i, extra) in [(0, s_bind), (2, s_bind)] {
+        let text = std::fs::read_to_string(&t.configs[i]).expect("read config");
+        let text = text.replace(
+            "    neighbours:\n",
+            &format!("    neighbours:\n      - \"{extra}\"\n"),
+        );
+        std::fs::write(&t.configs[i], text).expect("rewrite config");
+    }
+    let s_cfg = PeerConfig {
+        node_name: "stranger",
+        primary_ip: &stranger.addr.to_string(),
+        bind: s_bind,
+        neighbours: vec![t.p1.to_string()],
+        witness: t.w.to_string(),
+        conninfo: stranger.conninfo(),
+        runtime_dir: &t.dir,
+        tls: None,
+        connection_deadline: 4.0,
+    }
+    .write(&t.dir);
+    let _s = start_peer(&s_cfg, s_bind, &t.log(s_bind));
+    let _peers = t.start();
+    let rt = runtime();
+    let w = wait_view(&rt, t.w, "the witness hears all three", |a| {
+        a.observed.len() + a.unreachable.len() == 3
+    });
+    assert_eq!(
+        w.master,
+        vec![c.primary.addr.to_string()],
+        "the stranger's primary is not a master of ours"
+    );
+    assert_eq!(w.slaves, vec![c.standby.addr.to_string()]);
+    assert_eq!(w.unreachable.len(), 1, "{:?}", w.unreachable);
+    assert!(
+        w.unreachable[0]
+            .reason
+            .starts_with("ignored: system identifier"),
+        "{:?}",
+        w.unreachable
+    );
+    wait_until(
+        Duration::from_secs(15),
+        "log lines about the stranger",
+        || {
+            let witness_log = std::fs::read_to_string(t.log(t.w)).unwrap_or_default();
+            let node_log = std::fs::read_to_string(t.log(t.p1)).unwrap_or_default();
+            witness_log.contains(&format!("{s_bind} ignored: system identifier"))
+                && node_log.contains(&format!(
+                    "peer {s_bind} (stranger) ignored: system identifier"
+                ))
+        },
+    );
+}
