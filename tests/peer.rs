@@ -319,6 +319,10 @@ fn hung_or_killed_peer_never_makes_the_witness_late() {
     let start = Instant::now();
     let hung = rt.block_on(plain_client().ask(&t.w.to_string()));
     let took = start.elapsed();
+    // A second question within the cache's second is answered from it.
+    let again = Instant::now();
+    let cached = rt.block_on(plain_client().ask(&t.w.to_string()));
+    let cached_took = again.elapsed();
     let direct_start = Instant::now();
     let direct = rt
         .block_on(client(Tls::default(), Duration::from_millis(500), None).ask(&t.p2.to_string()));
@@ -326,6 +330,7 @@ fn hung_or_killed_peer_never_makes_the_witness_late() {
     // SAFETY: as above.
     unsafe { libc::kill(node_2, libc::SIGCONT) };
     let hung = answered(hung);
+    let hung_copy = hung.clone();
     println!("witness answer with one peer hung: {took:?}");
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_millis(1600),
@@ -340,6 +345,15 @@ fn hung_or_killed_peer_never_makes_the_witness_late() {
         hung.unreachable
     );
     assert!(matches!(direct, PeerView::Unreachable(_)), "{direct:?}");
+    assert_eq!(
+        answered(cached),
+        hung_copy,
+        "the cached answer is the same answer"
+    );
+    assert!(
+        cached_took < Duration::from_millis(200),
+        "a cached witness answer took {cached_took:?}"
+    );
     assert!(
         direct_took < Duration::from_millis(800),
         "a hung peer answered the client in {direct_took:?}"
@@ -566,4 +580,51 @@ fn a_node_of_another_cluster_is_ignored_with_a_log_line() {
                 ))
         },
     );
+}
+
+#[test]
+fn peer_serves_a_socket_systemd_passes_and_notifies_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let c = shared();
+    let t = trio(c, 10004, None, 5.0);
+    let notify_path = t.dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind a notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Accept=no: systemd-socket-activate passes the listening socket as fd 3
+    // and execs the peer in place, so the shell's pid is the peer's pid, as
+    // WATCHDOG_PID must be.
+    let script = format!(
+        "export WATCHDOG_PID=$$; exec {activate} -l {addr} -E NOTIFY_SOCKET={notify} -E WATCHDOG_USEC=400000 -E WATCHDOG_PID -- {bin} -f {cfg} peer",
+        activate = require_tool("systemd-socket-activate").display(),
+        addr = t.p1,
+        notify = notify_path.display(),
+        bin = binary().display(),
+        cfg = t.configs[0].display(),
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stderr(std::process::Stdio::null());
+    let _peer = Spawned::listening(cmd, t.p1, "socket-activated peer");
+    let rt = runtime();
+    let a = answered(rt.block_on(plain_client().ask(&t.p1.to_string())));
+    assert_eq!(
+        (a.node_name.as_str(), a.role),
+        ("node_1", Role::Primary as i32)
+    );
+    let mut seen = String::new();
+    let start = Instant::now();
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "notifications so far: {seen:?}"
+        );
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(seen.contains("STATUS=data node, serving on"), "{seen:?}");
 }
