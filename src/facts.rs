@@ -2,9 +2,9 @@
 //! simple-query round trip. Used by the peer (and later the reconciler);
 //! the responder keeps its own cheaper query (`probe`).
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use crate::probe::ProbeError;
+use crate::probe::{self, ProbeError};
 
 /// The one query. Columns, in order: in recovery, system identifier,
 /// timeline, postmaster start (µs), current LSN, receive LSN, replay LSN,
@@ -76,18 +76,8 @@ pub struct StandbyFacts {
 
 /// Runs the facts query on `client`: one round trip.
 pub async fn query(client: &Client) -> Result<NodeFacts, ProbeError> {
-    let messages = client
-        .simple_query(FACTS_SQL)
-        .await
-        .map_err(ProbeError::Query)?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| ProbeError::Answer("no row".into()))?;
-    let cells: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+    let cells = probe::first_row(client, FACTS_SQL).await?;
+    let cells: Vec<Option<&str>> = cells.iter().map(Option::as_deref).collect();
     parse_row(&cells)
 }
 

@@ -115,18 +115,8 @@ impl ProbeQuery {
 
     /// Runs the query on `client`: one round trip.
     pub async fn run(&self, client: &Client) -> Result<RoleFacts, ProbeError> {
-        let messages = client
-            .simple_query(&self.sql)
-            .await
-            .map_err(ProbeError::Query)?;
-        let row = messages
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(row),
-                _ => None,
-            })
-            .ok_or_else(|| ProbeError::Answer("no row".into()))?;
-        let cells: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+        let cells = first_row(client, &self.sql).await?;
+        let cells: Vec<Option<&str>> = cells.iter().map(Option::as_deref).collect();
         self.parse_row(&cells)
     }
 
@@ -165,6 +155,22 @@ impl ProbeQuery {
         }
         Ok(facts)
     }
+}
+
+/// Runs `sql` with the simple-query protocol (one round trip) and returns
+/// the first row's cells as text.
+pub async fn first_row(client: &Client, sql: &str) -> Result<Vec<Option<String>>, ProbeError> {
+    let messages = client.simple_query(sql).await.map_err(ProbeError::Query)?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| ProbeError::Answer("no row".into()))?;
+    Ok((0..row.len())
+        .map(|i| row.get(i).map(str::to_string))
+        .collect())
 }
 
 fn parse_bool(cell: Option<&str>) -> Result<Option<bool>, ProbeError> {

@@ -23,23 +23,17 @@ fn at(node: &Node, port: u16) -> SocketAddr {
     SocketAddr::new(node.addr.into(), port)
 }
 
-fn word_of(conninfo: &str, extra: &[&str]) -> String {
-    let mut args = vec!["respond", "--conninfo", conninfo];
-    args.extend_from_slice(extra);
-    pgsql_state(&args).1
-}
-
 #[test]
 fn stopped_postmaster_is_down_and_comes_back() {
     let c = cluster();
     c.standby.stop("fast");
     let start = Instant::now();
     assert_eq!(
-        word_of(&c.standby.conninfo(), &[]),
+        respond_word(&c.standby.conninfo(), &[]),
         "down: no server socket\n"
     );
     assert_eq!(
-        word_of(&c.standby.tcp_conninfo(), &[]),
+        respond_word(&c.standby.tcp_conninfo(), &[]),
         "down: connection refused\n"
     );
     assert!(
@@ -48,7 +42,7 @@ fn stopped_postmaster_is_down_and_comes_back() {
     );
     c.standby.start();
     c.wait_streaming(Duration::from_secs(30));
-    assert_eq!(word_of(&c.standby.conninfo(), &[]), "standby\n");
+    assert_eq!(respond_word(&c.standby.conninfo(), &[]), "standby\n");
 }
 
 #[test]
@@ -137,7 +131,7 @@ fn standby_over_max_lag_or_not_streaming_is_lagging() {
     let c = cluster();
     let s = &c.standby;
     let bound = ["--max-lag-bytes", "65536"];
-    assert_eq!(word_of(&s.conninfo(), &bound), "standby\n");
+    assert_eq!(respond_word(&s.conninfo(), &bound), "standby\n");
 
     // Replay paused while the primary writes: received WAL piles up unreplayed.
     s.sql("SELECT pg_wal_replay_pause()");
@@ -151,15 +145,15 @@ fn standby_over_max_lag_or_not_streaming_is_lagging() {
             s.sql("SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) > 65536") == "t"
         },
     );
-    assert_eq!(word_of(&s.conninfo(), &bound), "lagging\n");
+    assert_eq!(respond_word(&s.conninfo(), &bound), "lagging\n");
     assert_eq!(
-        word_of(&s.conninfo(), &[]),
+        respond_word(&s.conninfo(), &[]),
         "standby\n",
         "with no bound any standby is a standby"
     );
     s.sql("SELECT pg_wal_replay_resume()");
     wait_until(Duration::from_secs(20), "standby caught up", || {
-        word_of(&s.conninfo(), &bound) == "standby\n"
+        respond_word(&s.conninfo(), &bound) == "standby\n"
     });
 
     // Not streaming at all: the WAL receiver stopped.
@@ -169,12 +163,12 @@ fn standby_over_max_lag_or_not_streaming_is_lagging() {
     wait_until(Duration::from_secs(20), "WAL receiver stopped", || {
         s.sql("SELECT count(*) FROM pg_stat_wal_receiver") == "0"
     });
-    assert_eq!(word_of(&s.conninfo(), &bound), "lagging\n");
+    assert_eq!(respond_word(&s.conninfo(), &bound), "lagging\n");
     s.sql(&format!(
         "ALTER SYSTEM SET primary_conninfo = '{}'",
         upstream.replace('\'', "''")
     ));
     s.sql("SELECT pg_reload_conf()");
     c.wait_streaming(Duration::from_secs(30));
-    assert_eq!(word_of(&s.conninfo(), &bound), "standby\n");
+    assert_eq!(respond_word(&s.conninfo(), &bound), "standby\n");
 }

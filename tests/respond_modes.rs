@@ -174,14 +174,8 @@ fn agent_format_answers_haproxy_agent_checks() {
     );
 }
 
-/// `pgsql-state respond` from a terminal (stdin not a socket) prints the word.
 fn word_of(node: &Node, extra: &[&str]) -> String {
-    let conninfo = node.conninfo();
-    let mut args = vec!["respond", "--conninfo", conninfo.as_str()];
-    args.extend_from_slice(extra);
-    let (code, out, err) = pgsql_state(&args);
-    assert_eq!(code, 0, "respond {extra:?}: {err}");
-    out
+    respond_word(&node.conninfo(), extra)
 }
 
 #[test]

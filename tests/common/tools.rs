@@ -224,3 +224,13 @@ pub fn runtime_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create a runtime dir");
     dir
 }
+
+/// `pgsql-state respond --conninfo CONNINFO [extra]` from a terminal (stdin
+/// not a socket): it prints the word; it must exit 0 whatever the word.
+pub fn respond_word(conninfo: &str, extra: &[&str]) -> String {
+    let mut args = vec!["respond", "--conninfo", conninfo];
+    args.extend_from_slice(extra);
+    let (code, out, err) = pgsql_state(&args);
+    assert_eq!(code, 0, "respond {extra:?}: {err}");
+    out
+}
