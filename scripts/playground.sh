@@ -6,9 +6,10 @@
 #
 # It starts a PostgreSQL primary (node_1, 127.0.0.2) and a streaming standby
 # (node_2, 127.0.0.3), a pgsql-state responder on each node's port 5431
-# (socket-activated per connection, as systemd's Accept=yes does), and
-# HAProxy (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses
-# rewritten. It shows what `nc` answers, where HAProxy routes, and a
+# (socket-activated per connection, as systemd's Accept=yes does), a peer on
+# each node's port 10000 plus a witness peer (127.0.0.5), and HAProxy
+# (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses rewritten. It
+# shows what `nc` answers, `pgsql-state status`, where HAProxy routes, and a
 # failover: the primary stops, the standby is promoted, and HAProxy follows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 stop_all() {
   [ -f "$base/haproxy.pid" ] && kill "$(cat "$base/haproxy.pid")" 2>/dev/null || true
-  for pidfile in "$base"/responder-*.pid; do
+  for pidfile in "$base"/responder-*.pid "$base"/peer-*.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
   for n in 1 2; do
@@ -74,6 +75,45 @@ for n in 1 2; do
   nc "$(node_addr "$n")" 5431
 done
 
+say "pgsql-state peers: node_1 and node_2 on port 10000, the witness on 127.0.0.5:10000"
+write_config() { # name ip neighbours...
+  local name=$1 ip=$2; shift 2
+  {
+    echo "harepd:"
+    echo "  nodeName: \"$name\""
+    echo "  primaryIP: \"$ip\""
+    echo "  hbaConfig: \"$base/pg_hba-$name.conf\""
+    echo "  haproxy:"
+    echo "    server: [\"127.0.0.4\"]"
+    echo "    users: {readWrite: harw}"
+    echo "  gRPC:"
+    echo "    bindPort: 10000"
+    echo "    bindAddress: \"$ip\""
+    echo "    neighbours: [$(printf '"%s:10000",' "$@" | sed 's/,$//')]"
+    echo "    witness: \"127.0.0.5:10000\""
+    echo "    connectionDeadline: 2"
+    echo "  watchDog: 5"
+    echo "  postgres:"
+    case $name in
+      node_1) echo "    conninfo: \"$(conninfo 1)\"" ;;
+      node_2) echo "    conninfo: \"$(conninfo 2)\"" ;;
+      *) echo "    conninfo: \"host=/nonexistent\"" ;;
+    esac
+    echo "  runtimeDir: \"$base/run-$name\""
+  } >"$base/$name.yml"
+  "$bin" -f "$base/$name.yml" check-config >/dev/null
+}
+write_config node_1 "$(node_addr 1)" "$(node_addr 2)"
+write_config node_2 "$(node_addr 2)" "$(node_addr 1)"
+write_config witness 127.0.0.5 "$(node_addr 1)" "$(node_addr 2)"
+for name in node_1 node_2 witness; do
+  "$bin" -f "$base/$name.yml" peer 2>>"$base/peer-$name.log" &
+  echo $! >"$base/peer-$name.pid"
+done
+sleep 1
+echo "\$ pgsql-state -f node_1.yml status"
+"$bin" -f "$base/node_1.yml" status
+
 say "HAProxy with haproxy/haproxy.cfg: writes on 127.0.0.4:5432, reads on 127.0.0.4:5433"
 sed -e "s#stats socket /run/haproxy/pgsql-state.sock#stats socket $base/haproxy.sock#" \
     -e '/log \/dev\/log/d' \
@@ -105,6 +145,9 @@ as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
 for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done
 wait_status prod node_2 UP && wait_status prod node_1 DOWN && wait_status stdby node_2 DOWN
 status
+sleep 1.1 # the witness caches its view for a second
+echo "\$ pgsql-state -f node_2.yml status"
+"$bin" -f "$base/node_2.yml" status
 echo "\$ psql -h 127.0.0.4 -p 5432 -c 'CREATE TABLE after_failover …'"
 "$pgbin/psql" -X -At -h 127.0.0.4 -p 5432 -U postgres -d postgres \
   -c "CREATE TABLE after_failover AS SELECT 1 AS ok" -c "SELECT inet_server_addr(), pg_is_in_recovery()"

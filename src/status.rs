@@ -27,14 +27,21 @@ pub struct Row {
     pub problem: Option<String>,
 }
 
-/// The table's rows from the peers' views (check answers filled in later).
-pub fn rows(views: &[(String, PeerView)]) -> Vec<Row> {
+/// The table's rows from the peers' views. `check` is `?` where the
+/// node's health-check port should be asked: every data node, even one
+/// whose peer or Postgres is down, since its responder may still answer;
+/// never the witness (`witness` is its configured address).
+pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
     views
         .iter()
         .map(|(peer, view)| match view {
             PeerView::Answered(a) => row_of(peer, a),
             PeerView::Unreachable(e) => Row {
-                node: "?".into(),
+                node: if witness == Some(peer.as_str()) {
+                    "witness".into()
+                } else {
+                    "?".into()
+                },
                 peer: peer.clone(),
                 ip: peer
                     .rsplit_once(':')
@@ -44,7 +51,11 @@ pub fn rows(views: &[(String, PeerView)]) -> Vec<Row> {
                 timeline: None,
                 lag_bytes: None,
                 verdict: "-".into(),
-                check: "-".into(),
+                check: if witness == Some(peer.as_str()) {
+                    "-".into()
+                } else {
+                    "?".into()
+                },
                 sees_master: vec![],
                 problem: Some(e.to_string()),
             },
@@ -54,7 +65,7 @@ pub fn rows(views: &[(String, PeerView)]) -> Vec<Row> {
 
 fn row_of(peer: &str, a: &IKnow) -> Row {
     let role = Role::try_from(a.role).unwrap_or(Role::Unknown);
-    let data = matches!(role, Role::Primary | Role::Standby);
+    let data = role != Role::Witness;
     Row {
         node: if a.node_name.is_empty() {
             "?".into()
@@ -198,8 +209,12 @@ mod tests {
                 PeerView::Unreachable(PeerError::Refused),
             ),
         ];
-        let r = rows(&views);
+        let r = rows(&views, Some("10.0.0.9:10000"));
         assert_eq!(r[0].role, "primary");
+        assert_eq!(
+            (r[0].check.as_str(), r[2].check.as_str(), r[2].node.as_str()),
+            ("?", "-", "witness")
+        );
         assert_eq!(r[0].lag_bytes, None);
         assert_eq!(r[1].lag_bytes, Some(16));
         assert_eq!(r[2].role, "unreachable");
@@ -238,7 +253,7 @@ mod tests {
                 ),
             ),
         ];
-        let r = rows(&views);
+        let r = rows(&views, None);
         assert_eq!(r[0].verdict, "fenced (stale)");
         assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
     }

@@ -40,7 +40,7 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     let rows = runtime.block_on(async {
         let views = client.ask_all(&peers).await;
-        let mut rows = status::rows(&views);
+        let mut rows = status::rows(&views, config.grpc.witness.as_deref());
         // Ask every data node's check port at once; answers land in row order.
         let mut checks = tokio::task::JoinSet::new();
         for (i, row) in rows.iter().enumerate().filter(|(_, r)| r.check == "?") {
