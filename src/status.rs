@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(summary(&r), "2/3 nodes answered; primary 10.0.0.1");
         let table = render(&r);
         assert!(
-            table.starts_with("NODE    PEER            ADDRESS   ROLE"),
+            table.starts_with("NODE     PEER            ADDRESS   ROLE         TL"),
             "{table}"
         );
         assert_eq!(table.lines().count(), 4);
