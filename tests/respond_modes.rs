@@ -441,3 +441,57 @@ fn config_file_drives_respond_and_errors_exit_78() {
         "an explicit -f that is missing is a config error: {err} {out}"
     );
 }
+
+#[test]
+fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+    use std::process::{Command, Stdio};
+    let c = cluster();
+    let eof_lines = || {
+        std::fs::read_to_string(&c.primary.log_file)
+            .unwrap_or_default()
+            .matches("unexpected EOF")
+            .count()
+    };
+    let before = eof_lines();
+    for _ in 0..5 {
+        let listener = std::net::TcpListener::bind((c.primary.addr, 0)).expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server_side, _) = listener.accept().expect("accept");
+        // Reset the connection (linger 0) before the responder answers.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a socket we own, with a correctly sized value.
+        unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // SAFETY: the fd is a socket we own; Stdio takes ownership.
+        let stdin = unsafe { Stdio::from_raw_fd(server_side.into_raw_fd()) };
+        let out = Command::new(binary())
+            .args(["respond", "--conninfo", &c.primary.conninfo()])
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run the responder");
+        assert!(out.status.success(), "{:?}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no log noise");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        eof_lines(),
+        before,
+        "Postgres logged unexpected EOFs from the responder"
+    );
+}

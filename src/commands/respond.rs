@@ -93,7 +93,7 @@ fn one_shot(client: ClientSocket, settings: ResponderSettings) -> anyhow::Result
     let runtime = current_thread()?;
     let responder = Responder::new(settings, Mode::OneShot);
     runtime.block_on(async {
-        let goodbye = match client {
+        let (delivered, goodbye) = match client {
             ClientSocket::Tcp(s) => {
                 s.set_nonblocking(true)?;
                 let _ = s.set_nodelay(true);
@@ -104,12 +104,13 @@ fn one_shot(client: ClientSocket, settings: ResponderSettings) -> anyhow::Result
                 responder.answer(tokio::net::UnixStream::from_std(s)?).await
             }
         };
-        match goodbye {
-            Ok(goodbye) => {
-                responder::close_goodbye(goodbye).await;
-                Ok(())
+        responder::close_goodbye(goodbye).await;
+        match delivered {
+            Err(e) if !responder::client_left(&e) => {
+                Err(anyhow::Error::new(e).context("cannot answer the client"))
             }
-            Err(e) => Err(anyhow::Error::new(e).context("cannot answer the client")),
+            // A client that left early (HAProxy may) is no failure.
+            _ => Ok(()),
         }
     })
 }

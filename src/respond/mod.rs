@@ -136,8 +136,9 @@ impl Responder {
     }
 
     /// Answers one client connection in the configured format, then closes
-    /// it. Returns the one-shot Postgres connection to close afterwards.
-    pub async fn answer<C: Conn>(&self, mut conn: C) -> std::io::Result<Option<Goodbye>> {
+    /// it. Returns whether the client got the answer, and the one-shot
+    /// Postgres connection to close afterwards (either way).
+    pub async fn answer<C: Conn>(&self, mut conn: C) -> (std::io::Result<()>, Option<Goodbye>) {
         let bound = self.settings.check_timeout;
         let (reply, goodbye) = match self.settings.format {
             Format::Text => {
@@ -162,13 +163,13 @@ impl Responder {
             conn.shutdown().await
         })
         .await;
-        match written {
-            Ok(result) => result.map(|()| goodbye),
-            Err(_) => Err(std::io::Error::new(
+        let delivered = written.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "client did not take the answer",
-            )),
-        }
+            ))
+        });
+        (delivered, goodbye)
     }
 
     /// Answers without a client: the word alone, as a person at a terminal
@@ -180,6 +181,16 @@ impl Responder {
         }
         word
     }
+}
+
+/// Whether an I/O error only means the client left before the answer (as
+/// HAProxy may): that is normal, not worth a log line or a failed unit.
+pub fn client_left(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
+    )
 }
 
 /// Closes a one-shot's Postgres connection politely.

@@ -67,8 +67,10 @@ pub async fn serve(
         };
         let responder = responder.clone();
         tokio::spawn(async move {
-            if let Ok(Err(e)) = tokio::time::timeout(bound, responder.answer(conn)).await {
-                log::debug!("answer not delivered: {e}");
+            if let Ok((Err(e), _)) = tokio::time::timeout(bound, responder.answer(conn)).await {
+                if !super::client_left(&e) {
+                    log::info!("answer not delivered: {e}");
+                }
             }
             drop(permit);
         });
