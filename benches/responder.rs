@@ -5,7 +5,9 @@
 //!
 //!     cargo bench --bench responder            (CYCLES=400 by default)
 //!
-//! Each latency is a client cycle: connect, read to EOF, close; sequential.
+//! Each latency is a client cycle: connect, read to EOF, close. The targets
+//! are measured round-robin, one cycle each in turn, so that the machine's
+//! drifts hit them alike; pgbench -C runs before and after, averaged.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,27 +27,42 @@ fn cycles() -> usize {
         .unwrap_or(400)
 }
 
-/// p50 and p99 in milliseconds of `n` check cycles against `addr`, after a warm-up.
-fn measure(addr: SocketAddr, expect: &str) -> (f64, f64) {
+/// One check cycle against `addr`: connect, read to EOF, close. Returns
+/// the time it took in milliseconds.
+fn cycle(addr: SocketAddr, expect: &str) -> f64 {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("read");
+    drop(stream);
+    let took = start.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        out.contains(expect),
+        "{addr} answered {out:?}, expected {expect:?}"
+    );
+    took
+}
+
+/// p50 and p99 (ms) of each target, measured round-robin (one cycle of
+/// each in turn), so that drifts of the machine hit every target alike.
+fn measure_interleaved(targets: &[(SocketAddr, &str)]) -> Vec<(f64, f64)> {
     let n = cycles();
-    let mut times = Vec::with_capacity(n);
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(n); targets.len()];
     for i in 0..n + 20 {
-        let start = Instant::now();
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        let mut out = String::new();
-        stream.read_to_string(&mut out).expect("read");
-        drop(stream);
-        let took = start.elapsed();
-        assert!(
-            out.contains(expect),
-            "{addr} answered {out:?}, expected {expect:?}"
-        );
-        if i >= 20 {
-            times.push(took.as_secs_f64() * 1000.0);
+        for (t, (addr, expect)) in targets.iter().enumerate() {
+            let took = cycle(*addr, expect);
+            if i >= 20 {
+                times[t].push(took);
+            }
         }
     }
-    times.sort_by(f64::total_cmp);
-    (times[n / 2], times[(n * 99) / 100])
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            (t[n / 2], t[(n * 99) / 100])
+        })
+        .collect()
 }
 
 /// pgbench's average latency (ms) for SELECT pg_is_in_recovery(), with or without -C.
@@ -178,47 +195,43 @@ fn main() {
     let bin = binary();
     let bin = bin.to_str().expect("utf-8");
 
-    let mut rows: Vec<(String, (f64, f64))> = Vec::new();
-    let mut row = |name: &str, r: (f64, f64)| {
-        println!("{name:<55} p50 {:>7.3} ms  p99 {:>7.3} ms", r.0, r.1);
-        rows.push((name.to_string(), r));
-        r
-    };
-
-    let echo_accept = {
-        let _s = spawn_activate(7001, true, &["/bin/echo", "production"]);
-        row(
-            "floor: /bin/echo under systemd-socket-activate",
-            measure(at(7001), "production"),
-        )
-    };
-    let ours_accept = {
-        let _s = spawn_activate(7002, false, &[bin, "respond", "--conninfo", &conninfo]);
-        row(
-            "pgsql-state respond, --accept (fd 3, LISTEN_FDS)",
-            measure(at(7002), "production"),
-        )
-    };
-    let ours_inetd = {
-        let _s = spawn_activate(7003, true, &[bin, "respond", "--conninfo", &conninfo]);
-        row(
-            "pgsql-state respond, --accept --inetd (stdin)",
-            measure(at(7003), "production"),
-        )
-    };
-    let psql_inetd = {
-        let psql = psql.to_str().expect("utf-8");
-        let argv = [
-            psql, "-X", "-At", "-h", &sock, "-U", "postgres", "-d", "postgres", "-c", psql_query,
-        ];
-        let _s = spawn_activate(7004, true, &argv);
-        row(
-            "psql one-liner (the seed's unit), --accept --inetd",
-            measure(at(7004), "production"),
-        )
-    };
-    let connect_query = pgbench(p, true);
+    let psql = psql.to_str().expect("utf-8");
+    let psql_argv = [
+        psql, "-X", "-At", "-h", &sock, "-U", "postgres", "-d", "postgres", "-c", psql_query,
+    ];
+    let _echo = spawn_activate(7001, true, &["/bin/echo", "production"]);
+    let _accept = spawn_activate(7002, false, &[bin, "respond", "--conninfo", &conninfo]);
+    let _inetd = spawn_activate(7003, true, &[bin, "respond", "--conninfo", &conninfo]);
+    let _psql = spawn_activate(7004, true, &psql_argv);
+    constant_server(at(7005));
+    let server = respond_server(at(7006), &["--conninfo", &conninfo]);
+    let connect_before = pgbench(p, true);
+    // Two groups, each round-robin within itself: the one-shot modes (ms
+    // scale, where the machine's drift matters), then the long-lived ones
+    // (µs scale, back to back as a busy HAProxy farm would check).
+    let mut results = measure_interleaved(&[
+        (at(7001), "production"),
+        (at(7002), "production"),
+        (at(7003), "production"),
+        (at(7004), "production"),
+    ]);
+    results.extend(measure_interleaved(&[
+        (at(7005), "production"),
+        (at(7006), "production"),
+    ]));
+    let connect_query = (connect_before + pgbench(p, true)) / 2.0;
     let warm_query = pgbench(p, false);
+    let names = [
+        "floor: /bin/echo under systemd-socket-activate",
+        "pgsql-state respond, --accept (fd 3, LISTEN_FDS)",
+        "pgsql-state respond, --accept --inetd (stdin)",
+        "psql one-liner (the seed's unit), --accept --inetd",
+        "floor: persistent TCP server writing a constant",
+        "pgsql-state respond --listen (long-lived)",
+    ];
+    for (name, r) in names.iter().zip(&results) {
+        println!("{name:<55} p50 {:>7.3} ms  p99 {:>7.3} ms", r.0, r.1);
+    }
     println!(
         "{:<55} mean {connect_query:>6.3} ms",
         "pgbench -C: connect + SELECT pg_is_in_recovery()"
@@ -227,17 +240,8 @@ fn main() {
         "{:<55} mean {warm_query:>6.3} ms",
         "pgbench: warm SELECT pg_is_in_recovery()"
     );
-
-    constant_server(at(7005));
-    let constant = row(
-        "floor: persistent TCP server writing a constant",
-        measure(at(7005), "production"),
-    );
-    let server = respond_server(at(7006), &["--conninfo", &conninfo]);
-    let ours_long = row(
-        "pgsql-state respond --listen (long-lived)",
-        measure(at(7006), "production"),
-    );
+    let [echo_accept, ours_accept, ours_inetd, psql_inetd, constant, ours_long] =
+        [0, 1, 2, 3, 4, 5].map(|i| results[i]);
     let rate = throughput(at(7006), 4, 3);
     let server_rss = vm_hwm_kib(server.child.id());
     drop(server);
