@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&harepd_dir)?;
     let harepd = protox::compile(["proto/harepd-messaging.proto"], ["proto"])?;
     tonic_prost_build::configure()
-        .build_server(false)
+        .build_server(true)
         .build_client(true)
         .out_dir(&harepd_dir)
         .compile_fds(harepd)?;

@@ -201,9 +201,17 @@ pub fn read_verdict(runtime_dir: &Path) -> VerdictRead {
 /// Whether an operator drained this node. A flag that cannot be checked
 /// (other than absent) counts as set: draining is the safe side.
 pub fn maintenance_on(runtime_dir: &Path) -> bool {
-    match std::fs::symlink_metadata(runtime_dir.join(MAINTENANCE_FILE)) {
+    let path = runtime_dir.join(MAINTENANCE_FILE);
+    match std::fs::symlink_metadata(&path) {
         Ok(_) => true,
-        Err(e) => e.kind() != io::ErrorKind::NotFound,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => {
+            log::warn!(
+                "cannot tell whether {} exists ({e}); draining to be safe",
+                path.display()
+            );
+            true
+        }
     }
 }
 

@@ -64,7 +64,7 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
 }
 
 fn row_of(peer: &str, a: &IKnow) -> Row {
-    let role = Role::try_from(a.role).unwrap_or(Role::Unknown);
+    let role = crate::peer::opinion::role_of(a);
     let data = role != Role::Witness;
     Row {
         node: if a.node_name.is_empty() {

@@ -54,6 +54,9 @@ fn trio(c: &Cluster, port: u16, tls: Option<&TlsFiles>, deadline: f64) -> Trio {
     );
     let make =
         |name: &str, ip: IpAddr, bind: SocketAddr, neighbours: Vec<String>, conninfo: String| {
+            // Each node has its own runtime directory, as on its own host.
+            let run = dir.join(format!("run-{name}"));
+            std::fs::create_dir_all(&run).expect("create a runtime dir");
             PeerConfig {
                 node_name: name,
                 primary_ip: &ip.to_string(),
@@ -61,7 +64,7 @@ fn trio(c: &Cluster, port: u16, tls: Option<&TlsFiles>, deadline: f64) -> Trio {
                 neighbours,
                 witness: w.to_string(),
                 conninfo,
-                runtime_dir: &dir,
+                runtime_dir: &run,
                 tls,
                 connection_deadline: deadline,
             }
@@ -253,12 +256,7 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
         out.contains(&format!("3/3 nodes answered; primary {ip1}")),
         "{out}"
     );
-    let line = |node: &str| {
-        out.lines()
-            .find(|l| l.starts_with(node))
-            .unwrap_or_else(|| panic!("no {node} in\n{out}"))
-            .to_string()
-    };
+    let line = |node: &str| line_in(&out, node);
     assert!(
         line("node_1").contains("primary") && line("node_1").contains("production"),
         "{out}"
@@ -268,6 +266,23 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
         "{out}"
     );
     assert!(line("witness").contains("witness"), "{out}");
+
+    // A verdict in node_1's runtime directory is reported, and status shows it.
+    let verdict = t.dir.join("run-node_1").join("verdict");
+    std::fs::write(
+        &verdict,
+        "verdict=fenced\nreason=test fence\nboot_id=other-boot\nmonotonic_ms=0\nvalid_ms=1\n",
+    )
+    .expect("write a verdict");
+    let v1 = wait_view(&rt, t.p1, "node_1 reports its verdict", |a| a.fenced);
+    let v = v1.verdict.expect("a verdict");
+    assert_eq!(
+        (v.kind.as_str(), v.reason.as_str(), v.fresh),
+        ("fenced", "test fence", false)
+    );
+    let (_, out, _) = pgsql_state(&["-f", cfg, "status"]);
+    assert!(line_in(&out, "node_1").contains("fenced (stale)"), "{out}");
+    std::fs::remove_file(&verdict).expect("remove the verdict");
 
     // Promote the standby while the old primary still runs: a split brain.
     run_promote(&c.standby);
@@ -293,6 +308,14 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
             .is_some_and(|s| s.contains("SPLIT BRAIN")),
         "{json}"
     );
+}
+
+/// The status table's line for `node`.
+fn line_in(out: &str, node: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(node))
+        .unwrap_or_else(|| panic!("no {node} in\n{out}"))
+        .to_string()
 }
 
 fn run_promote(node: &Node) {
@@ -627,4 +650,73 @@ fn peer_serves_a_socket_systemd_passes_and_notifies_systemd() {
         seen.push('\n');
     }
     assert!(seen.contains("STATUS=data node, serving on"), "{seen:?}");
+}
+
+/// A Go harepd node, as its code answers: its repmgr view in `master` and
+/// `slaves`, nothing past field 6. Built from harepd's own proto.
+struct HarepdNode {
+    answer: harepd::IKnow,
+}
+
+#[tonic::async_trait]
+impl harepd::cluster_info_server::ClusterInfo for HarepdNode {
+    async fn get_cluster_info(
+        &self,
+        _request: tonic::Request<harepd::WhatYouKnow>,
+    ) -> Result<tonic::Response<harepd::IKnow>, tonic::Status> {
+        Ok(tonic::Response::new(self.answer.clone()))
+    }
+}
+
+#[test]
+fn a_harepd_node_and_pgsql_state_nodes_understand_each_other() {
+    let c = shared();
+    let t = trio(c, 10005, None, 4.0);
+    let (ip1, ip2) = (c.primary.addr.to_string(), c.standby.addr.to_string());
+    // node_2's peer is a harepd node; node_1 and the witness are ours.
+    let harepd_node = HarepdNode {
+        answer: harepd::IKnow {
+            ip: ip2.clone(),
+            node_id: 2,
+            node_name: "node_2".into(),
+            witness: t.w.to_string(),
+            slaves: vec![ip2.clone()],
+            master: vec![ip1.clone()],
+        },
+    };
+    let addr = t.p2;
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            tonic::transport::Server::builder()
+                .add_service(harepd::cluster_info_server::ClusterInfoServer::new(
+                    harepd_node,
+                ))
+                .serve(addr)
+                .await
+                .expect("the harepd-shaped server");
+        })
+    });
+    wait_until(Duration::from_secs(10), "the harepd node listens", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let _p1 = start_peer(&t.configs[0], t.p1, &t.log(t.p1));
+    let _w = start_peer(&t.configs[2], t.w, &t.log(t.w));
+    let rt = runtime();
+
+    // Our client reads the harepd node's answer; its role comes from its view.
+    let h = answered(rt.block_on(plain_client().ask(&t.p2.to_string())));
+    assert_eq!(pgsql_state::peer::opinion::role_of(&h), Role::Standby);
+    // node_1 learns node_2's address from the harepd node and names it.
+    wait_view(
+        &rt,
+        t.p1,
+        "node_1 maps node_2 through the harepd node",
+        |a| a.slaves == [ip2.clone()],
+    );
+    // The witness counts the harepd node by its view.
+    let w = wait_view(&rt, t.w, "the witness sees both", |a| a.observed.len() == 2);
+    assert_eq!((w.master, w.slaves), (vec![ip1.clone()], vec![ip2.clone()]));
+    // And harepd's client reads our witness.
+    let hw = rt.block_on(ask_as_harepd(t.w));
+    assert_eq!((hw.master, hw.slaves), (vec![ip1], vec![ip2]));
 }

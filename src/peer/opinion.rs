@@ -171,6 +171,16 @@ pub fn majority_system_identifier<'a>(answers: impl Iterator<Item = &'a IKnow>) 
     leaders.next().is_none().then_some(*sysid)
 }
 
+/// A data node's role. A harepd node sends no role (field 7 is ours): its
+/// role is then where its own address stands in its own view.
+pub fn role_of(a: &IKnow) -> Role {
+    match Role::try_from(a.role).unwrap_or(Role::Unknown) {
+        Role::Unknown if !a.ip.is_empty() && a.master.contains(&a.ip) => Role::Primary,
+        Role::Unknown if !a.ip.is_empty() && a.slaves.contains(&a.ip) => Role::Standby,
+        role => role,
+    }
+}
+
 /// The witness's answer from what the data nodes said. A node with another
 /// system identifier than the majority is ignored and listed as such.
 pub fn witness_answer(me: &Me, views: &[(String, PeerView)]) -> IKnow {
@@ -200,7 +210,7 @@ pub fn witness_answer(me: &Me, views: &[(String, PeerView)]) -> IKnow {
                     });
                     continue;
                 }
-                match Role::try_from(a.role).unwrap_or(Role::Unknown) {
+                match role_of(a) {
                     Role::Primary => answer.master.push(a.ip.clone()),
                     Role::Standby => answer.slaves.push(a.ip.clone()),
                     _ => {}

@@ -210,6 +210,16 @@ fn answered(ip: &str, role: Role, sysid: u64) -> PeerView {
     })
 }
 
+/// An answer as a Go harepd node sends it: fields 1-6 only.
+fn harepd(ip: &str, master: &[&str], slaves: &[&str]) -> PeerView {
+    PeerView::Answered(IKnow {
+        ip: ip.into(),
+        master: master.iter().map(|m| m.to_string()).collect(),
+        slaves: slaves.iter().map(|s| s.to_string()).collect(),
+        ..IKnow::default()
+    })
+}
+
 #[test]
 fn witness_answers() {
     let w = me("witness", "10.0.0.9");
@@ -280,6 +290,16 @@ fn witness_answers() {
             views(vec![("n1:1", answered("10.0.0.1", Role::Down, 0))]),
             vec![],
             vec![],
+            vec![],
+        ),
+        (
+            "harepd nodes send no role: their place in their own view tells",
+            views(vec![
+                ("n1:1", harepd("10.0.0.1", &["10.0.0.1"], &["10.0.0.2"])),
+                ("n2:1", harepd("10.0.0.2", &["10.0.0.1"], &["10.0.0.2"])),
+            ]),
+            vec!["10.0.0.1"],
+            vec!["10.0.0.2"],
             vec![],
         ),
     ];
