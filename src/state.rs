@@ -63,7 +63,8 @@ pub struct Verdict {
 impl Verdict {
     /// Fresh: written on this boot, not in the future, and within `valid_ms`.
     pub fn is_fresh(&self, now: &Now) -> bool {
-        self.written.boot_id == now.boot_id
+        !now.boot_id.is_empty()
+            && self.written.boot_id == now.boot_id
             && now.monotonic_ms >= self.written.monotonic_ms
             && now.monotonic_ms - self.written.monotonic_ms < self.valid_ms
     }
@@ -343,6 +344,12 @@ mod tests {
             (at("b1", 999), false),
             (at("b2", 1_100), false),
         ];
+        let mut no_boot = v.clone();
+        no_boot.written.boot_id = String::new();
+        assert!(
+            !no_boot.is_fresh(&Now::unknown()),
+            "an unknown clock makes nothing fresh"
+        );
         for (now, want) in cases {
             assert_eq!(v.is_fresh(&now), want, "{now:?}");
         }

@@ -89,18 +89,13 @@ impl Responder {
         if let VerdictRead::Unreadable(why) = &verdict {
             log::warn!("verdict unreadable, treated as a fence: {why}");
         }
+        // The clock matters only to judge a verdict's freshness.
         let now = match &verdict {
             VerdictRead::Present(_) => state::now().unwrap_or_else(|e| {
                 log::warn!("cannot read the clock or boot id: {e}");
-                Now {
-                    boot_id: String::new(),
-                    monotonic_ms: 0,
-                }
+                Now::unknown()
             }),
-            _ => Now {
-                boot_id: String::new(),
-                monotonic_ms: 0,
-            },
+            _ => Now::unknown(),
         };
         let word = choose_word(&Inputs {
             maintenance: false,

@@ -135,6 +135,16 @@ pub struct Now {
     pub monotonic_ms: u64,
 }
 
+impl Now {
+    /// A reading against which no verdict is fresh (no boot id matches).
+    pub fn unknown() -> Now {
+        Now {
+            boot_id: String::new(),
+            monotonic_ms: 0,
+        }
+    }
+}
+
 /// Everything the choice depends on, as plain values.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
