@@ -346,6 +346,7 @@ mod tests {
         ];
         let mut no_boot = v.clone();
         no_boot.written.boot_id = String::new();
+        no_boot.written.monotonic_ms = 0;
         assert!(
             !no_boot.is_fresh(&Now::unknown()),
             "an unknown clock makes nothing fresh"
