@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // `status --ask` prints a peer's whole answer as JSON.
+        .type_attribute(".models", "#[derive(serde::Serialize)]")
         .compile_fds(ours)?;
 
     let harepd_dir = out.join("harepd");

@@ -48,6 +48,9 @@ pub struct StatusArgs {
     /// The port each node's responder listens on.
     #[arg(long, value_name = "PORT", default_value_t = 5431)]
     pub check_port: u16,
+    /// Ask only the peer at HOST:PORT and print its whole answer as JSON.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ask: Option<String>,
 }
 
 /// `respond` flags; each overrides its config key.

@@ -267,6 +267,18 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
     );
     assert!(line("witness").contains("witness"), "{out}");
 
+    // One peer's whole answer, as JSON.
+    let (code, json, err) = pgsql_state(&["-f", cfg, "status", "--ask", &t.p2.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let raw: serde_json::Value = serde_json::from_str(&json).expect("status --ask is JSON");
+    assert_eq!(raw["node_name"], "node_2", "{json}");
+    assert_eq!(raw["role"], Role::Standby as i32, "{json}");
+    assert_eq!(raw["streaming"], true, "{json}");
+    let dead = format!("{}:1", c.spare_addr(9));
+    let (code, _, err) = pgsql_state(&["-f", cfg, "status", "--ask", &dead]);
+    assert_eq!(code, 1, "an unreachable peer: {err}");
+    assert!(err.contains("connection refused"), "{err}");
+
     // A verdict in node_1's runtime directory is reported, and status shows it.
     let verdict = t.dir.join("run-node_1").join("verdict");
     std::fs::write(

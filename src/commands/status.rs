@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::StatusArgs;
-use crate::peer::client::PeerClient;
+use crate::peer::client::{PeerClient, PeerView};
 use crate::peer::proto::WhatYouKnow;
 use crate::status;
 
@@ -38,6 +38,17 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    if let Some(addr) = &args.ask {
+        let addr = crate::config::host_port(addr, config.grpc.bind_port)
+            .map_err(|e| super::UsageError(format!("--ask {e}")))?;
+        return match runtime.block_on(client.ask(&addr)) {
+            PeerView::Answered(answer) => {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                Ok(())
+            }
+            PeerView::Unreachable(e) => Err(anyhow::anyhow!("{addr}: {e}")),
+        };
+    }
     let rows = runtime.block_on(async {
         let views = client.ask_all(&peers).await;
         let mut rows = status::rows(&views, config.grpc.witness.as_deref());
