@@ -114,3 +114,32 @@ fn haproxy_routes_by_the_words_and_follows_a_failover() {
         c.standby.addr.to_string()
     );
 }
+
+#[test]
+fn the_patroni_style_httpchk_variant_routes_by_http_status() {
+    let c = Cluster::start();
+    let _responders: Vec<Spawned> = [&c.primary, &c.standby]
+        .iter()
+        .map(|node| {
+            let args = ["--format", "http", "--conninfo", &node.conninfo()];
+            socket_activate(
+                SocketAddr::new(node.addr.into(), 5431),
+                Activation::Accept,
+                &[],
+                &args,
+            )
+        })
+        .collect();
+    let h = Haproxy::start(&c, "haproxy-httpchk.cfg", c.spare_addr(4));
+    let settle = Duration::from_secs(15);
+    h.wait_up("prod", &["node_1"], settle);
+    h.wait_up("stdby", &["node_2"], settle);
+    assert_eq!(
+        server_behind(h.prod, "SELECT inet_server_addr()"),
+        c.primary.addr.to_string()
+    );
+    assert_eq!(
+        server_behind(h.stdby, "SELECT inet_server_addr()"),
+        c.standby.addr.to_string()
+    );
+}

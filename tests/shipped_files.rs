@@ -17,7 +17,11 @@ fn repo(path: &str) -> PathBuf {
 #[test]
 fn haproxy_configs_pass_haproxy_c() {
     let haproxy = require_tool("haproxy");
-    for cfg in ["haproxy/haproxy.cfg", "haproxy/haproxy-httpchk.cfg"] {
+    for cfg in [
+        "haproxy/haproxy.cfg",
+        "haproxy/haproxy-httpchk.cfg",
+        "haproxy/haproxy-pgsql-check.cfg",
+    ] {
         let out = Command::new(&haproxy)
             .arg("-c")
             .arg("-f")
