@@ -27,31 +27,28 @@ fn server_behind(addr: SocketAddr, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn haproxy_routes_by_the_words_and_follows_a_failover() {
-    let c = Cluster::start();
-    let dirs = [runtime_dir("routing-1"), runtime_dir("routing-2")];
-    let _responders: Vec<Spawned> = [&c.primary, &c.standby]
+/// A socket-activated responder (Accept=yes) on port 5431 of each node,
+/// with `args` and the node's conninfo.
+fn responders(c: &Cluster, args: impl Fn(&Node) -> Vec<String>) -> Vec<Spawned> {
+    [&c.primary, &c.standby]
         .iter()
-        .zip(&dirs)
-        .map(|(node, dir)| {
-            let args = [
-                "--check-timeout",
-                "1",
-                "--runtime-dir",
-                dir.to_str().expect("utf-8"),
-                "--conninfo",
-                &node.conninfo(),
-            ];
+        .map(|node| {
+            let mut argv = args(node);
+            argv.extend(["--conninfo".to_string(), node.conninfo()]);
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             socket_activate(
                 SocketAddr::new(node.addr.into(), 5431),
                 Activation::Accept,
                 &[],
-                &args,
+                &argv,
             )
         })
-        .collect();
-    let h = Haproxy::start(&c, "haproxy.cfg", c.spare_addr(4));
+        .collect()
+}
+
+/// Waits for HAProxy's checks, then proves writes reach the primary and
+/// reads the standby.
+fn assert_routes_to_primary_and_standby(h: &Haproxy, c: &Cluster) {
     let settle = Duration::from_secs(15);
     h.wait_up("prod", &["node_1"], settle);
     h.wait_up("stdby", &["node_2"], settle);
@@ -63,6 +60,30 @@ fn haproxy_routes_by_the_words_and_follows_a_failover() {
         server_behind(h.stdby, "SELECT inet_server_addr()"),
         c.standby.addr.to_string()
     );
+}
+
+#[test]
+fn haproxy_routes_by_the_words_and_follows_a_failover() {
+    let c = Cluster::start();
+    let dirs = [runtime_dir("routing-1"), runtime_dir("routing-2")];
+    let _responders = responders(&c, |node| {
+        let dir = if node.name == c.primary.name {
+            &dirs[0]
+        } else {
+            &dirs[1]
+        };
+        [
+            "--check-timeout",
+            "1",
+            "--runtime-dir",
+            dir.to_str().expect("utf-8"),
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let h = Haproxy::start(&c, "haproxy.cfg", c.spare_addr(4));
+    assert_routes_to_primary_and_standby(&h, &c);
+    let settle = Duration::from_secs(15);
 
     // Maintenance on the standby drains it from the read pool, and back.
     let dir = dirs[1].to_str().expect("utf-8");
@@ -118,28 +139,7 @@ fn haproxy_routes_by_the_words_and_follows_a_failover() {
 #[test]
 fn the_patroni_style_httpchk_variant_routes_by_http_status() {
     let c = Cluster::start();
-    let _responders: Vec<Spawned> = [&c.primary, &c.standby]
-        .iter()
-        .map(|node| {
-            let args = ["--format", "http", "--conninfo", &node.conninfo()];
-            socket_activate(
-                SocketAddr::new(node.addr.into(), 5431),
-                Activation::Accept,
-                &[],
-                &args,
-            )
-        })
-        .collect();
+    let _responders = responders(&c, |_| vec!["--format".into(), "http".into()]);
     let h = Haproxy::start(&c, "haproxy-httpchk.cfg", c.spare_addr(4));
-    let settle = Duration::from_secs(15);
-    h.wait_up("prod", &["node_1"], settle);
-    h.wait_up("stdby", &["node_2"], settle);
-    assert_eq!(
-        server_behind(h.prod, "SELECT inet_server_addr()"),
-        c.primary.addr.to_string()
-    );
-    assert_eq!(
-        server_behind(h.stdby, "SELECT inet_server_addr()"),
-        c.standby.addr.to_string()
-    );
+    assert_routes_to_primary_and_standby(&h, &c);
 }
