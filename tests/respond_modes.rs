@@ -25,34 +25,25 @@ fn roles() -> [(&'static Node, &'static str); 2] {
     [(&c.primary, "production\n"), (&c.standby, "standby\n")]
 }
 
-#[test]
-fn accept_yes_answers_each_role_to_ncat_and_nc() {
+/// Under `systemd-socket-activate` in `how` on `port`, each node answers
+/// its word to `ncat --recv-only` and to `nc`.
+fn one_shot_answers_each_role(how: Activation, port: u16) {
     for (node, word) in roles() {
-        let addr = at(node, 5431);
-        let _activator = socket_activate(
-            addr,
-            Activation::Accept,
-            &[],
-            &["--conninfo", &node.conninfo()],
-        );
+        let addr = at(node, port);
+        let _activator = socket_activate(addr, how, &[], &["--conninfo", &node.conninfo()]);
         assert_eq!(ncat_recv(addr), word, "ncat --recv-only {addr}");
         assert_eq!(nc(addr), word, "nc {addr}");
     }
 }
 
 #[test]
+fn accept_yes_answers_each_role_to_ncat_and_nc() {
+    one_shot_answers_each_role(Activation::Accept, 5431);
+}
+
+#[test]
 fn inetd_answers_each_role() {
-    for (node, word) in roles() {
-        let addr = at(node, 5434);
-        let _activator = socket_activate(
-            addr,
-            Activation::Inetd,
-            &[],
-            &["--conninfo", &node.conninfo()],
-        );
-        assert_eq!(ncat_recv(addr), word, "ncat --recv-only {addr}");
-        assert_eq!(nc(addr), word, "nc {addr}");
-    }
+    one_shot_answers_each_role(Activation::Inetd, 5434);
 }
 
 #[test]

@@ -58,6 +58,13 @@ impl Node {
             .expect("pid in postmaster.pid")
     }
 
+    /// Creates the socket directory, writable by the unprivileged server.
+    fn make_socket_dir(&self) {
+        fs::create_dir_all(&self.socket_dir).expect("create a socket dir");
+        fs::set_permissions(&self.socket_dir, fs::Permissions::from_mode(0o777))
+            .expect("chmod socket dir");
+    }
+
     /// `pg_ctl start` and wait until it accepts connections.
     pub fn start(&self) {
         let out = as_pg_user(&pg_bin("pg_ctl"))
@@ -125,11 +132,8 @@ impl Cluster {
             log_file: base.join(format!("n{}.log", n - 1)),
         };
         let (primary, standby) = (node(2), node(3));
-        for n in [&primary, &standby] {
-            fs::create_dir_all(&n.socket_dir).expect("create a socket dir");
-            fs::set_permissions(&n.socket_dir, fs::Permissions::from_mode(0o777))
-                .expect("chmod socket dir");
-        }
+        primary.make_socket_dir();
+        standby.make_socket_dir();
         init_primary(&primary);
         primary.start();
         register(&primary);
@@ -166,9 +170,7 @@ impl Cluster {
             socket_dir: self.base.join(format!("sx{n}")),
             log_file: self.base.join(format!("x{n}.log")),
         };
-        fs::create_dir_all(&node.socket_dir).expect("create a socket dir");
-        fs::set_permissions(&node.socket_dir, fs::Permissions::from_mode(0o777))
-            .expect("chmod socket dir");
+        node.make_socket_dir();
         init_primary(&node);
         node.start();
         register(&node);
