@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::{Fencing, Format, ResponderFragment};
+
 /// Tells HAProxy which PostgreSQL node is the primary.
 #[derive(Debug, Parser)]
 #[command(name = "pgsql-state", version, about)]
@@ -12,6 +14,7 @@ pub struct Cli {
     /// The YAML config (harepd's conf.yml schema). `respond` works without one.
     #[arg(short = 'f', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,32 +70,30 @@ pub struct RespondArgs {
     pub max_lag_bytes: Option<u64>,
     /// How the reconciler's verdict is used (fencing).
     #[arg(long, value_enum)]
-    pub fencing: Option<FencingArg>,
+    pub fencing: Option<Fencing>,
     /// Where the verdict and maintenance files live (runtimeDir).
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// Output format (responder.format).
     #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
+    pub format: Option<Format>,
     /// Serve checks on ADDR (ip:port, or a Unix socket path) until stopped.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
 
-/// `--fencing` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FencingArg {
-    Off,
-    Verdict,
-    Strict,
-}
-
-/// `--format` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Text,
-    Http,
-    Agent,
+impl RespondArgs {
+    /// The flags as a config fragment, to be validated like the file's keys.
+    pub fn fragment(&self) -> ResponderFragment {
+        ResponderFragment {
+            conninfo: self.conninfo.clone(),
+            check_timeout: self.check_timeout,
+            max_lag_bytes: self.max_lag_bytes,
+            fencing: self.fencing,
+            runtime_dir: self.runtime_dir.clone(),
+            format: self.format,
+        }
+    }
 }
 
 /// `maintenance` arguments.
@@ -109,6 +110,8 @@ pub struct MaintenanceArgs {
 /// on / off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
+    /// Drain this node.
     On,
+    /// Put it back.
     Off,
 }

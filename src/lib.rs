@@ -4,32 +4,40 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap); [`commands`]: one function per
-//!   subcommand, with anyhow context, and the exit-code mapping.
-//! - [`config`]: harepd's YAML plus our keys; pure `validate` with every
-//!   problem's path and line.
-//! - [`word`]: the words and the pure `choose_word`.
-//! - [`probe`]: the responder's one-round-trip Postgres query (the Postgres
-//!   boundary); [`facts`]: the node facts query; [`warm`]: a persistent
-//!   connection for long-lived servers.
-//! - [`state`]: the verdict and maintenance files in `runtimeDir`.
-//! - [`respond`]: the responder: formats, inherited sockets, the
-//!   long-lived server.
-//! - [`peer`]: the harepd-compatible gRPC protocol: client, pure opinions,
-//!   server, TLS; [`status`]: the cluster table.
-//! - [`logging`], [`systemd`], [`error_text`]: small edges.
+//! A pure core, a few edges, and thin commands over them.
+//!
+//! - Pure core (no I/O, no clock reads):
+//!   [`word`] (the words and `choose_word`), [`verdict`] (the verdict
+//!   type, its text form, freshness), [`config`] (types, deserialising with
+//!   lines, validation), [`status`] (the cluster table), and
+//!   [`peer::opinion`] (the answers a peer gives).
+//! - Edges: [`pg`] (the role query, the facts query, the warm connection),
+//!   [`peer`] (proto, client, server, TLS), [`activation`] (inherited
+//!   sockets, for `respond` and `peer`), [`conn_limit`] (per-source caps
+//!   and head timeouts on accepted connections), [`runtime_files`] (the
+//!   verdict and maintenance files), [`fsutil`] (atomic writes that keep
+//!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id),
+//!   [`systemd`], [`logging`].
+//! - Commands: [`cli`] (clap) and [`commands`], one function per
+//!   subcommand with anyhow context, and the exit-code mapping;
+//!   [`respond`] holds the responder's formats and long-lived server.
 
+#![warn(missing_docs)]
+
+pub mod activation;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod conn_limit;
 pub mod error_text;
-pub mod facts;
+pub mod fsutil;
 pub mod logging;
 pub mod peer;
-pub mod probe;
+pub mod pg;
 pub mod respond;
-pub mod state;
+pub mod runtime_files;
 pub mod status;
 pub mod systemd;
-pub mod warm;
+pub mod verdict;
 pub mod word;

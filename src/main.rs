@@ -11,7 +11,7 @@ fn main() {
             let code = pgsql_state::commands::exit_code(&error);
             // Logging may be off (inetd mode), so errors go straight to stderr
             // unless stderr is the client's socket.
-            if !pgsql_state::respond::inherit::stderr_is_socket() {
+            if !pgsql_state::activation::stderr_is_socket() {
                 eprintln!("pgsql-state: {error:#}");
             }
             code

@@ -17,15 +17,14 @@ pub fn status(status: &str) {
 }
 
 fn notify(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, states) {
+    if let Err(e) = sd_notify::notify(states) {
         log::warn!("sd_notify: {e}");
     }
 }
 
 /// The watchdog interval systemd asked for (`WatchdogSec=`), if any.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+    sd_notify::watchdog_enabled()
 }
 
 /// Pings the watchdog at half its interval, forever. It runs on the same

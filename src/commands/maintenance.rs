@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::cli::{MaintenanceArgs, Switch};
 use crate::config;
-use crate::state;
+use crate::runtime_files;
 
 pub fn run(explicit: Option<&Path>, args: MaintenanceArgs) -> anyhow::Result<()> {
     let runtime_dir = match args.runtime_dir {
@@ -25,7 +25,7 @@ pub fn run(explicit: Option<&Path>, args: MaintenanceArgs) -> anyhow::Result<()>
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let note = format!("maintenance set by {who} at unix time {since}\n");
-    state::set_maintenance(&runtime_dir, on, &note)
+    runtime_files::set_maintenance(&runtime_dir, on, &note)
         .with_context(|| format!("cannot switch maintenance in {}", runtime_dir.display()))?;
     if on {
         println!(

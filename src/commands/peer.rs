@@ -9,10 +9,10 @@ use super::UsageError;
 use crate::cli::PeerArgs;
 use crate::peer::server::{self, PeerService};
 use crate::peer::tls;
-use crate::respond::inherit::{self, Inherited, ListenSocket};
+use crate::activation::{self, Inherited, ListenSocket};
 
 pub fn run(explicit: Option<&Path>, args: PeerArgs) -> anyhow::Result<()> {
-    let inherited = inherit::take_inherited().context("cannot take the inherited socket")?;
+    let inherited = activation::take_inherited().context("cannot take the inherited socket")?;
     crate::logging::init(false);
     let loaded = super::load_config(explicit, false)?
         .ok_or_else(|| anyhow::anyhow!("peer needs a config file"))?;
@@ -49,7 +49,8 @@ pub fn run(explicit: Option<&Path>, args: PeerArgs) -> anyhow::Result<()> {
             tokio::spawn(crate::systemd::keep_watchdog(interval));
         }
         tokio::spawn(service.clone().background(crate::systemd::status));
-        server::serve(listener, tls, service, super::shutdown_signal())
+        let request_timeout = config.grpc.connection_deadline;
+        server::serve(listener, tls, service, request_timeout, super::shutdown_signal())
             .await
             .context("gRPC server")
     })

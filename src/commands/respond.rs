@@ -3,28 +3,27 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 
 use super::UsageError;
-use crate::cli::{FencingArg, FormatArg, RespondArgs};
-use crate::config::{Fencing, Format, ResponderSettings};
-use crate::respond::inherit::{self, ClientSocket, Inherited, ListenSocket};
+use crate::cli::RespondArgs;
+use crate::config::{self, Format, FragmentSource, ResponderFragment, ResponderSettings};
+use crate::activation::{self, ClientSocket, Inherited, ListenSocket};
 use crate::respond::server::{self, Listener};
 use crate::respond::{self as responder, Mode, Responder};
 
 pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
     // Before anything else: listenfd edits the environment, and must run
     // before the tokio runtime starts.
-    let inherited = inherit::take_inherited().context("cannot take the inherited socket")?;
-    crate::logging::init(inherit::stderr_is_socket());
+    let inherited = activation::take_inherited().context("cannot take the inherited socket")?;
+    crate::logging::init(activation::stderr_is_socket());
     let settings = match settings(explicit, &args) {
         Ok(settings) => settings,
         Err(error) => {
             // Still tell the client why, then fail with the config error.
             if let Inherited::Client(client) = inherited {
-                answer_config_error(client, args.format.map_or(Format::Text, format));
+                answer_config_error(client, args.format.unwrap_or_default());
             }
             return Err(error);
         }
@@ -38,47 +37,28 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
 }
 
 /// The config's responder settings (or the defaults), with flags on top.
+/// The flags are a config fragment checked by the same validation as the
+/// file's keys; a bad flag is a usage error naming the flag.
 fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<ResponderSettings> {
-    let mut s = super::load_config(explicit, true)?
-        .map(|loaded| loaded.config.responder)
-        .unwrap_or_default();
-    if let Some(conninfo) = &args.conninfo {
-        s.conninfo.clone_from(conninfo);
-    }
-    if let Some(seconds) = args.check_timeout {
-        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
-            return Err(UsageError(format!(
-                "--check-timeout {seconds}: not a number of seconds in (0, 86400]"
-            ))
-            .into());
-        }
-        s.check_timeout = Duration::from_secs_f64(seconds);
-    }
-    if let Some(bytes) = args.max_lag_bytes {
-        s.max_lag_bytes = Some(bytes);
-    }
-    if let Some(fencing) = args.fencing {
-        s.fencing = match fencing {
-            FencingArg::Off => Fencing::Off,
-            FencingArg::Verdict => Fencing::Verdict,
-            FencingArg::Strict => Fencing::Strict,
-        };
-    }
-    if let Some(dir) = &args.runtime_dir {
-        s.runtime_dir.clone_from(dir);
-    }
-    if let Some(f) = args.format {
-        s.format = format(f);
-    }
-    Ok(s)
-}
-
-fn format(arg: FormatArg) -> Format {
-    match arg {
-        FormatArg::Text => Format::Text,
-        FormatArg::Http => Format::Http,
-        FormatArg::Agent => Format::Agent,
-    }
+    let flags = args.fragment();
+    let (file, lease) = match super::load_config(explicit, true)? {
+        Some(loaded) => (loaded.responder_fragment, loaded.config.responder.lease),
+        None => (ResponderFragment::default(), ResponderSettings::default().lease),
+    };
+    let flag_problems = |problems: Vec<config::Problem>| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        UsageError(lines.join("; "))
+    };
+    flags
+        .validate(FragmentSource::Flags, "", lease)
+        .map_err(flag_problems)?;
+    // Both parts are valid alone, so together they are too; a problem here
+    // would still be reported, naming the flag.
+    let settings = file
+        .overlay(flags)
+        .validate(FragmentSource::Flags, "", lease)
+        .map_err(flag_problems)?;
+    Ok(settings)
 }
 
 /// A runtime for one answer: one thread, started in microseconds.

@@ -33,7 +33,7 @@ pub struct RawConfig {
     pub postgres: Option<RawPostgres>,
     pub check_timeout: Option<f64>,
     pub max_lag_bytes: Option<u64>,
-    pub fencing: Option<String>,
+    pub fencing: Option<super::Fencing>,
     pub fence_users: Option<Vec<String>>,
     pub runtime_dir: Option<String>,
     pub responder: Option<RawResponder>,
@@ -107,5 +107,5 @@ pub struct RawPostgres {
 /// `responder:`: how `respond` answers.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawResponder {
-    pub format: Option<String>,
+    pub format: Option<super::Format>,
 }

@@ -165,9 +165,9 @@ fn every_problem_is_reported_with_its_line() {
             "two unknown keys at two depths",
             "    bindPort: 10000\n",
             &[
+                "18: harepd.gRPC.bindPort: missing (required)",
                 "24: harepd.gRPC.bindPrt: unknown key",
                 "31: harepd.watchDg: unknown key",
-                "18: harepd.gRPC.bindPort: missing (required)",
             ],
         ),
         (
@@ -183,7 +183,7 @@ fn every_problem_is_reported_with_its_line() {
         (
             "bad fencing",
             "  watchDog: 15\n",
-            &["32: harepd.fencing: \"always\" is not one of off, verdict, strict"],
+            &["32: harepd.fencing: unknown variant `always`, expected one of `off`, `verdict`, `strict`"],
         ),
         (
             "bad witness",
@@ -297,5 +297,99 @@ fn type_errors_do_not_hide_other_problems() {
             "24: harepd.gRPC.bindPort: invalid type: string \"ten\", expected u16",
             "31: harepd.watchDg: unknown key",
         ]
+    );
+}
+
+/// harepd's conf.yml turned into the witness's: its own bind address is
+/// the configured witness.
+fn witness_yml() -> String {
+    HAREPD_CONF_YML.replace("bindAddress: \"10.21.51.61\"", "bindAddress: \"10.21.57.63\"")
+}
+
+#[test]
+fn the_witness_needs_no_postgres_keys() {
+    // harepd's template, unchanged but for the address: hbaConfig present.
+    let with_keys = ok(&witness_yml()).config;
+    assert!(with_keys.is_witness());
+    assert_eq!(with_keys.hba_config, None, "ignored on the witness");
+    // Without hbaConfig, and with a postgres conninfo that would not parse
+    // on a data node: the witness ignores both.
+    let bare = witness_yml()
+        .replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "")
+        + "  postgres:\n    conninfo: \"not a conninfo ===\"\n";
+    let c = ok(&bare).config;
+    assert!(c.is_witness());
+    // A data node without hbaConfig is refused, naming the key.
+    let data = HAREPD_CONF_YML.replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "");
+    assert_eq!(problems(&data), ["1: harepd.hbaConfig: missing (required)"]);
+}
+
+#[test]
+fn flags_are_a_fragment_checked_like_the_file() {
+    let lease = Duration::from_secs(35);
+    let flags = |f: ResponderFragment| {
+        f.validate(FragmentSource::Flags, "", lease)
+            .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let cases: Vec<(&str, ResponderFragment, Result<(), Vec<&str>>)> = vec![
+        ("no flags", ResponderFragment::default(), Ok(())),
+        (
+            "--max-lag-bytes 0",
+            ResponderFragment {
+                max_lag_bytes: Some(0),
+                ..ResponderFragment::default()
+            },
+            Err(vec![
+                "--max-lag-bytes: must be above 0 (leave it unset for no bound)",
+            ]),
+        ),
+        (
+            "relative --runtime-dir",
+            ResponderFragment {
+                runtime_dir: Some("run/x".into()),
+                ..ResponderFragment::default()
+            },
+            Err(vec!["--runtime-dir: must be an absolute path"]),
+        ),
+        (
+            "--check-timeout 0 and a bad conninfo",
+            ResponderFragment {
+                check_timeout: Some(0.0),
+                conninfo: Some("host='unterminated".into()),
+                ..ResponderFragment::default()
+            },
+            Err(vec![
+                "--conninfo: not a valid conninfo: invalid connection string: unterminated quoted connection parameter value",
+                "--check-timeout: 0 is not a number of seconds in (0, 86400]",
+            ]),
+        ),
+    ];
+    for (name, fragment, want) in cases {
+        let got = flags(fragment).map(|_| ());
+        let want = want.map_err(|w| w.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(got, want, "{name}");
+    }
+    // The same values in the file are refused the same way, with lines.
+    let text = format!("{HAREPD_CONF_YML}  maxLagBytes: 0\n  runtimeDir: run/x\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "37: harepd.maxLagBytes: must be above 0 (leave it unset for no bound)",
+            "38: harepd.runtimeDir: must be an absolute path",
+        ]
+    );
+    // Flags go over the file's keys, one by one.
+    let file = ok(&format!("{HAREPD_CONF_YML}  maxLagBytes: 100\n  fencing: strict\n"));
+    let merged = file
+        .responder_fragment
+        .overlay(ResponderFragment {
+            max_lag_bytes: Some(200),
+            ..ResponderFragment::default()
+        })
+        .validate(FragmentSource::Flags, "", lease)
+        .expect("valid");
+    assert_eq!(
+        (merged.max_lag_bytes, merged.fencing),
+        (Some(200), Fencing::Strict)
     );
 }

@@ -11,18 +11,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::client::{PeerError, PeerView};
 use super::proto::{IKnow, Role, Standby, Unreachable, Verdict as VerdictMsg};
-use crate::facts::NodeFacts;
-use crate::state::{VerdictKind, VerdictRead};
-use crate::word::Now;
+use crate::clock::Now;
+use crate::pg::facts::NodeFacts;
+use crate::verdict::VerdictRead;
 
 /// Who is answering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Me {
+    /// `nodeName`.
     pub node_name: String,
     /// The replication address (`primaryIP`).
     pub primary_ip: String,
     /// The configured witness, `host:port` (empty when none).
     pub witness: String,
+    /// Identifies the answerer's config file version.
     pub config_generation: u64,
 }
 
@@ -76,19 +78,18 @@ pub fn data_node_answer(
         .iter()
         .map(|s| Standby {
             name: s.name.clone(),
-            ip: standby_ip(&s.name, s.client_addr.as_deref(), directory),
+            ip: standby_ip(&s.name, s.client_addr.as_deref(), directory).unwrap_or_default(),
             state: s.state.clone(),
             replay_lag_bytes: s.replay_lag_bytes.unwrap_or(0),
         })
         .collect();
     if facts.in_recovery {
-        if let Some(upstream) = &facts.sender_host {
-            answer.master.push(
-                directory
-                    .get(upstream)
-                    .cloned()
-                    .unwrap_or_else(|| upstream.clone()),
-            );
+        if let Some(upstream) = facts
+            .sender_host
+            .as_deref()
+            .and_then(|host| upstream_ip(host, directory))
+        {
+            answer.master.push(upstream);
         }
         answer.slaves.push(me.primary_ip.clone());
     } else {
@@ -96,7 +97,7 @@ pub fn data_node_answer(
         let mut slaves: Vec<String> = answer
             .standbys
             .iter()
-            .filter(|s| s.state == "streaming")
+            .filter(|s| s.state == "streaming" && !s.ip.is_empty())
             .map(|s| s.ip.clone())
             .collect();
         slaves.sort();
@@ -107,27 +108,30 @@ pub fn data_node_answer(
     answer
 }
 
-/// A standby's replication IP: by its name in the directory, else its
-/// client address unless that is loopback (shared by every local standby),
-/// else its name.
+/// A standby's replication IP: by its name in the directory (learned from
+/// this node's own asks), else its client address. A standby over a Unix
+/// socket that no peer named has none.
 fn standby_ip(
     name: &str,
     client_addr: Option<&str>,
     directory: &HashMap<String, String>,
-) -> String {
+) -> Option<String> {
     if let Some(ip) = directory.get(name) {
-        return ip.clone();
+        return Some(ip.clone());
     }
-    match client_addr {
-        Some(addr)
-            if !addr
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback()) =>
-        {
-            addr.to_string()
-        }
-        _ => name.to_string(),
+    client_addr
+        .filter(|addr| addr.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_string)
+}
+
+/// A standby's upstream as an IP: `sender_host` itself when it is one, else
+/// the address of the node of that name. A socket directory or an unknown
+/// host name gives none, since `master` holds only IP addresses.
+fn upstream_ip(host: &str, directory: &HashMap<String, String>) -> Option<String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Some(host.to_string());
     }
+    directory.get(host).cloned()
 }
 
 fn add_verdict(answer: &mut IKnow, verdict: &VerdictRead, now: Option<&Now>) {
@@ -142,18 +146,12 @@ fn add_verdict(answer: &mut IKnow, verdict: &VerdictRead, now: Option<&Now>) {
             answer.fenced = true;
         }
         VerdictRead::Present(v) => {
-            let kind = match v.kind {
-                VerdictKind::Production => "production",
-                VerdictKind::Standby => "standby",
-                VerdictKind::Lagging => "lagging",
-                VerdictKind::Fenced => "fenced",
-            };
             answer.verdict = Some(VerdictMsg {
-                kind: kind.into(),
+                kind: v.kind.as_str().into(),
                 reason: v.reason.clone(),
                 fresh: now.is_some_and(|now| v.is_fresh(now)),
             });
-            answer.fenced = v.kind == VerdictKind::Fenced;
+            answer.fenced = v.kind == crate::verdict::VerdictKind::Fenced;
         }
     }
 }

@@ -3,6 +3,12 @@
 //! parallel, within half of `connectionDeadline`) and answers with what it
 //! saw, caching that for a second so a storm of questions is not a storm
 //! of fan-outs. A slow or dead Postgres or peer never makes an answer late.
+//!
+//! The port is open to whoever can reach the node, so an inbound ask is
+//! information, never an instruction: what this node knows about names and
+//! addresses comes from its config and from the answers to its own asks.
+//! The server caps message size, request time, streams per connection, and
+//! connections per source and in all ([`crate::conn_limit`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -18,16 +23,34 @@ use super::client::{PeerClient, PeerView};
 use super::opinion::{self, Me};
 use super::proto::cluster_info_server::{ClusterInfo, ClusterInfoServer};
 use super::proto::{IKnow, Role, WhatYouKnow};
+use crate::clock;
 use crate::config::Config;
-use crate::facts;
-use crate::probe::{self, ProbeError};
-use crate::state;
-use crate::warm::WarmConnection;
+use crate::conn_limit::{ConnLimiter, LimitedIncoming};
+use crate::pg::facts::{self, NodeFacts};
+use crate::pg::warm::WarmConnection;
+use crate::pg::{self, ProbeError};
+use crate::runtime_files;
 
 /// How long the witness reuses one fan-out's answer.
 pub const WITNESS_CACHE_TTL: Duration = Duration::from_secs(1);
 /// How often a data node refreshes its name → address directory.
 pub const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
+/// How long a data node reuses one facts query for the asks that arrive,
+/// so a burst of asks is a handful of Postgres queries, not one each.
+pub const FACTS_CACHE_TTL: Duration = Duration::from_millis(100);
+/// The largest request the server decodes. A `WhatYouKnow` is a few dozen
+/// bytes; anything near this is not a peer.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Connections one source address may hold open at once.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// Connections the server holds open at once.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Requests served at once on one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// How long a new connection may stay silent before it is closed.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long any connection may live; peers ask on fresh connections.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
 /// The ClusterInfo service. Cheap to clone.
 #[derive(Clone)]
@@ -46,15 +69,23 @@ enum Kind {
 }
 
 struct DataNode {
-    pg: Result<tokio_postgres::Config, String>,
+    pg: Result<tokio_postgres::Config, Arc<ProbeError>>,
     warm: WarmConnection,
     facts_timeout: Duration,
+    /// The last facts query and when it ended; asks within
+    /// [`FACTS_CACHE_TTL`] share it, and one query runs at a time.
+    facts_cache: tokio::sync::Mutex<Option<(Instant, FactsResult)>>,
     runtime_dir: PathBuf,
-    /// Node name → replication address, learned from askers and neighbours.
+    /// Node name → replication address: this node's own from its config,
+    /// the others' from the answers to this node's own asks. Never from
+    /// whoever asks us.
     directory: Mutex<HashMap<String, String>>,
     neighbours: Vec<String>,
     client: PeerClient,
 }
+
+/// The facts, or the fixed reason they could not be had.
+type FactsResult = Result<NodeFacts, crate::word::DownReason>;
 
 struct Witness {
     client: PeerClient,
@@ -95,12 +126,13 @@ impl PeerService {
                 cache: tokio::sync::Mutex::new(None),
             })
         } else {
-            let pg = probe::parse_conninfo(&config.responder.conninfo).map_err(|e| e.to_string());
+            let pg = pg::parse_conninfo(&config.responder.conninfo).map_err(Arc::new);
             let directory = HashMap::from([(me.node_name.clone(), me.primary_ip.clone())]);
             Kind::Data(DataNode {
                 pg,
                 warm: WarmConnection::default(),
                 facts_timeout: config.responder.check_timeout.min(deadline / 2),
+                facts_cache: tokio::sync::Mutex::new(None),
                 runtime_dir: config.responder.runtime_dir.clone(),
                 directory: Mutex::new(directory),
                 neighbours: config.grpc.neighbours.clone(),
@@ -117,15 +149,10 @@ impl PeerService {
         matches!(self.inner.kind, Kind::Witness(_))
     }
 
-    /// This node's current answer, as any asker would get it.
-    pub async fn answer(&self, asker: Option<&WhatYouKnow>) -> IKnow {
+    /// This node's current answer, the same for every asker.
+    pub async fn answer(&self) -> IKnow {
         match &self.inner.kind {
-            Kind::Data(node) => {
-                if let Some(asker) = asker.filter(|a| !a.node_name.is_empty() && !a.ip.is_empty()) {
-                    node.learn(&asker.node_name, &asker.ip);
-                }
-                node.answer(&self.inner.me).await
-            }
+            Kind::Data(node) => node.answer(&self.inner.me).await,
             Kind::Witness(w) => w.answer(&self.inner.me).await,
         }
     }
@@ -170,13 +197,30 @@ pub fn status_line(a: &IKnow) -> String {
 }
 
 impl DataNode {
+    /// Records a name → address learned from one of our own asks; only a
+    /// real IP address is kept.
     fn learn(&self, name: &str, ip: &str) {
-        if let Ok(mut dir) = self.directory.lock() {
-            dir.insert(name.to_string(), ip.to_string());
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            log::warn!("peer {name:?} gave {ip:?} as its address, which is not an IP; ignored");
+            return;
         }
+        let mut dir = self
+            .directory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        dir.insert(name.to_string(), ip.to_string());
     }
 
-    async fn answer(&self, me: &Me) -> IKnow {
+    /// The facts, from the last query when it ended less than
+    /// [`FACTS_CACHE_TTL`] ago. One query runs at a time: asks that arrive
+    /// meanwhile wait for it (bounded by its timeout) and share it.
+    async fn facts(&self) -> FactsResult {
+        let mut cache = self.facts_cache.lock().await;
+        if let Some((at, facts)) = cache.as_ref() {
+            if at.elapsed() < FACTS_CACHE_TTL {
+                return facts.clone();
+            }
+        }
         let facts = match &self.pg {
             Ok(config) => {
                 self.warm
@@ -185,18 +229,29 @@ impl DataNode {
                     })
                     .await
             }
-            Err(why) => Err(ProbeError::Conninfo(why.clone())),
+            Err(why) => Err(ProbeError::Shared(why.clone())),
         };
-        if let Err(e) = &facts {
-            log::warn!("postgres: {}", crate::error_text::one_line(e));
-        }
-        let verdict = state::read_verdict(&self.runtime_dir);
+        let facts = facts.map_err(|e| {
+            log::warn!("postgres: {}", crate::error_text::one_line(&e));
+            e.down_reason()
+        });
+        *cache = Some((Instant::now(), facts.clone()));
+        facts
+    }
+
+    async fn answer(&self, me: &Me) -> IKnow {
+        let facts = self.facts().await;
+        let verdict = runtime_files::read_verdict(&self.runtime_dir);
         let now = match &verdict {
-            state::VerdictRead::Present(_) => state::now().ok(),
+            crate::verdict::VerdictRead::Present(_) => clock::now().ok(),
             _ => None,
         };
-        let directory = self.directory.lock().map(|d| d.clone()).unwrap_or_default();
-        let error = facts.as_ref().err().map(|e| e.down_reason().to_string());
+        let directory = self
+            .directory
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let error = facts.as_ref().err().map(ToString::to_string);
         let facts = match (&facts, &error) {
             (Ok(f), _) => Ok(f),
             (Err(_), Some(why)) => Err(why.as_str()),
@@ -208,17 +263,7 @@ impl DataNode {
     /// Asks the neighbours who they are, to map standby names to addresses.
     /// A neighbour of another system identifier is ignored, with a log line.
     async fn refresh_directory(&self) {
-        let ours = match &self.pg {
-            Ok(config) => self
-                .warm
-                .run(config, self.facts_timeout, |client| async move {
-                    facts::query(&client).await
-                })
-                .await
-                .ok()
-                .map(|f| f.system_identifier),
-            Err(_) => None,
-        };
+        let ours = self.facts().await.ok().map(|f| f.system_identifier);
         for (addr, view) in self.client.ask_all(&self.neighbours).await {
             match view {
                 PeerView::Answered(a)
@@ -276,24 +321,52 @@ impl ClusterInfo for PeerService {
         &self,
         request: Request<WhatYouKnow>,
     ) -> Result<Response<IKnow>, Status> {
+        let from = request.remote_addr();
         let asker = request.into_inner();
-        Ok(Response::new(self.answer(Some(&asker)).await))
+        // Logged, never trusted: nothing the asker says changes the answer.
+        log::debug!(
+            "asked by {} (nodeName {:?}, ip {:?})",
+            from.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            clip(&asker.node_name),
+            clip(&asker.ip)
+        );
+        Ok(Response::new(self.answer().await))
     }
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves.
+/// At most 64 characters of `text`, for a log line.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, with every
+/// limit of the module's docs. `request_timeout` bounds one answer.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<ServerTlsConfig>,
     service: PeerService,
+    request_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .timeout(request_timeout)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(Duration::from_secs(5));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    let incoming = LimitedIncoming::new(
+        listener,
+        ConnLimiter::new(MAX_CONNECTIONS_PER_SOURCE, MAX_CONNECTIONS),
+        HEAD_TIMEOUT,
+        Some(Duration::from_secs(30)),
+    );
     builder
-        .add_service(ClusterInfoServer::new(service))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .add_service(ClusterInfoServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -2,22 +2,26 @@
 //!
 //! [`Responder`] chooses the word (maintenance flag, Postgres, verdict) and
 //! writes it in the configured format. It runs one-shot, on a connection
-//! systemd or inetd handed over ([`inherit`]), or as a long-lived server
-//! ([`server`]) that keeps one Postgres connection warm.
+//! systemd or inetd handed over ([`crate::activation`]), or as a long-lived
+//! server ([`server`]) that keeps one Postgres connection warm.
 
 pub mod format;
-pub mod inherit;
 pub mod server;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Fencing, Format, ResponderSettings};
-use crate::probe::{self, Goodbye, ProbeError, ProbeQuery};
-use crate::state::{self, VerdictRead};
-use crate::warm::WarmConnection;
-use crate::word::{choose_word, DownReason, Inputs, Now, RoleFacts, Word};
+use crate::pg::role::{self as probe, Goodbye, ProbeQuery};
+use crate::pg::{self, ProbeError};
+use crate::runtime_files;
+use crate::verdict::VerdictRead;
+use crate::pg::warm::WarmConnection;
+use crate::clock::{self, Now};
+use crate::word::{choose_word, DownReason, Inputs, RoleFacts, Word};
 
 /// A client connection of any stream socket type.
 pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -29,10 +33,12 @@ const GOODBYE_BOUND: Duration = Duration::from_millis(200);
 /// Chooses and writes words. Cheap to share behind an `Arc`.
 pub struct Responder {
     settings: ResponderSettings,
-    pg_config: Result<tokio_postgres::Config, String>,
+    pg_config: Result<tokio_postgres::Config, Arc<ProbeError>>,
     query: ProbeQuery,
     /// The warm connection of a long-lived server; `None` for one-shot.
     warm: Option<WarmConnection>,
+    /// Whether the "cannot see the WAL receiver" warning was logged.
+    warned_receiver: AtomicBool,
 }
 
 /// Where the facts come from.
@@ -48,10 +54,7 @@ impl Responder {
     /// A responder for `settings`. A bad conninfo is not an error here: every
     /// answer says `down: bad conninfo`, so HAProxy and `nc` see why.
     pub fn new(settings: ResponderSettings, mode: Mode) -> Responder {
-        let pg_config = probe::parse_conninfo(&settings.conninfo).map_err(|e| match e {
-            ProbeError::Conninfo(why) => why,
-            other => other.to_string(),
-        });
+        let pg_config = pg::parse_conninfo(&settings.conninfo).map_err(Arc::new);
         let query = ProbeQuery::new(
             settings.max_lag_bytes.is_some(),
             settings.fencing == Fencing::Strict,
@@ -62,6 +65,7 @@ impl Responder {
             pg_config,
             query,
             warm,
+            warned_receiver: AtomicBool::new(false),
         }
     }
 
@@ -74,24 +78,27 @@ impl Responder {
     /// to be closed after the client has its answer.
     pub async fn word(&self) -> (Word, Option<Goodbye>) {
         let dir = &self.settings.runtime_dir;
-        if state::maintenance_on(dir) {
+        if runtime_files::maintenance_on(dir) {
             return (Word::Maintenance, None);
         }
         let (facts, goodbye) = self.facts().await;
+        if let Ok(f) = &facts {
+            self.warn_if_receiver_hidden(f);
+        }
         let probe = facts.map_err(|e| {
             log::warn!("postgres: {}", crate::error_text::one_line(&e));
             e.down_reason()
         });
         let verdict = match (self.settings.fencing, &probe) {
             (Fencing::Off, _) | (_, Err(_)) => VerdictRead::Missing,
-            (_, Ok(_)) => state::read_verdict(dir),
+            (_, Ok(_)) => runtime_files::read_verdict(dir),
         };
         if let VerdictRead::Unreadable(why) = &verdict {
             log::warn!("verdict unreadable, treated as a fence: {why}");
         }
         // The clock matters only to judge a verdict's freshness.
         let now = match &verdict {
-            VerdictRead::Present(_) => state::now().unwrap_or_else(|e| {
+            VerdictRead::Present(_) => clock::now().unwrap_or_else(|e| {
                 log::warn!("cannot read the clock or boot id: {e}");
                 Now::unknown()
             }),
@@ -108,10 +115,25 @@ impl Responder {
         (word, goodbye)
     }
 
+    /// Logs, once per process, that the conninfo's role cannot see the WAL
+    /// receiver, so every standby answer is `lagging` until it can.
+    fn warn_if_receiver_hidden(&self, facts: &RoleFacts) {
+        if facts.in_recovery
+            && facts.receiver_visible == Some(false)
+            && !self.warned_receiver.swap(true, Ordering::Relaxed)
+        {
+            log::warn!(
+                "maxLagBytes is set, but the conninfo's role cannot see pg_stat_wal_receiver's \
+                 status: grant it pg_monitor (or pg_read_all_stats); until then this standby \
+                 answers `lagging`"
+            );
+        }
+    }
+
     async fn facts(&self) -> (Result<RoleFacts, ProbeError>, Option<Goodbye>) {
         let config = match &self.pg_config {
             Ok(config) => config,
-            Err(why) => return (Err(ProbeError::Conninfo(why.clone())), None),
+            Err(why) => return (Err(ProbeError::Shared(why.clone())), None),
         };
         let timeout = self.settings.check_timeout;
         match &self.warm {

@@ -7,8 +7,9 @@
 
 use std::fmt;
 
+use crate::clock::Now;
 use crate::config::Fencing;
-use crate::state::{Verdict, VerdictKind, VerdictRead};
+use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
 
 /// The responder's one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,39 +111,18 @@ impl fmt::Display for DownReason {
 /// What Postgres said about itself, as much as the responder asked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoleFacts {
+    /// `pg_is_in_recovery()`: a standby (or a node still recovering).
     pub in_recovery: bool,
     /// Whether a WAL receiver is streaming (asked only when `maxLagBytes` is set).
     pub streaming: Option<bool>,
     /// Received minus replayed WAL, in bytes (asked only when `maxLagBytes` is set).
     pub lag_bytes: Option<u64>,
+    /// Whether the role may see the WAL receiver's status (asked only
+    /// when `maxLagBytes` is set); without it a standby cannot be shown to
+    /// stream, and answers `lagging`.
+    pub receiver_visible: Option<bool>,
     /// What binds a `strict` verdict to this postmaster (asked only in `strict`).
     pub identity: Option<Identity>,
-}
-
-/// What a `strict` verdict is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub system_identifier: u64,
-    pub timeline: u32,
-    /// `pg_postmaster_start_time()` in microseconds since the epoch.
-    pub postmaster_start_us: i64,
-}
-
-/// A point on the monotonic clock of one boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Now {
-    pub boot_id: String,
-    pub monotonic_ms: u64,
-}
-
-impl Now {
-    /// A reading against which no verdict is fresh (no boot id matches).
-    pub fn unknown() -> Now {
-        Now {
-            boot_id: String::new(),
-            monotonic_ms: 0,
-        }
-    }
 }
 
 /// Everything the choice depends on, as plain values.

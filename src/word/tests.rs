@@ -1,14 +1,15 @@
 //! Table tests for `choose_word`, and the substring rule for every text.
 
 use super::*;
-use crate::state::{Verdict, VerdictKind, VerdictRead};
+use crate::clock::Now;
+use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
 
 const BOOT: &str = "boot-a";
 
 fn now(ms: u64) -> Now {
     Now {
         boot_id: BOOT.into(),
-        monotonic_ms: ms,
+        boottime_ms: ms,
     }
 }
 
@@ -33,6 +34,7 @@ fn standby(streaming: bool, lag: u64) -> RoleFacts {
         in_recovery: true,
         streaming: Some(streaming),
         lag_bytes: Some(lag),
+        receiver_visible: Some(true),
         identity: None,
     }
 }
@@ -366,7 +368,7 @@ fn choose_word_table() {
     for c in &cases {
         let now = Now {
             boot_id: BOOT.into(),
-            monotonic_ms: c.at_ms,
+            boottime_ms: c.at_ms,
         };
         let got = choose_word(&Inputs {
             maintenance: c.maintenance,
@@ -381,7 +383,7 @@ fn choose_word_table() {
     // A verdict from another boot is never fresh.
     let other_boot = Now {
         boot_id: "boot-b".into(),
-        monotonic_ms: 11_000,
+        boottime_ms: 11_000,
     };
     let got = choose_word(&Inputs {
         maintenance: false,

@@ -1,8 +1,9 @@
 //! Table tests for the data node's and the witness's answers.
 
 use super::*;
-use crate::facts::StandbyFacts;
-use crate::state::Verdict;
+use crate::clock::Now;
+use crate::pg::facts::StandbyFacts;
+use crate::verdict::{Verdict, VerdictKind};
 
 fn me(name: &str, ip: &str) -> Me {
     Me {
@@ -66,6 +67,17 @@ fn data_node_answers() {
     let p = primary_facts();
     let s = standby_facts(Some("10.0.0.1"));
     let lost = standby_facts(None);
+    let via_socket = standby_facts(Some("/var/run/postgresql"));
+    let by_name = standby_facts(Some("node_5"));
+    let by_name_dir: HashMap<String, String> =
+        [("node_5".to_string(), "10.0.0.5".to_string())].into();
+    let mut unix_socket_standby = primary_facts();
+    unix_socket_standby.standbys = vec![StandbyFacts {
+        name: "walreceiver".into(),
+        client_addr: None,
+        state: "streaming".into(),
+        replay_lag_bytes: Some(0),
+    }];
     type Case<'a> = (
         &'a str,
         Result<&'a NodeFacts, &'a str>,
@@ -84,12 +96,36 @@ fn data_node_answers() {
             vec!["10.0.0.2", "10.0.0.3"],
         ),
         (
-            "primary without directory keeps loopback names",
+            "primary without directory falls back to client addresses, never names",
             Ok(&p),
             &none,
             Role::Primary,
             vec!["10.0.0.1"],
-            vec!["10.0.0.3", "node_2"],
+            vec!["10.0.0.3", "127.0.0.1"],
+        ),
+        (
+            "a standby over a Unix socket that nobody named is left out",
+            Ok(&unix_socket_standby),
+            &none,
+            Role::Primary,
+            vec!["10.0.0.1"],
+            vec![],
+        ),
+        (
+            "standby whose upstream is a socket directory names no master",
+            Ok(&via_socket),
+            &none,
+            Role::Standby,
+            vec![],
+            vec!["10.0.0.1"],
+        ),
+        (
+            "standby whose upstream is a node name maps it through the directory",
+            Ok(&by_name),
+            &by_name_dir,
+            Role::Standby,
+            vec!["10.0.0.5"],
+            vec!["10.0.0.1"],
         ),
         (
             "standby names its upstream",
@@ -158,14 +194,14 @@ fn data_node_answers() {
 fn verdicts_are_reported() {
     let now = Now {
         boot_id: "b".into(),
-        monotonic_ms: 100,
+        boottime_ms: 100,
     };
     let fenced = VerdictRead::Present(Verdict {
         kind: VerdictKind::Fenced,
         reason: "node_2 holds timeline 4".into(),
         written: Now {
             boot_id: "b".into(),
-            monotonic_ms: 50,
+            boottime_ms: 50,
         },
         valid_ms: 1000,
         identity: None,

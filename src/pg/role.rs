@@ -7,72 +7,11 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use crate::word::{DownReason, Identity, RoleFacts};
-
-/// Why the probe failed. Each maps to a fixed, short [`DownReason`].
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("conninfo is not valid: {0}")]
-    Conninfo(String),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("cannot connect: {0}")]
-    Connect(#[source] tokio_postgres::Error),
-    #[error("query failed: {0}")]
-    Query(#[source] tokio_postgres::Error),
-    #[error("unexpected answer: {0}")]
-    Answer(String),
-}
-
-impl ProbeError {
-    /// The short reason the responder prints after `down: `.
-    pub fn down_reason(&self) -> DownReason {
-        match self {
-            ProbeError::Conninfo(_) => DownReason::BadConninfo,
-            ProbeError::Timeout(_) => DownReason::Timeout,
-            ProbeError::Connect(e) => connect_reason(e),
-            ProbeError::Query(e) if e.is_closed() => DownReason::ConnectionLost,
-            ProbeError::Query(e) => match e.as_db_error() {
-                Some(_) => DownReason::QueryFailed,
-                None => DownReason::ConnectionLost,
-            },
-            ProbeError::Answer(_) => DownReason::QueryFailed,
-        }
-    }
-
-    /// Whether a persistent connection must be dropped after this error.
-    pub fn breaks_connection(&self) -> bool {
-        !matches!(self, ProbeError::Query(e) if e.as_db_error().is_some())
-    }
-}
-
-fn connect_reason(e: &tokio_postgres::Error) -> DownReason {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        let message = db.message();
-        return match code {
-            "57P03" if message.contains("starting up") => DownReason::StartingUp,
-            "57P03" if message.contains("shutting down") => DownReason::ShuttingDown,
-            "57P03" => DownReason::CrashRecovery,
-            "57P01" | "57P02" => DownReason::ShuttingDown,
-            "53300" => DownReason::TooManyConnections,
-            "28P01" => DownReason::AuthenticationFailed,
-            "28000" => DownReason::RejectedByHba,
-            "3D000" => DownReason::NoSuchDatabase,
-            _ => DownReason::ConnectFailed,
-        };
-    }
-    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
-    match io.map(std::io::Error::kind) {
-        Some(std::io::ErrorKind::ConnectionRefused) => DownReason::ConnectionRefused,
-        Some(std::io::ErrorKind::NotFound) => DownReason::NoServerSocket,
-        Some(std::io::ErrorKind::TimedOut) => DownReason::Timeout,
-        _ if e.is_closed() => DownReason::ConnectionLost,
-        _ => DownReason::ConnectFailed,
-    }
-}
+use super::{connect, first_row, parse_bool, parse_num, parse_system_identifier, AnswerError, ProbeError};
+use crate::verdict::Identity;
+use crate::word::RoleFacts;
 
 /// What to ask, fixed for the life of a responder.
 #[derive(Debug, Clone)]
@@ -84,12 +23,18 @@ pub struct ProbeQuery {
 
 impl ProbeQuery {
     /// Builds the cheapest query that answers what the settings need.
+    ///
+    /// With lag, it also asks whether this role may see the WAL receiver's
+    /// status (`pg_read_all_stats`, which `pg_monitor` includes, or a
+    /// superuser): without it Postgres shows the status as NULL, and the
+    /// responder must say why a standby is `lagging`.
     pub fn new(with_lag: bool, with_identity: bool) -> ProbeQuery {
         let mut sql = String::from("SELECT r");
         if with_lag {
             sql.push_str(
                 ", CASE WHEN r THEN (SELECT status = 'streaming' FROM pg_stat_wal_receiver) END\
-                 , CASE WHEN r THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END",
+                 , CASE WHEN r THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END\
+                 , pg_has_role('pg_read_all_stats', 'USAGE')",
             );
         }
         if with_identity {
@@ -113,35 +58,45 @@ impl ProbeQuery {
         &self.sql
     }
 
+    /// How many columns the query returns.
+    fn columns(&self) -> usize {
+        1 + if self.with_lag { 3 } else { 0 } + if self.with_identity { 3 } else { 0 }
+    }
+
     /// Runs the query on `client`: one round trip.
     pub async fn run(&self, client: &Client) -> Result<RoleFacts, ProbeError> {
         let cells = first_row(client, &self.sql).await?;
         let cells: Vec<Option<&str>> = cells.iter().map(Option::as_deref).collect();
-        self.parse_row(&cells)
+        Ok(self.parse_row(&cells)?)
     }
 
     /// Parses one row of text cells, as the simple-query protocol returns them.
-    pub fn parse_row(&self, cells: &[Option<&str>]) -> Result<RoleFacts, ProbeError> {
+    pub fn parse_row(&self, cells: &[Option<&str>]) -> Result<RoleFacts, AnswerError> {
+        if cells.len() != self.columns() {
+            return Err(AnswerError::Columns {
+                expected: self.columns(),
+                got: cells.len(),
+            });
+        }
         let mut cells = cells.iter().copied();
-        let mut next = || {
-            cells
-                .next()
-                .ok_or_else(|| ProbeError::Answer("too few columns".into()))
-        };
+        // The length was checked above, so every `next` has a cell.
+        let mut next = || cells.next().flatten();
         let in_recovery =
-            parse_bool(next()?)?.ok_or_else(|| ProbeError::Answer("null role".into()))?;
+            parse_bool("pg_is_in_recovery", next())?.ok_or(AnswerError::Null("pg_is_in_recovery"))?;
         let mut facts = RoleFacts {
             in_recovery,
             ..RoleFacts::default()
         };
         if self.with_lag {
-            facts.streaming = parse_bool(next()?)?;
-            facts.lag_bytes = parse_num::<f64>(next()?)?.map(|lag| lag.max(0.0) as u64);
+            facts.streaming = parse_bool("streaming", next())?;
+            // Replay can be ahead of a restarted receiver: negative is 0.
+            facts.lag_bytes = parse_num::<i64>("lag", next())?.map(|lag| lag.max(0) as u64);
+            facts.receiver_visible = parse_bool("pg_has_role", next())?;
         }
         if self.with_identity {
-            let sysid = parse_num::<u64>(next()?)?;
-            let timeline = parse_num::<u32>(next()?)?;
-            let start = parse_num::<i64>(next()?)?;
+            let sysid = parse_system_identifier(next())?;
+            let timeline = parse_num::<u32>("timeline", next())?;
+            let start = parse_num::<i64>("postmaster start", next())?;
             facts.identity = match (sysid, timeline, start) {
                 (Some(system_identifier), Some(timeline), Some(postmaster_start_us)) => {
                     Some(Identity {
@@ -155,66 +110,6 @@ impl ProbeQuery {
         }
         Ok(facts)
     }
-}
-
-/// Runs `sql` with the simple-query protocol (one round trip) and returns
-/// the first row's cells as text.
-pub async fn first_row(client: &Client, sql: &str) -> Result<Vec<Option<String>>, ProbeError> {
-    let messages = client.simple_query(sql).await.map_err(ProbeError::Query)?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| ProbeError::Answer("no row".into()))?;
-    Ok((0..row.len())
-        .map(|i| row.get(i).map(str::to_string))
-        .collect())
-}
-
-fn parse_bool(cell: Option<&str>) -> Result<Option<bool>, ProbeError> {
-    match cell {
-        None => Ok(None),
-        Some("t") => Ok(Some(true)),
-        Some("f") => Ok(Some(false)),
-        Some(other) => Err(ProbeError::Answer(format!("not a boolean: {other:?}"))),
-    }
-}
-
-fn parse_num<T: std::str::FromStr>(cell: Option<&str>) -> Result<Option<T>, ProbeError> {
-    cell.map(|text| {
-        text.parse()
-            .map_err(|_| ProbeError::Answer(format!("not a number: {text:?}")))
-    })
-    .transpose()
-}
-
-/// Parses a libpq key=value conninfo, naming this program to Postgres
-/// unless the conninfo names one.
-pub fn parse_conninfo(conninfo: &str) -> Result<tokio_postgres::Config, ProbeError> {
-    let mut config: tokio_postgres::Config = conninfo
-        .parse()
-        .map_err(|e: tokio_postgres::Error| ProbeError::Conninfo(e.to_string()))?;
-    if config.get_application_name().is_none() {
-        config.application_name("pgsql-state");
-    }
-    Ok(config)
-}
-
-/// Connects, spawning the connection's driver on the current runtime.
-/// Returns the client and the driver's handle, which ends once the client
-/// is dropped and the server has been told goodbye.
-pub async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<(Client, tokio::task::JoinHandle<()>), ProbeError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(ProbeError::Connect)?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            log::debug!("postgres connection ended: {e}");
-        }
-    });
-    Ok((client, driver))
 }
 
 /// One-shot: connect, ask, and say goodbye, all within `timeout`.
@@ -281,34 +176,51 @@ mod tests {
             (
                 true,
                 false,
-                &[Some("t"), Some("t"), Some("1024")],
+                &[Some("t"), Some("t"), Some("1024"), Some("t")],
                 Some(RoleFacts {
                     in_recovery: true,
                     streaming: Some(true),
                     lag_bytes: Some(1024),
+                    receiver_visible: Some(true),
                     identity: None,
                 }),
             ),
             (
                 true,
                 false,
-                &[Some("t"), None, None],
+                &[Some("t"), None, Some("0"), Some("f")],
                 Some(RoleFacts {
                     in_recovery: true,
                     streaming: None,
-                    lag_bytes: None,
+                    lag_bytes: Some(0),
+                    receiver_visible: Some(false),
                     identity: None,
                 }),
             ),
             (
                 true,
                 false,
-                &[Some("t"), Some("t"), Some("-5")],
+                &[Some("t"), Some("t"), Some("-5"), Some("t")],
                 Some(RoleFacts {
                     in_recovery: true,
                     streaming: Some(true),
                     lag_bytes: Some(0),
+                    receiver_visible: Some(true),
                     identity: None,
+                }),
+            ),
+            (true, false, &[Some("t"), Some("t"), Some("5")], None),
+            (
+                false,
+                true,
+                &[Some("f"), Some("-8070450532247928832"), Some("3"), Some("17")],
+                Some(RoleFacts {
+                    identity: Some(Identity {
+                        system_identifier: 0x9000_0000_0000_0000,
+                        timeline: 3,
+                        postmaster_start_us: 17,
+                    }),
+                    ..RoleFacts::default()
                 }),
             ),
             (

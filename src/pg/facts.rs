@@ -1,10 +1,10 @@
 //! Node facts: everything DESIGN.md's "Node facts" lists, in one
 //! simple-query round trip. Used by the peer (and later the reconciler);
-//! the responder keeps its own cheaper query (`probe`).
+//! the responder keeps its own cheaper query ([`super::role`]).
 
 use tokio_postgres::Client;
 
-use crate::probe::{self, ProbeError};
+use super::{first_row, parse_bool, parse_num, parse_system_identifier, AnswerError, ProbeError};
 
 /// The one query. Columns, in order: in recovery, system identifier,
 /// timeline, postmaster start (µs), current LSN, receive LSN, replay LSN,
@@ -76,48 +76,32 @@ pub struct StandbyFacts {
 
 /// Runs the facts query on `client`: one round trip.
 pub async fn query(client: &Client) -> Result<NodeFacts, ProbeError> {
-    let cells = probe::first_row(client, FACTS_SQL).await?;
+    let cells = first_row(client, FACTS_SQL).await?;
     let cells: Vec<Option<&str>> = cells.iter().map(Option::as_deref).collect();
-    parse_row(&cells)
+    Ok(parse_row(&cells)?)
 }
 
 /// Parses the query's one row of text cells.
-pub fn parse_row(cells: &[Option<&str>]) -> Result<NodeFacts, ProbeError> {
+pub fn parse_row(cells: &[Option<&str>]) -> Result<NodeFacts, AnswerError> {
     if cells.len() != 10 {
-        return Err(ProbeError::Answer(format!(
-            "expected 10 columns, got {}",
-            cells.len()
-        )));
+        return Err(AnswerError::Columns {
+            expected: 10,
+            got: cells.len(),
+        });
     }
-    let bad = |what: &str, text: &str| ProbeError::Answer(format!("{what}: {text:?}"));
-    let in_recovery = match cells[0] {
-        Some("t") => true,
-        Some("f") => false,
-        other => return Err(bad("in recovery", other.unwrap_or("NULL"))),
-    };
-    let num = |i: usize, what: &str| -> Result<Option<u64>, ProbeError> {
-        cells[i]
-            .map(|t| {
-                t.split('.')
-                    .next()
-                    .unwrap_or(t)
-                    .parse::<u64>()
-                    .map_err(|_| bad(what, t))
-            })
-            .transpose()
-    };
+    let in_recovery = parse_bool("pg_is_in_recovery", cells[0])?
+        .ok_or(AnswerError::Null("pg_is_in_recovery"))?;
     let text = |i: usize| cells[i].filter(|t| !t.is_empty()).map(str::to_string);
     Ok(NodeFacts {
         in_recovery,
-        system_identifier: num(1, "system identifier")?
-            .ok_or_else(|| bad("system identifier", "NULL"))?,
-        timeline: num(2, "timeline")?.map(|t| t as u32),
-        postmaster_start_us: cells[3]
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| bad("postmaster start", cells[3].unwrap_or("NULL")))?,
-        current_lsn: num(4, "current LSN")?,
-        receive_lsn: num(5, "receive LSN")?,
-        replay_lsn: num(6, "replay LSN")?,
+        system_identifier: parse_system_identifier(cells[1])?
+            .ok_or(AnswerError::Null("system_identifier"))?,
+        timeline: parse_num("timeline", cells[2])?,
+        postmaster_start_us: parse_num("postmaster start", cells[3])?
+            .ok_or(AnswerError::Null("postmaster start"))?,
+        current_lsn: parse_num("current LSN", cells[4])?,
+        receive_lsn: parse_num("receive LSN", cells[5])?,
+        replay_lsn: parse_num("replay LSN", cells[6])?,
         wal_receiver_status: text(7),
         sender_host: text(8),
         standbys: cells[9].map(parse_standbys).unwrap_or_default(),
@@ -221,6 +205,12 @@ mod tests {
         row[0] = Some("f");
         row[1] = Some("x");
         assert!(parse_row(&row).is_err());
+        row[1] = Some("-8070450532247928832");
+        assert_eq!(
+            parse_row(&row).map(|f| f.system_identifier),
+            Ok(0x9000_0000_0000_0000),
+            "a negative system identifier keeps its bits"
+        );
         assert!(parse_row(&row[..9]).is_err());
     }
 }

@@ -1,0 +1,490 @@
+//! Checking a parsed file, as pure functions: every problem is collected
+//! with its key path and line. The responder's keys are a
+//! [`ResponderFragment`], which the command line's flags also are, so a
+//! flag is refused exactly when the same value in the file would be.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::deserialize::locate_dotted;
+use super::raw::{RawConfig, RawGrpc};
+use super::{
+    Config, Fencing, Format, Grpc, Problem, ResponderSettings, Tls, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR, DEFAULT_WATCHDOG,
+};
+
+/// The responder's settings as written, every one optional: the file's
+/// keys, or the command line's flags. [`ResponderFragment::overlay`] puts
+/// flags on top of the file; [`ResponderFragment::validate`] checks either.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponderFragment {
+    /// `postgres.conninfo` / `--conninfo`.
+    pub conninfo: Option<String>,
+    /// `checkTimeout` / `--check-timeout`, in seconds.
+    pub check_timeout: Option<f64>,
+    /// `maxLagBytes` / `--max-lag-bytes`.
+    pub max_lag_bytes: Option<u64>,
+    /// `fencing` / `--fencing`.
+    pub fencing: Option<Fencing>,
+    /// `runtimeDir` / `--runtime-dir`.
+    pub runtime_dir: Option<PathBuf>,
+    /// `responder.format` / `--format`.
+    pub format: Option<Format>,
+}
+
+/// Where a fragment came from, which decides how its problems are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragmentSource {
+    /// The YAML file: problems name the key path.
+    File,
+    /// The command line: problems name the flag.
+    Flags,
+}
+
+impl FragmentSource {
+    fn name(self, setting: &'static str) -> &'static str {
+        let (file, flag) = match setting {
+            "conninfo" => ("harepd.postgres.conninfo", "--conninfo"),
+            "checkTimeout" => ("harepd.checkTimeout", "--check-timeout"),
+            "maxLagBytes" => ("harepd.maxLagBytes", "--max-lag-bytes"),
+            "runtimeDir" => ("harepd.runtimeDir", "--runtime-dir"),
+            _ => (setting, setting),
+        };
+        match self {
+            FragmentSource::File => file,
+            FragmentSource::Flags => flag,
+        }
+    }
+}
+
+impl ResponderFragment {
+    /// This fragment with every setting of `top` that is set put over it.
+    pub fn overlay(self, top: ResponderFragment) -> ResponderFragment {
+        ResponderFragment {
+            conninfo: top.conninfo.or(self.conninfo),
+            check_timeout: top.check_timeout.or(self.check_timeout),
+            max_lag_bytes: top.max_lag_bytes.or(self.max_lag_bytes),
+            fencing: top.fencing.or(self.fencing),
+            runtime_dir: top.runtime_dir.or(self.runtime_dir),
+            format: top.format.or(self.format),
+        }
+    }
+
+    /// Checks the fragment and fills in the defaults; `lease` comes from
+    /// the file's watchDog and connectionDeadline. `text` is the file's
+    /// text, for lines (empty for flags).
+    pub fn validate(
+        &self,
+        source: FragmentSource,
+        text: &str,
+        lease: Duration,
+    ) -> Result<ResponderSettings, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut c = Checker {
+            text,
+            problems: &mut problems,
+        };
+        let settings = self.check(&mut c, source, lease);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn check(&self, c: &mut Checker<'_>, source: FragmentSource, lease: Duration) -> ResponderSettings {
+        let conninfo = self
+            .conninfo
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONNINFO.to_string());
+        if let Err(error) = conninfo.parse::<tokio_postgres::Config>() {
+            c.report(
+                source.name("conninfo"),
+                format!(
+                    "not a valid conninfo: {}",
+                    crate::error_text::one_line(&error)
+                ),
+            );
+        }
+        if self.max_lag_bytes == Some(0) {
+            c.report(
+                source.name("maxLagBytes"),
+                "must be above 0 (leave it unset for no bound)",
+            );
+        }
+        let check_timeout = c.seconds(
+            source.name("checkTimeout"),
+            self.check_timeout,
+            DEFAULT_CHECK_TIMEOUT,
+        );
+        let runtime_dir = self
+            .runtime_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RUNTIME_DIR.into());
+        if !runtime_dir.is_absolute() {
+            c.report(source.name("runtimeDir"), "must be an absolute path");
+        }
+        ResponderSettings {
+            conninfo,
+            check_timeout,
+            max_lag_bytes: self.max_lag_bytes,
+            fencing: self.fencing.unwrap_or_default(),
+            runtime_dir,
+            format: self.format.unwrap_or_default(),
+            lease,
+        }
+    }
+}
+
+/// Collects problems while checking one file.
+struct Checker<'a> {
+    text: &'a str,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            line: locate_dotted(self.text, path),
+            message: message.into(),
+        });
+    }
+
+    fn required<T>(&mut self, path: &str, value: Option<T>) -> Option<T> {
+        // A value of the wrong type was already reported (and left out).
+        if value.is_none() && problems_lack(self.problems, path) {
+            self.report(path, "missing (required)");
+        }
+        value
+    }
+
+    fn ip(&mut self, path: &str, text: &str) -> Option<IpAddr> {
+        match text.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.report(path, format!("{text:?} is not an IP address"));
+                None
+            }
+        }
+    }
+
+    fn seconds(&mut self, path: &str, value: Option<f64>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
+            Some(s) => {
+                self.report(
+                    path,
+                    format!("{s} is not a number of seconds in (0, 86400]"),
+                );
+                default
+            }
+        }
+    }
+
+    fn non_empty(&mut self, path: &str, value: Option<String>) -> Option<String> {
+        match value {
+            Some(s) if s.trim().is_empty() => {
+                self.report(path, "must not be empty");
+                None
+            }
+            other => other,
+        }
+    }
+}
+
+/// Checks a parsed file; returns a config when nothing required is missing.
+/// Problems and warnings are pushed; the caller rejects the config when
+/// `problems` is not empty.
+pub(super) fn validate(
+    raw: super::RawFile,
+    text: &str,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<(Config, ResponderFragment)> {
+    let mut c = Checker { text, problems };
+    let Some(raw) = raw.harepd else {
+        c.report(
+            "harepd",
+            "missing: the file must have the root key `harepd`",
+        );
+        return None;
+    };
+    let RawConfig {
+        node_name,
+        primary_ip,
+        allow_ro,
+        hba_config,
+        haproxy,
+        auth_modes,
+        repmgr,
+        grpc,
+        watch_dog,
+        logs,
+        postgres,
+        check_timeout,
+        max_lag_bytes,
+        fencing,
+        fence_users,
+        runtime_dir,
+        responder,
+    } = raw;
+    if logs.is_some() {
+        warnings.push(Problem {
+            path: "harepd.logs".into(),
+            line: locate_dotted(text, "harepd.logs"),
+            message: "ignored: pgsql-state logs to the journal".into(),
+        });
+    }
+
+    let node_name = c.non_empty("harepd.nodeName", node_name);
+    let node_name = c.required("harepd.nodeName", node_name);
+    let primary_ip = c
+        .required("harepd.primaryIP", primary_ip)
+        .and_then(|ip| c.ip("harepd.primaryIP", &ip));
+    let allow_ro = allow_ro.unwrap_or(false);
+
+    let haproxy = c.required("harepd.haproxy", haproxy).unwrap_or_default();
+    let servers = c
+        .required("harepd.haproxy.server", haproxy.server)
+        .unwrap_or_default();
+    let mut haproxy_servers = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        if let Some(ip) = c.ip(&format!("harepd.haproxy.server.{i}"), server) {
+            haproxy_servers.push(ip);
+        }
+    }
+    if servers.is_empty() && problems_lack(c.problems, "harepd.haproxy.server") {
+        c.report(
+            "harepd.haproxy.server",
+            "must list at least one HAProxy address",
+        );
+    }
+    let users = haproxy.users.unwrap_or_default();
+    let read_write_user = c.non_empty("harepd.haproxy.users.readWrite", users.read_write);
+    let read_write_user = c.required("harepd.haproxy.users.readWrite", read_write_user);
+    let read_only_user = c.non_empty("harepd.haproxy.users.readOnly", users.read_only);
+    if allow_ro && read_only_user.is_none() {
+        c.report(
+            "harepd.haproxy.users.readOnly",
+            "required when allowRO is true",
+        );
+    }
+
+    let auth = auth_modes.unwrap_or_default();
+    let auth_allow = auth.allow.unwrap_or_else(|| "md5".into());
+    let auth_deny = auth.deny.unwrap_or_else(|| "reject".into());
+    for (path, method) in [
+        ("harepd.authModes.allow", &auth_allow),
+        ("harepd.authModes.deny", &auth_deny),
+    ] {
+        if !is_hba_method(method) {
+            c.report(path, format!("{method:?} is not a pg_hba.conf auth method"));
+        }
+    }
+    let repmgr = repmgr.unwrap_or_default();
+
+    let grpc = validate_grpc(&mut c, grpc);
+    let watchdog = c.seconds("harepd.watchDog", watch_dog, DEFAULT_WATCHDOG);
+
+    let connection_deadline = grpc
+        .as_ref()
+        .map_or(DEFAULT_CONNECTION_DEADLINE, |g| g.connection_deadline);
+    // The witness has no Postgres: its hbaConfig and postgres keys (which
+    // harepd's template has) are optional and ignored.
+    let witness = grpc.as_ref().is_some_and(Grpc::is_witness);
+    let hba_config = if witness {
+        None
+    } else {
+        let hba_config = c.non_empty("harepd.hbaConfig", hba_config);
+        c.required("harepd.hbaConfig", hba_config)
+            .map(PathBuf::from)
+    };
+    let fragment = ResponderFragment {
+        conninfo: postgres.and_then(|p| p.conninfo).filter(|_| !witness),
+        check_timeout,
+        max_lag_bytes,
+        fencing,
+        runtime_dir: runtime_dir.map(PathBuf::from),
+        format: responder.and_then(|r| r.format),
+    };
+    let responder = fragment.check(
+        &mut c,
+        FragmentSource::File,
+        2 * watchdog + connection_deadline,
+    );
+    let hba_ok = witness || hba_config.is_some();
+
+    if !hba_ok {
+        return None;
+    }
+    let config = Config {
+        node_name: node_name?,
+        primary_ip: primary_ip?,
+        allow_ro,
+        hba_config,
+        haproxy_servers,
+        read_write_user: read_write_user?,
+        read_only_user,
+        auth_allow,
+        auth_deny,
+        repmgr_user: repmgr.user,
+        repmgr_db: repmgr.db,
+        grpc: grpc?,
+        watchdog,
+        fence_users: fence_users.unwrap_or_default(),
+        responder,
+    };
+    Some((config, fragment))
+}
+
+fn problems_lack(problems: &[Problem], path: &str) -> bool {
+    !problems.iter().any(|p| p.path == path)
+}
+
+/// The methods pg_hba.conf accepts (PostgreSQL 15).
+fn is_hba_method(method: &str) -> bool {
+    matches!(
+        method,
+        "trust"
+            | "reject"
+            | "scram-sha-256"
+            | "md5"
+            | "password"
+            | "gss"
+            | "sspi"
+            | "ident"
+            | "peer"
+            | "pam"
+            | "ldap"
+            | "radius"
+            | "cert"
+    )
+}
+
+fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Option<Grpc> {
+    let g = c.required("harepd.gRPC", grpc)?;
+    let tls_block = g.tls.unwrap_or_default();
+    let mut tls_key =
+        |name: &str, nested: Option<String>, flat: Option<String>| -> Option<PathBuf> {
+            if nested.is_some() && flat.is_some() {
+                c.report(
+                    &format!("harepd.gRPC.{name}"),
+                    format!("set both here and under gRPC.tls.{name}; keep one"),
+                );
+            }
+            nested.or(flat).map(PathBuf::from)
+        };
+    let ca = tls_key("ca", tls_block.ca, g.ca);
+    let cert = tls_key("cert", tls_block.cert, g.cert);
+    let key = tls_key("key", tls_block.key, g.key);
+    if tls_block.enabled.is_some() && g.enabled.is_some() {
+        c.report(
+            "harepd.gRPC.enabled",
+            "set both here and under gRPC.tls.enabled; keep one",
+        );
+    }
+    let enabled = tls_block.enabled.or(g.enabled).unwrap_or(false);
+    let require_client_cert = tls_block.require_client_cert.unwrap_or(false);
+    if require_client_cert && ca.is_none() {
+        c.report(
+            "harepd.gRPC.tls.requireClientCert",
+            "needs gRPC.tls.ca, the CA that signs client certificates",
+        );
+    }
+    if enabled {
+        for (name, value) in [("cert", &cert), ("key", &key)] {
+            if value.is_none() {
+                c.report(
+                    &format!("harepd.gRPC.tls.{name}"),
+                    "required when TLS is enabled",
+                );
+            }
+        }
+    }
+    let bind_port = c.required("harepd.gRPC.bindPort", g.bind_port);
+    if bind_port == Some(0) {
+        c.report("harepd.gRPC.bindPort", "must be a port number above 0");
+    }
+    let bind_address = c.non_empty("harepd.gRPC.bindAddress", g.bind_address);
+    let bind_address = c
+        .required("harepd.gRPC.bindAddress", bind_address)
+        .filter(|a| c.ip("harepd.gRPC.bindAddress", a).is_some());
+    let port = bind_port.unwrap_or(0);
+    let mut neighbours = Vec::new();
+    for (i, n) in g.neighbours.unwrap_or_default().iter().enumerate() {
+        match host_port(n, port) {
+            Ok(hp) => neighbours.push(hp),
+            Err(message) => c.report(&format!("harepd.gRPC.neighbours.{i}"), message),
+        }
+    }
+    let witness = match g.witness.filter(|w| !w.trim().is_empty()) {
+        None => None,
+        Some(w) => match host_port(&w, port) {
+            Ok(hp) => Some(hp),
+            Err(message) => {
+                c.report("harepd.gRPC.witness", message);
+                None
+            }
+        },
+    };
+    let connection_deadline = c.seconds(
+        "harepd.gRPC.connectionDeadline",
+        g.connection_deadline,
+        DEFAULT_CONNECTION_DEADLINE,
+    );
+    Some(Grpc {
+        tls: Tls {
+            enabled,
+            require_client_cert,
+            ca,
+            cert,
+            key,
+        },
+        bind_address: bind_address?,
+        bind_port: bind_port?,
+        server_host_override: g.server_host_override.filter(|s| !s.is_empty()),
+        neighbours,
+        witness,
+        connection_deadline,
+    })
+}
+
+/// Normalizes `ip`, `ip:port`, `[v6]:port` or `host:port` to `host:port`,
+/// taking `default_port` when none is written.
+pub fn host_port(text: &str, default_port: u16) -> Result<String, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => Ok(format!("{v4}:{default_port}")),
+            IpAddr::V6(v6) => Ok(format!("[{v6}]:{default_port}")),
+        };
+    }
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if is_hostname(host) => match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(format!("{host}:{p}")),
+            _ => Err(format!("{text:?}: {port:?} is not a port")),
+        },
+        None if is_hostname(text) => Ok(format!("{text}:{default_port}")),
+        _ => Err(format!(
+            "{text:?} is not an address, address:port or host:port"
+        )),
+    }
+}
+
+fn is_hostname(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+        })
+}
+

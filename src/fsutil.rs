@@ -1,0 +1,88 @@
+//! Writing files so that a crash leaves the old file or the new one, never
+//! a torn one, and the new one keeps the old one's mode and owner. This is
+//! what the verdict, the maintenance flag and pg_hba.conf are written with.
+
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Writes `path` atomically:
+/// - a temp file with an unpredictable name is created exclusively
+///   (`O_EXCL`) in the same directory, so nobody can plant it beforehand
+///   and the rename stays on one filesystem;
+/// - it gets the old file's mode and owner (a new file gets `new_mode`);
+/// - it is written and fsynced, renamed over `path`, and the directory is
+///   fsynced, so the rename itself survives a crash.
+///
+/// On any error the temp file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    match std::fs::metadata(path) {
+        Ok(old) => {
+            if old.uid() != rustix::process::geteuid().as_raw()
+                || old.gid() != rustix::process::getegid().as_raw()
+            {
+                std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()))?;
+            }
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(new_mode))?;
+        }
+        Err(e) => return Err(e),
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_keeps_mode_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pg_hba.conf");
+        write_atomic(&path, b"first\n", 0o640).expect("create");
+        assert_eq!(std::fs::read(&path).expect("read"), b"first\n");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").mode() & 0o7777;
+        assert_eq!(mode(&path), 0o640, "a new file gets new_mode");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        write_atomic(&path, b"second\n", 0o644).expect("replace");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second\n");
+        assert_eq!(mode(&path), 0o600, "a replaced file keeps its mode");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["pg_hba.conf"], "no temp file left behind");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("verdict");
+        write_atomic(&path, b"old\n", 0o644).expect("create");
+        // A path whose parent is a file cannot be written.
+        let bad = path.join("child");
+        assert!(write_atomic(&bad, b"x", 0o644).is_err());
+        assert_eq!(std::fs::read(&path).expect("read"), b"old\n");
+    }
+}
