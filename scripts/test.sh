@@ -36,6 +36,15 @@ for name in "${names[@]}"; do
   echo "---- tests/$name.rs"
   grep -vE '^\s+(Compiling|Finished|Running|Blocking)' "$logs/$name.log" || true
 done
+# Every test process must have stopped its Postgres servers: one left
+# running could outlive the run and hold an address the next run needs.
+leftover=$(pgrep -af 'postgres.*pgsql-state-test' || true)
+if [ -n "$leftover" ]; then
+  echo "FAILED: test processes left PostgreSQL running:" >&2
+  echo "$leftover" >&2
+  pkill -KILL -f 'postgres.*pgsql-state-test' || true
+  failed+=("(leftover postgres)")
+fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
   exit 1

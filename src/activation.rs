@@ -1,4 +1,4 @@
-//! Finding the socket the responder was started with.
+//! Finding the socket a server was started with (`respond` and `peer`).
 //!
 //! In order: a socket systemd passed (`LISTEN_FDS`, fd 3), which is a
 //! connection with `Accept=yes` and a listener with `Accept=no`; then
@@ -18,14 +18,18 @@ use rustix::net::{sockopt, AddressFamily};
 /// A connected client socket.
 #[derive(Debug)]
 pub enum ClientSocket {
+    /// A TCP client.
     Tcp(std::net::TcpStream),
+    /// A Unix-socket client.
     Unix(UnixStream),
 }
 
 /// A listening socket.
 #[derive(Debug)]
 pub enum ListenSocket {
+    /// A TCP listener.
     Tcp(std::net::TcpListener),
+    /// A Unix-socket listener.
     Unix(UnixListener),
 }
 
@@ -65,6 +69,11 @@ pub fn take_inherited() -> io::Result<Inherited> {
 /// inherit the connection. Logs must then never go to stderr.
 pub fn stderr_is_socket() -> bool {
     is_socket(io::stderr().as_fd())
+}
+
+/// Whether stdout is a socket (inetd mode): only the answer may go there.
+pub fn stdout_is_socket() -> bool {
+    is_socket(io::stdout().as_fd())
 }
 
 fn is_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {

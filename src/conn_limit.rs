@@ -303,10 +303,16 @@ mod tests {
         let b: IpAddr = "127.0.0.1".parse().expect("an address");
         let a1 = limiter.admit(Some(a)).expect("first from a");
         let a2 = limiter.admit(Some(a)).expect("second from a");
-        assert!(limiter.admit(Some(a)).is_none(), "a third from a is over its cap");
+        assert!(
+            limiter.admit(Some(a)).is_none(),
+            "a third from a is over its cap"
+        );
         let b1 = limiter.admit(Some(b)).expect("b has its own cap");
         assert!(limiter.admit(Some(b)).is_none(), "the total is reached");
-        assert!(limiter.admit(None).is_none(), "a Unix client counts in the total");
+        assert!(
+            limiter.admit(None).is_none(),
+            "a Unix client counts in the total"
+        );
         drop(a1);
         assert_eq!(limiter.open(), 2);
         let a3 = limiter.admit(Some(a)).expect("a slot came back");

@@ -39,3 +39,24 @@ pub fn init(silent: bool) {
     // A second init (tests) keeps the first logger; that is fine.
     let _ = builder.try_init();
 }
+
+/// syslog's priority for errors (`LOG_ERR`).
+pub const SYSLOG_ERR: u8 = 3;
+
+/// Sends one line to syslog (`/dev/log`, which journald serves), for when
+/// stderr is the client's socket. Best effort: without syslog the line is
+/// lost, which is better than writing it to the client.
+pub fn to_syslog(priority: u8, message: &str) {
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(socket) => socket,
+        Err(_) => return,
+    };
+    // Facility "daemon" (3): priority = 3 * 8 + severity.
+    let line: String = message.chars().take(1024).collect();
+    let datagram = format!(
+        "<{}>pgsql-state[{}]: {line}",
+        24 + priority,
+        std::process::id()
+    );
+    let _ = socket.send_to(datagram.as_bytes(), "/dev/log");
+}

@@ -27,13 +27,41 @@ pub struct Row {
     pub problem: Option<String>,
 }
 
+/// The peers `status` asks: this node, the neighbours, and the witness,
+/// each address once, in that order.
+pub fn peers_to_ask(own: &str, neighbours: &[String], witness: Option<&str>) -> Vec<String> {
+    let mut peers: Vec<String> = Vec::new();
+    for addr in std::iter::once(own)
+        .chain(neighbours.iter().map(String::as_str))
+        .chain(witness)
+    {
+        if !peers.iter().any(|p| p == addr) {
+            peers.push(addr.to_string());
+        }
+    }
+    peers
+}
+
 /// The table's rows from the peers' views. `check` is `?` where the
 /// node's health-check port should be asked: every data node, even one
 /// whose peer or Postgres is down, since its responder may still answer;
 /// never the witness (`witness` is its configured address).
+///
+/// A node reached at two addresses (say its bind address and its entry in
+/// `neighbours`) is listed once.
 pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
     views
         .iter()
+        .filter(|(_, view)| match view {
+            PeerView::Answered(a) if !a.node_name.is_empty() => {
+                let key = (a.node_name.as_str(), a.ip.as_str());
+                let first = !seen.contains(&key);
+                seen.push(key);
+                first
+            }
+            _ => true,
+        })
         .map(|(peer, view)| match view {
             PeerView::Answered(a) => row_of(peer, a),
             PeerView::Unreachable(e) => Row {
@@ -226,6 +254,42 @@ mod tests {
             "{table}"
         );
         assert_eq!(table.lines().count(), 4);
+    }
+
+    #[test]
+    fn each_node_is_listed_once() {
+        let peers = peers_to_ask(
+            "10.0.0.1:10000",
+            &[
+                "10.0.0.1:10000".into(),
+                "10.0.0.2:10000".into(),
+                "10.0.0.2:10000".into(),
+            ],
+            Some("10.0.0.9:10000"),
+        );
+        assert_eq!(
+            peers,
+            ["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.9:10000"]
+        );
+        // The same node answering at two addresses is one row.
+        let views = vec![
+            (
+                "0.0.0.0:10000".to_string(),
+                node("node_1", "10.0.0.1", Role::Primary, &["10.0.0.1"]),
+            ),
+            (
+                "10.0.0.1:10000".to_string(),
+                node("node_1", "10.0.0.1", Role::Primary, &["10.0.0.1"]),
+            ),
+            (
+                "10.0.0.2:10000".to_string(),
+                node("node_2", "10.0.0.2", Role::Standby, &["10.0.0.1"]),
+            ),
+        ];
+        let r = rows(&views, None);
+        let names: Vec<&str> = r.iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(names, ["node_1", "node_2"]);
+        assert_eq!(summary(&r), "2/2 nodes answered; primary 10.0.0.1");
     }
 
     #[test]

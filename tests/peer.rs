@@ -283,7 +283,7 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
     let verdict = t.dir.join("run-node_1").join("verdict");
     std::fs::write(
         &verdict,
-        "verdict=fenced\nreason=test fence\nboot_id=other-boot\nmonotonic_ms=0\nvalid_ms=1\n",
+        "verdict=fenced\nreason=test fence\nboot_id=other-boot\nboottime_ms=0\nvalid_ms=1\n",
     )
     .expect("write a verdict");
     let v1 = wait_view(&rt, t.p1, "node_1 reports its verdict", |a| a.fenced);

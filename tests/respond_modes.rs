@@ -7,6 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use common::*;
 
@@ -199,7 +200,7 @@ fn maintenance_flag_drains_the_node() {
     assert_eq!(ncat_recv(addr), "up ready\n");
 }
 
-/// Reads this machine's boot id and monotonic clock, as the responder does.
+/// Reads this machine's boot id and CLOCK_BOOTTIME, as the responder does.
 fn clock_now() -> (String, u64) {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
     let mut ts = libc::timespec {
@@ -207,7 +208,7 @@ fn clock_now() -> (String, u64) {
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     (
         boot.trim().to_string(),
         ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000,
@@ -218,7 +219,7 @@ fn clock_now() -> (String, u64) {
 fn verdict_text(kind: &str, age_ms: u64, valid_ms: u64, identity: Option<&str>) -> String {
     let (boot, now) = clock_now();
     let mut text = format!(
-        "verdict={kind}\nreason=test\nboot_id={boot}\nmonotonic_ms={}\nvalid_ms={valid_ms}\n",
+        "verdict={kind}\nreason=test\nboot_id={boot}\nboottime_ms={}\nvalid_ms={valid_ms}\n",
         now - age_ms
     );
     if let Some(identity) = identity {
@@ -364,8 +365,11 @@ fn verdict_files_steer_the_answer() {
 #[test]
 fn bad_conninfo_and_unreachable_postgres_say_down() {
     let c = cluster();
-    let (code, out, _) = pgsql_state(&["respond", "--conninfo", "port=notaport"]);
-    assert_eq!((code, out.as_str()), (0, "down: bad conninfo\n"));
+    // A bad --conninfo is refused like the same value in the file, naming
+    // the flag (a socket client hears `down: config error`).
+    let (code, out, err) = pgsql_state(&["respond", "--conninfo", "port=notaport"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("--conninfo: not a valid conninfo"), "{err}");
     let (_, out, _) = pgsql_state(&[
         "respond",
         "--conninfo",
@@ -484,5 +488,155 @@ fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
         eof_lines(),
         before,
         "Postgres logged unexpected EOFs from the responder"
+    );
+}
+
+/// Creates a login role on the primary and waits until the standby has it.
+fn create_role(c: &Cluster, name: &str, grant: &str) {
+    c.primary.sql(&format!(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN \
+         CREATE ROLE {name} LOGIN {grant}; END IF; END$$"
+    ));
+    let check = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{name}'");
+    wait_until(Duration::from_secs(30), "the role on the standby", || {
+        c.standby.sql(&check) == "1"
+    });
+}
+
+#[test]
+fn max_lag_bytes_works_for_a_pg_monitor_role_and_says_why_without_it() {
+    let c = cluster();
+    create_role(c, "monitor_only", "IN ROLE pg_monitor");
+    create_role(c, "no_monitor", "");
+    let as_role = |node: &Node, role: &str| {
+        node.conninfo()
+            .replace("user=postgres", &format!("user={role}"))
+    };
+    let lag = ["--max-lag-bytes", "100000000"];
+    // pg_monitor and no superuser: the right word on both nodes.
+    let mut args = vec!["respond", "--conninfo"];
+    let standby_mon = as_role(&c.standby, "monitor_only");
+    args.push(&standby_mon);
+    args.extend(lag);
+    let (code, out, err) = pgsql_state(&args);
+    assert_eq!((code, out.as_str()), (0, "standby\n"), "{err}");
+    let primary_mon = as_role(&c.primary, "monitor_only");
+    assert_eq!(respond_word(&primary_mon, &lag), "production\n");
+    // Without it the standby cannot be shown to stream: `lagging`, and a
+    // log line that says why and what to grant.
+    let standby_plain = as_role(&c.standby, "no_monitor");
+    let mut args = vec!["respond", "--conninfo", &standby_plain];
+    args.extend(lag);
+    let (code, out, err) = pgsql_state(&args);
+    assert_eq!((code, out.as_str()), (0, "lagging\n"));
+    assert!(
+        err.contains("cannot see pg_stat_wal_receiver") && err.contains("pg_monitor"),
+        "{err}"
+    );
+    // A long-lived server says so at start, before any check.
+    let dir = runtime_dir("no-monitor");
+    let log = dir.join("responder.log");
+    let addr = at(&c.standby, 5451);
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args([
+        "respond",
+        "--listen",
+        &addr.to_string(),
+        "--conninfo",
+        &standby_plain,
+    ])
+    .args(lag)
+    .stderr(std::fs::File::create(&log).expect("create the log"));
+    let _server = Spawned::listening(cmd, addr, "responder as no_monitor");
+    wait_until(Duration::from_secs(10), "the start-up warning", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot see pg_stat_wal_receiver")
+    });
+}
+
+#[test]
+fn inetd_mode_never_writes_a_usage_error_or_a_panic_to_the_client() {
+    let c = cluster();
+    let tool = require_tool("systemd-socket-activate");
+    let conninfo = c.primary.conninfo();
+    let cases: [(&str, u16, Vec<&str>, Vec<&str>); 2] = [
+        (
+            "a usage error",
+            5452,
+            vec![],
+            vec!["respond", "--no-such-flag"],
+        ),
+        (
+            "a panic",
+            5453,
+            vec!["--setenv=PGSQL_STATE_TEST_PANIC=1"],
+            vec!["respond", "--conninfo", &conninfo],
+        ),
+    ];
+    for (what, port, activate_args, args) in cases {
+        let addr = at(&c.primary, port);
+        let mut cmd = std::process::Command::new(&tool);
+        cmd.arg("-l")
+            .arg(addr.to_string())
+            .args(["--accept", "--inetd"])
+            .args(activate_args)
+            .arg("--")
+            .arg(binary())
+            .args(args)
+            .stderr(std::process::Stdio::null());
+        let _activator = Spawned::listening(cmd, addr, what);
+        assert_eq!(ncat_recv(addr), "", "{what}: the client got text");
+        assert_eq!(nc(addr), "", "{what}: the client got text");
+    }
+}
+
+#[test]
+fn listen_never_replaces_a_file_that_is_not_a_socket() {
+    let dir = runtime_dir("listen-path");
+    // A regular file: refused (usage error), and left as it was.
+    let file = dir.join("precious.conf");
+    std::fs::write(&file, "keep me\n").expect("write a file");
+    let (code, _, err) = pgsql_state(&["respond", "--listen", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("still there"),
+        "keep me\n"
+    );
+    // A socket still being served: refused, and still served.
+    let live = dir.join("live.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&live).expect("bind");
+    let (code, _, err) = pgsql_state(&["respond", "--listen", live.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(std::os::unix::net::UnixStream::connect(&live).is_ok());
+    drop(listener);
+    // A stale socket left by a server that is gone: replaced, and served.
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args([
+        "respond",
+        "--listen",
+        live.to_str().expect("utf-8"),
+        "--conninfo",
+        "host=/nonexistent",
+    ]);
+    cmd.stdin(std::process::Stdio::null());
+    let _server = Spawned {
+        child: cmd.spawn().expect("start the responder"),
+        what: "responder on a stale socket".into(),
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "an answer on the stale path",
+        || {
+            use std::io::Read;
+            let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&live) else {
+                return false;
+            };
+            let mut out = String::new();
+            let _ = stream.read_to_string(&mut out);
+            out == "down: no server socket\n"
+        },
     );
 }

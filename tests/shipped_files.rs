@@ -150,7 +150,7 @@ fn check_config_prints_every_problem_and_exits_78() {
         (
             "fencing: sometimes",
             "harepd.fencing",
-            "\"sometimes\" is not one of off, verdict, strict",
+            "unknown variant `sometimes`, expected one of `off`, `verdict`, `strict`",
         ),
         (
             "primaryIP",

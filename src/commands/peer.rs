@@ -6,10 +6,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::UsageError;
+use crate::activation::{self, Inherited, ListenSocket};
 use crate::cli::PeerArgs;
 use crate::peer::server::{self, PeerService};
 use crate::peer::tls;
-use crate::activation::{self, Inherited, ListenSocket};
 
 pub fn run(explicit: Option<&Path>, args: PeerArgs) -> anyhow::Result<()> {
     let inherited = activation::take_inherited().context("cannot take the inherited socket")?;
@@ -50,8 +50,14 @@ pub fn run(explicit: Option<&Path>, args: PeerArgs) -> anyhow::Result<()> {
         }
         tokio::spawn(service.clone().background(crate::systemd::status));
         let request_timeout = config.grpc.connection_deadline;
-        server::serve(listener, tls, service, request_timeout, super::shutdown_signal())
-            .await
-            .context("gRPC server")
+        server::serve(
+            listener,
+            tls,
+            service,
+            request_timeout,
+            super::shutdown_signal(),
+        )
+        .await
+        .context("gRPC server")
     })
 }

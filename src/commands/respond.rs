@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::UsageError;
+use crate::activation::{self, ClientSocket, Inherited, ListenSocket};
 use crate::cli::RespondArgs;
 use crate::config::{self, Format, FragmentSource, ResponderFragment, ResponderSettings};
-use crate::activation::{self, ClientSocket, Inherited, ListenSocket};
 use crate::respond::server::{self, Listener};
 use crate::respond::{self as responder, Mode, Responder};
 
@@ -28,6 +28,11 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
             return Err(error);
         }
     };
+    #[cfg(debug_assertions)]
+    if std::env::var_os("PGSQL_STATE_TEST_PANIC").is_some() {
+        // Test builds only: lets a test show where a panic message goes.
+        panic!("a test asked for a panic (this text must never reach a client)");
+    }
     match (inherited, args.listen.as_deref()) {
         (Inherited::Client(client), _) => one_shot(client, settings),
         (_, Some(addr)) => serve(bind(addr)?, settings),
@@ -43,7 +48,10 @@ fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<Respo
     let flags = args.fragment();
     let (file, lease) = match super::load_config(explicit, true)? {
         Some(loaded) => (loaded.responder_fragment, loaded.config.responder.lease),
-        None => (ResponderFragment::default(), ResponderSettings::default().lease),
+        None => (
+            ResponderFragment::default(),
+            ResponderSettings::default().lease,
+        ),
     };
     let flag_problems = |problems: Vec<config::Problem>| {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -113,7 +121,7 @@ fn answer_config_error(client: ClientSocket, format: Format) {
 
 fn bind(addr: &str) -> anyhow::Result<ListenSocket> {
     if addr.starts_with('/') {
-        let _ = std::fs::remove_file(addr);
+        remove_stale_socket(Path::new(addr))?;
         let listener = std::os::unix::net::UnixListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
         return Ok(ListenSocket::Unix(listener));
@@ -126,6 +134,29 @@ fn bind(addr: &str) -> anyhow::Result<ListenSocket> {
     let listener = std::net::TcpListener::bind(sockaddr)
         .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(ListenSocket::Tcp(listener))
+}
+
+/// Clears the way for a Unix listener at `path`: a socket left by an
+/// earlier server is removed, but never a socket a server still answers
+/// on, and never a file that is not a socket.
+fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot look at {}", path.display()))),
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!("{} is in use by a running server", path.display());
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))
+        }
+        Ok(_) => Err(UsageError(format!(
+            "--listen {}: exists and is not a socket; refusing to replace it",
+            path.display()
+        ))
+        .into()),
+    }
 }
 
 fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<()> {
@@ -150,6 +181,7 @@ fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<
                 Listener::Unix(tokio::net::UnixListener::from_std(l)?)
             }
         };
+        responder.startup_check().await;
         crate::systemd::ready("answering health checks");
         server::serve(listener, super::shutdown_signal(), responder).await?;
         Ok(())

@@ -23,10 +23,11 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
         config.grpc.bind_port,
     )
     .map_err(anyhow::Error::msg)?;
-    let mut peers = vec![own];
-    peers.extend(config.grpc.neighbours.iter().cloned());
-    peers.extend(config.grpc.witness.iter().cloned());
-    peers.dedup();
+    let peers = status::peers_to_ask(
+        &own,
+        &config.grpc.neighbours,
+        config.grpc.witness.as_deref(),
+    );
     let asker = WhatYouKnow {
         ip: String::new(),
         node_id: 0,
@@ -73,18 +74,60 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a node's health-check port says, as `nc` would show it.
+/// The most `status` reads from a node's health-check port: a word, or an
+/// HTTP answer, is far shorter; a port that sends more is not a responder.
+const MAX_CHECK_ANSWER: u64 = 1024;
+
+/// What a node's health-check port says, as `nc` would show it: at most
+/// [`MAX_CHECK_ANSWER`] bytes, within `bound`.
 async fn check_word(addr: &str, bound: Duration) -> String {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tokio::net::TcpStream::connect(addr).await?;
         let mut out = Vec::new();
-        stream.read_to_end(&mut out).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).trim().to_string())
+        stream.take(MAX_CHECK_ANSWER).read_to_end(&mut out).await?;
+        let text: String = String::from_utf8_lossy(&out)
+            .trim()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Ok::<_, std::io::Error>(text)
     };
     match tokio::time::timeout(bound, attempt).await {
         Ok(Ok(word)) if !word.is_empty() => word,
         Ok(Ok(_)) => "(empty)".into(),
         Ok(Err(e)) => format!("({})", e.kind()),
         Err(_) => "(timeout)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_port_that_never_stops_talking_is_read_only_so_far() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("an address");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let chunk = vec![b'x'; 64 * 1024];
+            // Up to 100 MB, or until the reader hangs up.
+            for _ in 0..1600 {
+                if stream.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let start = std::time::Instant::now();
+        let word = check_word(&addr.to_string(), Duration::from_secs(5)).await;
+        assert_eq!(word.len(), MAX_CHECK_ANSWER as usize);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

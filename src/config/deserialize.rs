@@ -127,4 +127,3 @@ pub(super) fn locate_dotted(text: &str, dotted: &str) -> Option<usize> {
     let parts: Vec<&str> = dotted.split('.').collect();
     locate::line_of(text, &parts)
 }
-

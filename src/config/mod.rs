@@ -5,7 +5,7 @@
 //! Config`. Validation is pure and collects every problem, each with its key
 //! path and line, so `check-config` can print them all at once.
 //!
-//! - [`raw`]: the file as written, every key optional.
+//! - `raw`: the file as written, every key optional.
 //! - `deserialize`: serde with every problem's path and line.
 //! - `validate`: the checks, and the [`ResponderFragment`] that the file
 //!   and the command line's flags both go through.
@@ -13,7 +13,7 @@
 
 mod deserialize;
 mod locate;
-pub mod raw;
+mod raw;
 mod validate;
 
 use std::fmt;
@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::RawFile;
+use raw::RawFile;
 pub use validate::{host_port, FragmentSource, ResponderFragment};
 
 /// Where the config is read from when `-f` is not given.
@@ -39,9 +39,7 @@ pub const DEFAULT_CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(15);
 
 /// How the responder uses the reconciler's verdict (`fencing`, `--fencing`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Fencing {
     /// Ignore verdicts: plain pgsql-state behaviour.
@@ -54,9 +52,7 @@ pub enum Fencing {
 }
 
 /// The responder's output format (`responder.format`, `--format`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The word and a newline.

@@ -303,7 +303,10 @@ fn type_errors_do_not_hide_other_problems() {
 /// harepd's conf.yml turned into the witness's: its own bind address is
 /// the configured witness.
 fn witness_yml() -> String {
-    HAREPD_CONF_YML.replace("bindAddress: \"10.21.51.61\"", "bindAddress: \"10.21.57.63\"")
+    HAREPD_CONF_YML.replace(
+        "bindAddress: \"10.21.51.61\"",
+        "bindAddress: \"10.21.57.63\"",
+    )
 }
 
 #[test]
@@ -314,13 +317,13 @@ fn the_witness_needs_no_postgres_keys() {
     assert_eq!(with_keys.hba_config, None, "ignored on the witness");
     // Without hbaConfig, and with a postgres conninfo that would not parse
     // on a data node: the witness ignores both.
-    let bare = witness_yml()
-        .replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "")
+    let bare = witness_yml().replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "")
         + "  postgres:\n    conninfo: \"not a conninfo ===\"\n";
     let c = ok(&bare).config;
     assert!(c.is_witness());
     // A data node without hbaConfig is refused, naming the key.
-    let data = HAREPD_CONF_YML.replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "");
+    let data =
+        HAREPD_CONF_YML.replace("  hbaConfig: \"/etc/postgresql/12/main/pg_hba.conf\"\n", "");
     assert_eq!(problems(&data), ["1: harepd.hbaConfig: missing (required)"]);
 }
 
@@ -379,7 +382,9 @@ fn flags_are_a_fragment_checked_like_the_file() {
         ]
     );
     // Flags go over the file's keys, one by one.
-    let file = ok(&format!("{HAREPD_CONF_YML}  maxLagBytes: 100\n  fencing: strict\n"));
+    let file = ok(&format!(
+        "{HAREPD_CONF_YML}  maxLagBytes: 100\n  fencing: strict\n"
+    ));
     let merged = file
         .responder_fragment
         .overlay(ResponderFragment {

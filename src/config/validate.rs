@@ -93,7 +93,12 @@ impl ResponderFragment {
         }
     }
 
-    fn check(&self, c: &mut Checker<'_>, source: FragmentSource, lease: Duration) -> ResponderSettings {
+    fn check(
+        &self,
+        c: &mut Checker<'_>,
+        source: FragmentSource,
+        lease: Duration,
+    ) -> ResponderSettings {
         let conninfo = self
             .conninfo
             .clone()
@@ -487,4 +492,3 @@ fn is_hostname(text: &str) -> bool {
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
         })
 }
-

@@ -16,28 +16,46 @@ use crate::config::Grpc;
 use crate::error_text::one_line;
 
 /// Why a peer gave no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
+    /// The configured address is not a URI tonic accepts.
     #[error("bad address {0:?}")]
     BadAddress(String),
+    /// No answer within the deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// Nothing listens at the address.
     #[error("connection refused")]
     Refused,
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    /// The connection failed otherwise (TLS, unreachable, reset, …).
+    #[error("cannot connect: {}", one_line(.0.as_ref()))]
+    Connect(#[source] Arc<tonic::transport::Error>),
+    /// The peer answered with an error status.
     #[error("answered {code:?}: {message}")]
-    Status { code: tonic::Code, message: String },
+    Status {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The peer's message (at most 200 characters of it).
+        message: String,
+    },
+    /// The peer belongs to another cluster.
     #[error("ignored: system identifier {theirs}, not {ours}")]
-    OtherSystem { theirs: u64, ours: u64 },
+    OtherSystem {
+        /// The peer's system identifier.
+        theirs: u64,
+        /// Ours (or the majority's).
+        ours: u64,
+    },
 }
 
 /// A peer's answer, or why there is none. (Answers are the common case,
 /// held briefly, and a handful at a time, so they are not boxed.)
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum PeerView {
+    /// What the peer said.
     Answered(IKnow),
+    /// Why it said nothing.
     Unreachable(PeerError),
 }
 
@@ -113,9 +131,12 @@ impl PeerClient {
             let name = self.inner.server_host_override.as_deref().unwrap_or(host);
             endpoint = endpoint
                 .tls_config(tls.clone().domain_name(name))
-                .map_err(|e| PeerError::Connect(one_line(&e)))?;
+                .map_err(|e| PeerError::Connect(Arc::new(e)))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| connect_error(&e))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| connect_error(e, deadline))?;
         let mut request = tonic::Request::new(self.inner.me.clone());
         request.set_timeout(deadline);
         match ClusterInfoClient::new(channel)
@@ -129,7 +150,7 @@ impl PeerClient {
                 }
                 code => PeerError::Status {
                     code,
-                    message: status.message().to_string(),
+                    message: status.message().chars().take(200).collect(),
                 },
             }),
         }
@@ -156,22 +177,30 @@ impl PeerClient {
             .map(|(addr, view)| {
                 (
                     addr,
-                    view.unwrap_or(PeerView::Unreachable(PeerError::Connect(
-                        "task failed".into(),
-                    ))),
+                    // A task that panicked or was cancelled gave no answer in time.
+                    view.unwrap_or(PeerView::Unreachable(PeerError::Timeout(self.deadline()))),
                 )
             })
             .collect()
     }
 }
 
-fn connect_error(e: &tonic::transport::Error) -> PeerError {
-    let text = one_line(e);
-    if text.contains("Connection refused") {
-        PeerError::Refused
-    } else if text.contains("timed out") {
-        PeerError::Timeout(Duration::ZERO)
-    } else {
-        PeerError::Connect(text)
+/// Classifies a failed connect by the errors it is made of: an I/O error
+/// saying "refused" or "timed out", or tonic's own connect timeout.
+fn connect_error(e: tonic::transport::Error, deadline: Duration) -> PeerError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.is::<tonic::TimeoutExpired>() {
+            return PeerError::Timeout(deadline);
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return PeerError::Refused,
+                std::io::ErrorKind::TimedOut => return PeerError::Timeout(deadline),
+                _ => {}
+            }
+        }
+        source = s.source();
     }
+    PeerError::Connect(Arc::new(e))
 }

@@ -89,8 +89,8 @@ pub fn parse_row(cells: &[Option<&str>]) -> Result<NodeFacts, AnswerError> {
             got: cells.len(),
         });
     }
-    let in_recovery = parse_bool("pg_is_in_recovery", cells[0])?
-        .ok_or(AnswerError::Null("pg_is_in_recovery"))?;
+    let in_recovery =
+        parse_bool("pg_is_in_recovery", cells[0])?.ok_or(AnswerError::Null("pg_is_in_recovery"))?;
     let text = |i: usize| cells[i].filter(|t| !t.is_empty()).map(str::to_string);
     Ok(NodeFacts {
         in_recovery,

@@ -185,7 +185,10 @@ pub async fn connect(
 }
 
 /// Parses a boolean cell (`t`/`f`), `None` for NULL.
-pub(crate) fn parse_bool(column: &'static str, cell: Option<&str>) -> Result<Option<bool>, AnswerError> {
+pub(crate) fn parse_bool(
+    column: &'static str,
+    cell: Option<&str>,
+) -> Result<Option<bool>, AnswerError> {
     match cell {
         None => Ok(None),
         Some("t") => Ok(Some(true)),
@@ -245,8 +248,14 @@ mod tests {
     fn cannot_connect_now_states() {
         let cases = [
             ("the database system is starting up", DownReason::StartingUp),
-            ("the database system is shutting down", DownReason::ShuttingDown),
-            ("the database system is in recovery mode", DownReason::CrashRecovery),
+            (
+                "the database system is shutting down",
+                DownReason::ShuttingDown,
+            ),
+            (
+                "the database system is in recovery mode",
+                DownReason::CrashRecovery,
+            ),
             (
                 "the database system is not yet accepting connections",
                 DownReason::CrashRecovery,

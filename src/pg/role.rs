@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{connect, first_row, parse_bool, parse_num, parse_system_identifier, AnswerError, ProbeError};
+use super::{
+    connect, first_row, parse_bool, parse_num, parse_system_identifier, AnswerError, ProbeError,
+};
 use crate::verdict::Identity;
 use crate::word::RoleFacts;
 
@@ -81,8 +83,8 @@ impl ProbeQuery {
         let mut cells = cells.iter().copied();
         // The length was checked above, so every `next` has a cell.
         let mut next = || cells.next().flatten();
-        let in_recovery =
-            parse_bool("pg_is_in_recovery", next())?.ok_or(AnswerError::Null("pg_is_in_recovery"))?;
+        let in_recovery = parse_bool("pg_is_in_recovery", next())?
+            .ok_or(AnswerError::Null("pg_is_in_recovery"))?;
         let mut facts = RoleFacts {
             in_recovery,
             ..RoleFacts::default()
@@ -213,7 +215,12 @@ mod tests {
             (
                 false,
                 true,
-                &[Some("f"), Some("-8070450532247928832"), Some("3"), Some("17")],
+                &[
+                    Some("f"),
+                    Some("-8070450532247928832"),
+                    Some("3"),
+                    Some("17"),
+                ],
                 Some(RoleFacts {
                     identity: Some(Identity {
                         system_identifier: 0x9000_0000_0000_0000,

@@ -14,18 +14,23 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::clock::{self, Now};
 use crate::config::{Fencing, Format, ResponderSettings};
 use crate::pg::role::{self as probe, Goodbye, ProbeQuery};
+use crate::pg::warm::WarmConnection;
 use crate::pg::{self, ProbeError};
 use crate::runtime_files;
 use crate::verdict::VerdictRead;
-use crate::pg::warm::WarmConnection;
-use crate::clock::{self, Now};
 use crate::word::{choose_word, DownReason, Inputs, RoleFacts, Word};
 
 /// A client connection of any stream socket type.
 pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// How long an HTTP check may take to send its request head. HAProxy sends
+/// it with the connection; a client that says nothing for this long gets
+/// the answer to an empty request, and its slot back.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a one-shot waits for Postgres to acknowledge the goodbye.
 const GOODBYE_BOUND: Duration = Duration::from_millis(200);
@@ -74,6 +79,19 @@ impl Responder {
         &self.settings
     }
 
+    /// Asks Postgres once at start-up, so that a role that cannot see the
+    /// WAL receiver is reported in the log before the first check.
+    pub async fn startup_check(&self) {
+        if self.settings.max_lag_bytes.is_some() {
+            let (facts, goodbye) = self.facts().await;
+            close_goodbye(goodbye).await;
+            match facts {
+                Ok(f) => self.warn_if_receiver_hidden(&f),
+                Err(e) => log::info!("postgres at start-up: {}", crate::error_text::one_line(&e)),
+            }
+        }
+    }
+
     /// Chooses the word now. A one-shot also returns its Postgres connection,
     /// to be closed after the client has its answer.
     pub async fn word(&self) -> (Word, Option<Goodbye>) {
@@ -116,16 +134,15 @@ impl Responder {
     }
 
     /// Logs, once per process, that the conninfo's role cannot see the WAL
-    /// receiver, so every standby answer is `lagging` until it can.
+    /// receiver, so every answer as a standby is `lagging` until it can.
     fn warn_if_receiver_hidden(&self, facts: &RoleFacts) {
-        if facts.in_recovery
-            && facts.receiver_visible == Some(false)
+        if facts.receiver_visible == Some(false)
             && !self.warned_receiver.swap(true, Ordering::Relaxed)
         {
             log::warn!(
                 "maxLagBytes is set, but the conninfo's role cannot see pg_stat_wal_receiver's \
-                 status: grant it pg_monitor (or pg_read_all_stats); until then this standby \
-                 answers `lagging`"
+                 status: grant it pg_monitor (or pg_read_all_stats); until then, as a standby \
+                 this node answers `lagging`"
             );
         }
     }
@@ -163,8 +180,9 @@ impl Responder {
                 (format::text_reply(word), goodbye)
             }
             Format::Http => {
+                let head_bound = bound.min(HEAD_TIMEOUT);
                 let (head, (word, goodbye)) =
-                    tokio::join!(read_http_head(&mut conn, bound), self.word());
+                    tokio::join!(read_http_head(&mut conn, head_bound), self.word());
                 (format::http_reply(&head, word), goodbye)
             }
             Format::Agent => {

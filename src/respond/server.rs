@@ -1,6 +1,10 @@
 //! The long-lived responder: accepts connections on a listener it is given
 //! (from systemd with `Accept=no`, or `--listen`) until `shutdown` resolves,
 //! answering each with the shared [`Responder`] and its warm connection.
+//!
+//! One source address may hold at most [`MAX_PER_SOURCE`] connections, so
+//! idle connections from a stranger cannot starve HAProxy's checks; a
+//! connection over that cap is closed at once.
 
 use std::future::Future;
 use std::io;
@@ -11,10 +15,15 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use super::Responder;
+use crate::conn_limit::ConnLimiter;
 
 /// At most this many connections are answered at once; more wait in the
 /// kernel's accept queue, so a flood cannot exhaust file descriptors.
 pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// At most this many connections from one source address are open at once.
+/// HAProxy runs one check per server at a time, so a few suffice.
+pub const MAX_PER_SOURCE: usize = 128;
 
 /// A listener of either family.
 pub enum Listener {
@@ -23,14 +32,15 @@ pub enum Listener {
 }
 
 impl Listener {
-    async fn accept(&self) -> io::Result<Box<dyn super::Conn>> {
+    /// The next connection and its source address (none for Unix sockets).
+    async fn accept(&self) -> io::Result<(Box<dyn super::Conn>, Option<std::net::IpAddr>)> {
         Ok(match self {
             Listener::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
+                let (stream, from) = l.accept().await?;
                 let _ = stream.set_nodelay(true);
-                Box::new(stream)
+                (Box::new(stream), Some(from.ip()))
             }
-            Listener::Unix(l) => Box::new(l.accept().await?.0),
+            Listener::Unix(l) => (Box::new(l.accept().await?.0), None),
         })
     }
 }
@@ -43,6 +53,7 @@ pub async fn serve(
     responder: Arc<Responder>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let per_source = ConnLimiter::new(MAX_PER_SOURCE, MAX_IN_FLIGHT);
     let bound = responder.settings().check_timeout * 2 + Duration::from_secs(1);
     tokio::pin!(shutdown);
     loop {
@@ -53,10 +64,16 @@ pub async fn serve(
                 Err(_) => break, // the semaphore is never closed
             },
         };
-        let conn = tokio::select! {
+        let (conn, admission) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok((conn, from)) => match per_source.admit(from) {
+                    Some(admission) => (conn, admission),
+                    None => {
+                        log::debug!("closed a connection from {from:?}: over the per-source cap");
+                        continue;
+                    }
+                },
                 Err(e) => {
                     // EMFILE and the like: pause instead of spinning.
                     log::warn!("accept: {e}");
@@ -72,7 +89,7 @@ pub async fn serve(
                     log::info!("answer not delivered: {e}");
                 }
             }
-            drop(permit);
+            drop((permit, admission));
         });
     }
     // Wait for in-flight answers: all permits back, or the bound.

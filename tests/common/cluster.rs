@@ -1,5 +1,12 @@
 //! Real PostgreSQL clusters: a primary and a streaming standby made with
 //! `pg_basebackup -R`, each on its own loopback address.
+//!
+//! Each cluster lives in a directory of its own, named after the test
+//! process (`cluster-<pid>-<n>`), so no run can touch another's sockets or
+//! data, even a late one. A slot (an flock) reserves the 127.0.K.x
+//! addresses. Every postmaster is stopped when its `Cluster` is dropped, or
+//! at exit for the clusters kept in statics; a cluster left by a test
+//! process that died is stopped and removed by the next run.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -9,8 +16,14 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Every data directory started by this process, stopped at exit.
+/// Every data directory started by this process and not yet stopped,
+/// stopped at exit.
 static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The directory all test clusters and runtime directories live under.
+pub fn test_root() -> PathBuf {
+    std::env::temp_dir().join("pgsql-state-test")
+}
 
 /// One PostgreSQL node.
 #[derive(Debug, Clone)]
@@ -110,18 +123,34 @@ pub struct Cluster {
     pub base: PathBuf,
     pub primary: Node,
     pub standby: Node,
+    /// Nodes started beside the two (strangers), stopped with the cluster.
+    extra: Mutex<Vec<PathBuf>>,
     _lock: fs::File,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut dirs = vec![self.primary.data_dir.clone(), self.standby.data_dir.clone()];
+        dirs.extend(self.extra.lock().map(|d| d.clone()).unwrap_or_default());
+        for dir in &dirs {
+            stop_data_dir(dir);
+            unregister(dir);
+        }
+        let _ = fs::remove_dir_all(&self.base);
+        // The slot's lock is released after this, with the fields.
+    }
 }
 
 impl Cluster {
     /// Starts a fresh primary and a standby streaming from it.
     pub fn start() -> Cluster {
         check_prerequisites();
+        sweep_dead_runs();
         let (slot, lock) = take_slot();
-        let base = std::env::temp_dir()
-            .join("pgsql-state-test")
-            .join(slot.to_string());
-        clean_leftovers(&base);
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = test_root().join(format!("cluster-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).expect("create the cluster base dir");
         fs::set_permissions(&base, fs::Permissions::from_mode(0o777)).expect("chmod base");
         let node = |n: u8| Node {
@@ -145,6 +174,7 @@ impl Cluster {
             base,
             primary,
             standby,
+            extra: Mutex::new(Vec::new()),
             _lock: lock,
         };
         cluster.wait_streaming(Duration::from_secs(30));
@@ -174,6 +204,9 @@ impl Cluster {
         init_primary(&node);
         node.start();
         register(&node);
+        if let Ok(mut extra) = self.extra.lock() {
+            extra.push(node.data_dir.clone());
+        }
         node
     }
 
@@ -263,48 +296,94 @@ fn register(node: &Node) {
     started.push(node.data_dir.clone());
 }
 
+fn unregister(dir: &Path) {
+    if let Ok(mut started) = STARTED.lock() {
+        started.retain(|d| d != dir);
+    }
+}
+
 extern "C" fn stop_all_at_exit() {
     let dirs = STARTED.lock().map(|d| d.clone()).unwrap_or_default();
-    for dir in dirs {
-        stop_data_dir(&dir);
+    for dir in &dirs {
+        stop_data_dir(dir);
+    }
+    // Only once every node is stopped: their pid files live in there.
+    for dir in &dirs {
+        if let Some(base) = dir.parent() {
+            let _ = fs::remove_dir_all(base);
+        }
     }
 }
 
-/// Stops whatever postmaster runs in `dir`, even a SIGSTOPped one.
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Stops whatever postmaster runs in `dir`, even a SIGSTOPped one, and
+/// returns only once it is gone: `pg_ctl stop -m immediate`, then SIGKILL
+/// if it is still there (a busy machine can outlast pg_ctl's wait).
 fn stop_data_dir(dir: &Path) {
-    if let Ok(text) = fs::read_to_string(dir.join("postmaster.pid")) {
-        if let Some(pid) = text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<i32>().ok())
-        {
-            // SAFETY: signalling a pid; harmless if it is gone.
-            unsafe {
-                libc::kill(pid, libc::SIGCONT);
+    let Ok(text) = fs::read_to_string(dir.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    if !alive(pid) {
+        return;
+    }
+    // SAFETY: signalling a pid; harmless if it is gone.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let _ = as_pg_user(&pg_bin("pg_ctl"))
+        .args(["-w", "-t", "60", "-m", "immediate", "-D"])
+        .arg(dir)
+        .arg("stop")
+        .output();
+    let start = Instant::now();
+    while alive(pid) && start.elapsed() < Duration::from_secs(30) {
+        // SAFETY: as above; the postmaster's children exit when it dies.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops and removes what test processes that are gone left behind:
+/// their clusters (`cluster-<pid>-<n>`) and runtime dirs (`run-<pid>-…`).
+fn sweep_dead_runs() {
+    let Ok(entries) = fs::read_dir(test_root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix("cluster-")
+            .or_else(|| name.strip_prefix("run-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok());
+        let Some(owner) = owner else { continue };
+        if alive(owner) {
+            continue;
+        }
+        if let Ok(nodes) = fs::read_dir(entry.path()) {
+            for node in nodes.flatten() {
+                stop_data_dir(&node.path());
             }
         }
-        let _ = as_pg_user(&pg_bin("pg_ctl"))
-            .args(["-w", "-t", "20", "-m", "immediate", "-D"])
-            .arg(dir)
-            .arg("stop")
-            .output();
+        let _ = fs::remove_dir_all(entry.path());
     }
-}
-
-fn clean_leftovers(base: &Path) {
-    if let Ok(entries) = fs::read_dir(base) {
-        for entry in entries.flatten() {
-            stop_data_dir(&entry.path());
-        }
-    }
-    let _ = fs::remove_dir_all(base);
 }
 
 /// Takes the first free slot (10..=250), held by an flock until exit.
 fn take_slot() -> (u8, fs::File) {
     use std::os::fd::AsRawFd;
-    let dir = std::env::temp_dir().join("pgsql-state-test");
+    let dir = test_root();
     fs::create_dir_all(&dir).expect("create the test dir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod the test dir");
     for slot in 10..=250u8 {
         let file = fs::OpenOptions::new()
             .create(true)

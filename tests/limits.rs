@@ -1,0 +1,335 @@
+//! What strangers can do to the ports, against real PostgreSQL: the peer
+//! port learns nothing from an ask, refuses an oversized one, serves a
+//! burst of asks from a handful of Postgres queries, and neither it nor
+//! the long-lived responder can be starved by idle connections.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgsql_state::config::{Grpc, Tls};
+use pgsql_state::peer::client::{PeerClient, PeerView};
+use pgsql_state::peer::proto::cluster_info_client::ClusterInfoClient;
+use pgsql_state::peer::proto::{IKnow, WhatYouKnow};
+
+/// The cluster, with both data nodes' peers running on port 10100, the
+/// primary's Postgres reached as the role `peerq`, whose every statement
+/// the server logs (so tests can count the peer's queries).
+struct Setup {
+    cluster: Cluster,
+    p1: SocketAddr,
+    p2: SocketAddr,
+    _peers: Vec<Spawned>,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let cluster = Cluster::start();
+        cluster
+            .primary
+            .sql("CREATE ROLE peerq LOGIN SUPERUSER; ALTER ROLE peerq SET log_statement = 'all'");
+        let dir = runtime_dir("limits-peers");
+        let (p1, p2) = (
+            SocketAddr::new(cluster.primary.addr.into(), 10100),
+            SocketAddr::new(cluster.standby.addr.into(), 10100),
+        );
+        let witness = SocketAddr::new(cluster.spare_addr(4).into(), 10100).to_string();
+        let make = |name: &str, bind: SocketAddr, other: SocketAddr, conninfo: String| {
+            let run = dir.join(format!("run-{name}"));
+            std::fs::create_dir_all(&run).expect("create a runtime dir");
+            let config = PeerConfig {
+                node_name: name,
+                primary_ip: &bind.ip().to_string(),
+                bind,
+                neighbours: vec![other.to_string()],
+                witness: witness.clone(),
+                conninfo,
+                runtime_dir: &run,
+                tls: None,
+                connection_deadline: 2.0,
+            }
+            .write(&dir);
+            start_peer(&config, bind, &dir.join(format!("peer-{name}.log")))
+        };
+        let primary_conninfo = cluster
+            .primary
+            .conninfo()
+            .replace("user=postgres", "user=peerq");
+        let peers = vec![
+            make("node_1", p1, p2, primary_conninfo),
+            make("node_2", p2, p1, cluster.standby.conninfo()),
+        ];
+        let setup = Setup {
+            cluster,
+            p1,
+            p2,
+            _peers: peers,
+        };
+        // Each peer learns the other's name and address from its own asks.
+        let (primary_ip, standby_ip) = (p1.ip().to_string(), p2.ip().to_string());
+        wait_answer(p1, "the primary names its standby by address", |a| {
+            a.slaves == [standby_ip.clone()]
+        });
+        wait_answer(p2, "the standby names its upstream", |a| {
+            a.master == [primary_ip.clone()]
+        });
+        setup
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn grpc(deadline: Duration) -> Grpc {
+    Grpc {
+        tls: Tls::default(),
+        bind_address: "127.0.0.1".into(),
+        bind_port: 1,
+        server_host_override: None,
+        neighbours: vec![],
+        witness: None,
+        connection_deadline: deadline,
+    }
+}
+
+/// A client that introduces itself as `asker`.
+fn client_as(asker: WhatYouKnow) -> PeerClient {
+    PeerClient::new(&grpc(Duration::from_secs(3)), asker).expect("a client")
+}
+
+fn anonymous() -> WhatYouKnow {
+    WhatYouKnow::default()
+}
+
+fn ask(addr: SocketAddr, asker: WhatYouKnow) -> PeerView {
+    runtime().block_on(client_as(asker).ask(&addr.to_string()))
+}
+
+fn answer(addr: SocketAddr) -> IKnow {
+    match ask(addr, anonymous()) {
+        PeerView::Answered(a) => a,
+        PeerView::Unreachable(e) => panic!("{addr} did not answer: {e}"),
+    }
+}
+
+fn wait_answer(addr: SocketAddr, what: &str, check: impl Fn(&IKnow) -> bool) -> IKnow {
+    let mut last = None;
+    wait_until(Duration::from_secs(30), what, || {
+        let a = answer(addr);
+        let ok = check(&a);
+        last = Some(a);
+        ok
+    });
+    last.expect("at least one answer")
+}
+
+#[test]
+fn a_strangers_ask_changes_no_answer() {
+    let s = setup();
+    let (primary_ip, standby_ip) = (s.p1.ip().to_string(), s.p2.ip().to_string());
+    let before = (answer(s.p1), answer(s.p2));
+    // The attack that used to work: name the primary's address as a node
+    // and give a made-up address for it, and name the standby likewise.
+    let lies = [
+        (s.p2, primary_ip.clone(), "10.66.66.66"),
+        (s.p1, "node_2".to_string(), "10.66.66.67"),
+        (s.p2, "node_1".to_string(), "10.66.66.68"),
+        (s.p1, standby_ip.clone(), "not an address"),
+    ];
+    for (target, node_name, ip) in lies {
+        let view = ask(
+            target,
+            WhatYouKnow {
+                ip: ip.into(),
+                node_id: 7,
+                node_name,
+            },
+        );
+        assert!(matches!(view, PeerView::Answered(_)), "{view:?}");
+    }
+    let after = (answer(s.p1), answer(s.p2));
+    assert_eq!(after.0.slaves, [standby_ip.clone()], "primary's slaves");
+    assert_eq!(after.1.master, [primary_ip.clone()], "standby's master");
+    assert_eq!(
+        (after.0.master.clone(), after.1.slaves.clone()),
+        (before.0.master, before.1.slaves)
+    );
+    for a in [&after.0, &after.1] {
+        for addr in a.master.iter().chain(&a.slaves) {
+            assert!(addr.parse::<IpAddr>().is_ok(), "{addr:?} is not an IP");
+        }
+    }
+}
+
+#[test]
+fn an_oversized_ask_is_refused_and_the_server_keeps_answering() {
+    let s = setup();
+    let huge = WhatYouKnow {
+        ip: String::new(),
+        node_id: 0,
+        node_name: "x".repeat(5 * 1024 * 1024),
+    };
+    let start = Instant::now();
+    let view = ask(s.p1, huge);
+    let took = start.elapsed();
+    match &view {
+        PeerView::Unreachable(e) => println!("a 5 MB nodeName: {e} after {took:?}"),
+        PeerView::Answered(_) => panic!("a 5 MB ask was answered"),
+    }
+    // The same server still answers, right away.
+    let start = Instant::now();
+    let a = answer(s.p1);
+    assert_eq!(a.node_name, "node_1");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// How many facts queries the primary's log shows from the peer's role.
+fn facts_queries(s: &Setup) -> usize {
+    std::fs::read_to_string(&s.cluster.primary.log_file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("statement: SELECT r, s.system_identifier"))
+        .count()
+}
+
+#[test]
+fn a_burst_of_asks_is_a_handful_of_postgres_queries() {
+    let s = setup();
+    let rt = runtime();
+    let before = facts_queries(s);
+    let start = Instant::now();
+    let answered = rt.block_on(async {
+        // One HTTP/2 connection carries the burst, as a busy peer's would;
+        // the server serves a few streams at a time and queues the rest.
+        let client = ClusterInfoClient::connect(format!("http://{}", s.p1))
+            .await
+            .expect("connect to the peer");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..500 {
+            let mut client = client.clone();
+            calls.spawn(async move { client.get_cluster_info(WhatYouKnow::default()).await });
+        }
+        let mut answered = 0;
+        while let Some(done) = calls.join_next().await {
+            if let Ok(Ok(reply)) = done {
+                assert_eq!(reply.into_inner().node_name, "node_1");
+                answered += 1;
+            }
+        }
+        answered
+    });
+    let took = start.elapsed();
+    // The last query's log line may land a moment after its answer.
+    std::thread::sleep(Duration::from_millis(200));
+    let queries = facts_queries(s) - before;
+    println!(
+        "500 concurrent asks: {answered} answered in {took:?} from {queries} Postgres queries"
+    );
+    assert_eq!(answered, 500);
+    // One query per 100 ms of burst at most, plus the background refresh.
+    let bound = (took.as_millis() / 100) as usize + 3;
+    assert!(
+        queries <= bound,
+        "{queries} queries for 500 asks in {took:?} (at most {bound})"
+    );
+}
+
+/// Opens `n` connections to `addr` from `source` and keeps them open,
+/// sending nothing.
+async fn idle_connections(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut open = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::new(source.into(), 0))
+            .expect("bind the source address");
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_secs(2), socket.connect(addr)).await
+        {
+            open.push(stream);
+        }
+    }
+    open
+}
+
+/// Lets this process hold the idle connections' file descriptors.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+#[test]
+fn idle_connections_do_not_starve_the_peer_port() {
+    let s = setup();
+    raise_fd_limit();
+    let rt = runtime();
+    let stranger = Ipv4Addr::new(127, 0, 0, 77);
+    let idle = rt.block_on(idle_connections(s.p1, stranger, 1000));
+    println!("{} idle connections open to the peer port", idle.len());
+    assert!(idle.len() >= 900, "only {} connections opened", idle.len());
+    let start = Instant::now();
+    let view = rt.block_on(client_as(anonymous()).ask(&s.p1.to_string()));
+    let took = start.elapsed();
+    println!("an ask beside them answered in {took:?}");
+    match view {
+        PeerView::Answered(a) => assert_eq!(a.node_name, "node_1"),
+        PeerView::Unreachable(e) => panic!("starved: {e}"),
+    }
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(idle);
+}
+
+#[test]
+fn idle_connections_do_not_starve_the_http_responder() {
+    let s = setup();
+    raise_fd_limit();
+    let addr = SocketAddr::new(s.cluster.standby.addr.into(), 5450);
+    let _server = respond_server(
+        addr,
+        &[
+            "--format",
+            "http",
+            "--check-timeout",
+            "2",
+            "--conninfo",
+            &s.cluster.standby.conninfo(),
+        ],
+    );
+    let rt = runtime();
+    let idle = rt.block_on(idle_connections(addr, Ipv4Addr::new(127, 0, 0, 77), 1000));
+    println!("{} idle connections open to the responder", idle.len());
+    assert!(idle.len() >= 900, "only {} connections opened", idle.len());
+    // HAProxy's check, from another source, gets its answer in time.
+    let start = Instant::now();
+    let reply = ncat_send(addr, b"GET /replica HTTP/1.0\r\n\r\n");
+    let took = start.elapsed();
+    println!("a check beside them answered in {took:?}");
+    assert!(reply.starts_with("HTTP/1.0 200 OK"), "{reply}");
+    assert!(reply.ends_with("standby\n"), "{reply}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(idle);
+}
