@@ -22,7 +22,7 @@
 //!   subcommand with anyhow context, and the exit-code mapping;
 //!   [`respond`] holds the responder's formats and long-lived server.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod activation;
 pub mod cli;

@@ -10,14 +10,19 @@ use crate::peer::proto::{IKnow, Role};
 /// One node's line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
+    /// The node's name (`?` when unknown, `witness` for an unreachable witness).
     pub node: String,
     /// The peer address asked (`host:port`).
     pub peer: String,
     /// The replication address (`primaryIP`).
     pub ip: String,
+    /// primary, standby, witness, down, or unreachable.
     pub role: String,
+    /// The node's timeline, when known.
     pub timeline: Option<u32>,
+    /// A standby's replay lag in bytes.
     pub lag_bytes: Option<u64>,
+    /// The reconciler's verdict, `(stale)` when not fresh, `-` when none.
     pub verdict: String,
     /// What the node's health-check port answered (`-` for the witness).
     pub check: String,

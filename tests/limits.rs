@@ -156,8 +156,8 @@ fn a_strangers_ask_changes_no_answer() {
         assert!(matches!(view, PeerView::Answered(_)), "{view:?}");
     }
     let after = (answer(s.p1), answer(s.p2));
-    assert_eq!(after.0.slaves, [standby_ip.clone()], "primary's slaves");
-    assert_eq!(after.1.master, [primary_ip.clone()], "standby's master");
+    assert_eq!(after.0.slaves, [standby_ip], "primary's slaves");
+    assert_eq!(after.1.master, [primary_ip], "standby's master");
     assert_eq!(
         (after.0.master.clone(), after.1.slaves.clone()),
         (before.0.master, before.1.slaves)

@@ -334,7 +334,8 @@ fn flags_are_a_fragment_checked_like_the_file() {
         f.validate(FragmentSource::Flags, "", lease)
             .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())
     };
-    let cases: Vec<(&str, ResponderFragment, Result<(), Vec<&str>>)> = vec![
+    type Case<'a> = (&'a str, ResponderFragment, Result<(), Vec<&'a str>>);
+    let cases: Vec<Case<'_>> = vec![
         ("no flags", ResponderFragment::default(), Ok(())),
         (
             "--max-lag-bytes 0",

@@ -12,12 +12,17 @@ use crate::config::Tls;
 /// A TLS file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A PEM file cannot be read.
     #[error("gRPC.tls.{key}: cannot read {path}: {source}")]
     Read {
+        /// The config key that names it (`ca`, `cert`, `key`).
         key: &'static str,
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file TLS needs is not configured.
     #[error("gRPC.tls.{0} is required when TLS is enabled")]
     Missing(&'static str),
 }

@@ -33,12 +33,19 @@ FROM pg_is_in_recovery() r, pg_control_system() s LEFT JOIN pg_stat_wal_receiver
 /// What one node's Postgres says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeFacts {
+    /// `pg_is_in_recovery()`.
     pub in_recovery: bool,
+    /// `pg_control_system().system_identifier`, its bits as u64.
     pub system_identifier: u64,
+    /// The timeline (see [`FACTS_SQL`] for where it comes from).
     pub timeline: Option<u32>,
+    /// `pg_postmaster_start_time()` in microseconds since the epoch.
     pub postmaster_start_us: i64,
+    /// `pg_current_wal_lsn()` on a primary, as a byte position.
     pub current_lsn: Option<u64>,
+    /// `pg_last_wal_receive_lsn()` on a standby.
     pub receive_lsn: Option<u64>,
+    /// `pg_last_wal_replay_lsn()` on a standby.
     pub replay_lsn: Option<u64>,
     /// `pg_stat_wal_receiver.status` (`streaming`, …), on a standby.
     pub wal_receiver_status: Option<String>,
@@ -70,7 +77,9 @@ pub struct StandbyFacts {
     pub name: String,
     /// `client_addr`, when not a Unix socket.
     pub client_addr: Option<String>,
+    /// `state` (`streaming`, `catchup`, …).
     pub state: String,
+    /// Bytes between the primary's current LSN and the standby's replay LSN.
     pub replay_lag_bytes: Option<u64>,
 }
 

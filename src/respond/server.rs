@@ -27,7 +27,9 @@ pub const MAX_PER_SOURCE: usize = 128;
 
 /// A listener of either family.
 pub enum Listener {
+    /// TCP: connections carry their source address.
     Tcp(TcpListener),
+    /// A Unix socket.
     Unix(UnixListener),
 }
 

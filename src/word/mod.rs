@@ -44,20 +44,35 @@ impl fmt::Display for Word {
 /// Why Postgres could not be asked. The texts are short and fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownReason {
+    /// Connect plus query took longer than `checkTimeout`.
     Timeout,
+    /// Nothing listens at the TCP address.
     ConnectionRefused,
+    /// No Unix socket at the path: Postgres is not running there.
     NoServerSocket,
+    /// Postgres is starting up.
     StartingUp,
+    /// Postgres is shutting down, or ended the session.
     ShuttingDown,
+    /// Postgres is in recovery and not yet accepting connections.
     CrashRecovery,
+    /// `max_connections` is reached.
     TooManyConnections,
+    /// The password or method was refused.
     AuthenticationFailed,
+    /// pg_hba.conf rejects the responder's connection.
     RejectedByHba,
+    /// The conninfo's database does not exist.
     NoSuchDatabase,
+    /// The connection broke during the query.
     ConnectionLost,
+    /// The connection failed for another reason.
     ConnectFailed,
+    /// The query failed, or its answer made no sense.
     QueryFailed,
+    /// The conninfo cannot be parsed.
     BadConninfo,
+    /// The config cannot be used.
     ConfigError,
 }
 
@@ -128,11 +143,17 @@ pub struct RoleFacts {
 /// Everything the choice depends on, as plain values.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
+    /// Whether an operator drained this node.
     pub maintenance: bool,
+    /// What Postgres said, or why it could not be asked.
     pub probe: Result<RoleFacts, DownReason>,
+    /// The reconciler's verdict file.
     pub verdict: &'a VerdictRead,
+    /// How the verdict is used.
     pub fencing: Fencing,
+    /// `maxLagBytes`.
     pub max_lag_bytes: Option<u64>,
+    /// Now, to judge the verdict's freshness.
     pub now: &'a Now,
 }
 
