@@ -36,14 +36,16 @@ for name in "${names[@]}"; do
   echo "---- tests/$name.rs"
   grep -vE '^\s+(Compiling|Finished|Running|Blocking)' "$logs/$name.log" || true
 done
-# Every test process must have stopped its Postgres servers: one left
-# running could outlive the run and hold an address the next run needs.
-leftover=$(pgrep -af 'postgres.*pgsql-state-test' || true)
+# Every test process must have stopped what it started (Postgres servers,
+# peers, responders): one left running could outlive the run and hold an
+# address the next run needs. Everything a test starts names its directory
+# under pgsql-state-test on its command line.
+leftover=$(pgrep -af 'pgsql-state-test' || true)
 if [ -n "$leftover" ]; then
-  echo "FAILED: test processes left PostgreSQL running:" >&2
+  echo "FAILED: test processes left these running:" >&2
   echo "$leftover" >&2
-  pkill -KILL -f 'postgres.*pgsql-state-test' || true
-  failed+=("(leftover postgres)")
+  pkill -KILL -f 'pgsql-state-test' || true
+  failed+=("(leftover processes)")
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2

@@ -69,14 +69,47 @@ fn setup() -> &'static Setup {
             p2,
             _peers: peers,
         };
-        // Each peer learns the other's name and address from its own asks.
+        // Each peer learns the other's name and address from its own asks
+        // (every 5 s), so this takes up to a refresh and an ask.
         let (primary_ip, standby_ip) = (p1.ip().to_string(), p2.ip().to_string());
-        wait_answer(p1, "the primary names its standby by address", |a| {
-            a.slaves == [standby_ip.clone()]
-        });
-        wait_answer(p2, "the standby names its upstream", |a| {
-            a.master == [primary_ip.clone()]
-        });
+        let logs = || {
+            ["node_1", "node_2"]
+                .map(|n| {
+                    let log = dir.join(format!("peer-{n}.log"));
+                    format!(
+                        "--- {n}:\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    )
+                })
+                .join("\n")
+        };
+        for (addr, what, ok) in [
+            (
+                p1,
+                "the primary names its standby by address",
+                Box::new(|a: &IKnow| a.slaves == [standby_ip.clone()])
+                    as Box<dyn Fn(&IKnow) -> bool>,
+            ),
+            (
+                p2,
+                "the standby names its upstream",
+                Box::new(|a: &IKnow| a.master == [primary_ip.clone()]),
+            ),
+        ] {
+            let start = Instant::now();
+            loop {
+                let view = ask(addr, anonymous());
+                if matches!(&view, PeerView::Answered(a) if ok(a)) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "timed out waiting for {what}; last view {view:?}\n{}",
+                    logs()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         setup
     })
 }
@@ -332,4 +365,43 @@ fn idle_connections_do_not_starve_the_http_responder() {
     assert!(reply.ends_with("standby\n"), "{reply}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     drop(idle);
+}
+
+#[test]
+fn a_witness_without_postgres_keys_checks_and_serves() {
+    let s = setup();
+    let dir = runtime_dir("bare-witness");
+    let bind = SocketAddr::new(s.cluster.spare_addr(4).into(), 10100);
+    let yaml: String = PeerConfig {
+        node_name: "witness",
+        primary_ip: &bind.ip().to_string(),
+        bind,
+        neighbours: vec![s.p1.to_string(), s.p2.to_string()],
+        witness: bind.to_string(),
+        conninfo: "unused".into(),
+        runtime_dir: &dir,
+        tls: None,
+        connection_deadline: 2.0,
+    }
+    .yaml()
+    .lines()
+    // No hbaConfig and no postgres section: the witness has no Postgres.
+    .filter(|l| !l.contains("hbaConfig") && !l.contains("postgres:") && !l.contains("conninfo"))
+    .map(|l| format!("{l}\n"))
+    .collect();
+    assert!(
+        !yaml.contains("hbaConfig") && !yaml.contains("conninfo"),
+        "{yaml}"
+    );
+    let config = dir.join("witness.yml");
+    std::fs::write(&config, &yaml).expect("write the witness config");
+    let path = config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", path, "check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _witness = start_peer(&config, bind, &dir.join("witness.log"));
+    let a = wait_answer(bind, "the witness sees both data nodes", |a| {
+        a.observed.len() == 2
+    });
+    assert_eq!(a.master, [s.p1.ip().to_string()]);
+    assert_eq!(a.slaves, [s.p2.ip().to_string()]);
 }

@@ -622,10 +622,10 @@ fn listen_never_replaces_a_file_that_is_not_a_socket() {
         "host=/nonexistent",
     ]);
     cmd.stdin(std::process::Stdio::null());
-    let _server = Spawned {
-        child: cmd.spawn().expect("start the responder"),
-        what: "responder on a stale socket".into(),
-    };
+    let _server = Spawned::new(
+        cmd.spawn().expect("start the responder"),
+        "responder on a stale socket",
+    );
     wait_until(
         Duration::from_secs(10),
         "an answer on the stale path",

@@ -208,7 +208,10 @@ impl DataNode {
             .directory
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        dir.insert(name.to_string(), ip.to_string());
+        if dir.get(name).map(String::as_str) != Some(ip) {
+            log::info!("learned that {name} replicates on {ip}");
+            dir.insert(name.to_string(), ip.to_string());
+        }
     }
 
     /// The facts, from the last query when it ended less than

@@ -97,7 +97,20 @@ pub fn ncat_send(addr: SocketAddr, input: &[u8]) -> String {
     )
 }
 
-/// A child process killed (and reaped) when dropped.
+/// Every child a [`Spawned`] holds, killed at exit: a `Spawned` kept in a
+/// static is never dropped, and must not outlive the test process (it
+/// would hold its address for the next run).
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn kill_children_at_exit() {
+    let pids = CHILDREN.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        // SAFETY: signalling a child of ours; harmless if it is gone.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// A child process killed (and reaped) when dropped, or at exit.
 pub struct Spawned {
     pub child: Child,
     pub what: String,
@@ -107,20 +120,38 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pid = self.child.id();
+        if let Ok(mut pids) = CHILDREN.lock() {
+            pids.retain(|p| *p != pid);
+        }
     }
 }
 
 impl Spawned {
+    /// Takes charge of `child`: it is killed when this is dropped, or when
+    /// the test process exits.
+    pub fn new(child: Child, what: &str) -> Spawned {
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(kill_children_at_exit);
+        });
+        if let Ok(mut pids) = CHILDREN.lock() {
+            pids.push(child.id());
+        }
+        Spawned {
+            child,
+            what: what.to_string(),
+        }
+    }
+
     /// Starts `cmd` and waits until `addr` accepts TCP connections.
     pub fn listening(mut cmd: Command, addr: SocketAddr, what: &str) -> Spawned {
         cmd.stdin(Stdio::null());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let mut spawned = Spawned {
-            child,
-            what: what.to_string(),
-        };
+        let mut spawned = Spawned::new(child, what);
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = spawned.child.try_wait() {
