@@ -9,9 +9,11 @@
 //! - `deserialize`: serde with every problem's path and line.
 //! - `validate`: the checks, and the [`ResponderFragment`] that the file
 //!   and the command line's flags both go through.
+//! - `grpc`: the `gRPC` section and `host:port` forms.
 //! - `locate`: the line of a key path in block YAML.
 
 mod deserialize;
+mod grpc;
 mod locate;
 mod raw;
 mod validate;
@@ -21,8 +23,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use grpc::host_port;
 use raw::RawFile;
-pub use validate::{host_port, FragmentSource, ResponderFragment};
+pub use validate::{FragmentSource, ResponderFragment};
 
 /// Where the config is read from when `-f` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pgsql-state/pgsql-state.yml";

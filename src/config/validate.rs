@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::deserialize::locate_dotted;
-use super::raw::{RawConfig, RawGrpc};
+use super::grpc::validate_grpc;
+use super::raw::RawConfig;
 use super::{
-    Config, Fencing, Format, Grpc, Problem, ResponderSettings, Tls, DEFAULT_CHECK_TIMEOUT,
+    Config, Fencing, Format, Grpc, Problem, ResponderSettings, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR, DEFAULT_WATCHDOG,
 };
 
@@ -143,13 +144,13 @@ impl ResponderFragment {
 }
 
 /// Collects problems while checking one file.
-struct Checker<'a> {
-    text: &'a str,
-    problems: &'a mut Vec<Problem>,
+pub(super) struct Checker<'a> {
+    pub(super) text: &'a str,
+    pub(super) problems: &'a mut Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn report(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn report(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.to_string(),
             line: locate_dotted(self.text, path),
@@ -157,7 +158,7 @@ impl Checker<'_> {
         });
     }
 
-    fn required<T>(&mut self, path: &str, value: Option<T>) -> Option<T> {
+    pub(super) fn required<T>(&mut self, path: &str, value: Option<T>) -> Option<T> {
         // A value of the wrong type was already reported (and left out).
         if value.is_none() && problems_lack(self.problems, path) {
             self.report(path, "missing (required)");
@@ -165,7 +166,7 @@ impl Checker<'_> {
         value
     }
 
-    fn ip(&mut self, path: &str, text: &str) -> Option<IpAddr> {
+    pub(super) fn ip(&mut self, path: &str, text: &str) -> Option<IpAddr> {
         match text.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
@@ -175,7 +176,12 @@ impl Checker<'_> {
         }
     }
 
-    fn seconds(&mut self, path: &str, value: Option<f64>, default: Duration) -> Duration {
+    pub(super) fn seconds(
+        &mut self,
+        path: &str,
+        value: Option<f64>,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
@@ -189,7 +195,7 @@ impl Checker<'_> {
         }
     }
 
-    fn non_empty(&mut self, path: &str, value: Option<String>) -> Option<String> {
+    pub(super) fn non_empty(&mut self, path: &str, value: Option<String>) -> Option<String> {
         match value {
             Some(s) if s.trim().is_empty() => {
                 self.report(path, "must not be empty");
@@ -367,128 +373,4 @@ fn is_hba_method(method: &str) -> bool {
             | "radius"
             | "cert"
     )
-}
-
-fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Option<Grpc> {
-    let g = c.required("harepd.gRPC", grpc)?;
-    let tls_block = g.tls.unwrap_or_default();
-    let mut tls_key =
-        |name: &str, nested: Option<String>, flat: Option<String>| -> Option<PathBuf> {
-            if nested.is_some() && flat.is_some() {
-                c.report(
-                    &format!("harepd.gRPC.{name}"),
-                    format!("set both here and under gRPC.tls.{name}; keep one"),
-                );
-            }
-            nested.or(flat).map(PathBuf::from)
-        };
-    let ca = tls_key("ca", tls_block.ca, g.ca);
-    let cert = tls_key("cert", tls_block.cert, g.cert);
-    let key = tls_key("key", tls_block.key, g.key);
-    if tls_block.enabled.is_some() && g.enabled.is_some() {
-        c.report(
-            "harepd.gRPC.enabled",
-            "set both here and under gRPC.tls.enabled; keep one",
-        );
-    }
-    let enabled = tls_block.enabled.or(g.enabled).unwrap_or(false);
-    let require_client_cert = tls_block.require_client_cert.unwrap_or(false);
-    if require_client_cert && ca.is_none() {
-        c.report(
-            "harepd.gRPC.tls.requireClientCert",
-            "needs gRPC.tls.ca, the CA that signs client certificates",
-        );
-    }
-    if enabled {
-        for (name, value) in [("cert", &cert), ("key", &key)] {
-            if value.is_none() {
-                c.report(
-                    &format!("harepd.gRPC.tls.{name}"),
-                    "required when TLS is enabled",
-                );
-            }
-        }
-    }
-    let bind_port = c.required("harepd.gRPC.bindPort", g.bind_port);
-    if bind_port == Some(0) {
-        c.report("harepd.gRPC.bindPort", "must be a port number above 0");
-    }
-    let bind_address = c.non_empty("harepd.gRPC.bindAddress", g.bind_address);
-    let bind_address = c
-        .required("harepd.gRPC.bindAddress", bind_address)
-        .filter(|a| c.ip("harepd.gRPC.bindAddress", a).is_some());
-    let port = bind_port.unwrap_or(0);
-    let mut neighbours = Vec::new();
-    for (i, n) in g.neighbours.unwrap_or_default().iter().enumerate() {
-        match host_port(n, port) {
-            Ok(hp) => neighbours.push(hp),
-            Err(message) => c.report(&format!("harepd.gRPC.neighbours.{i}"), message),
-        }
-    }
-    let witness = match g.witness.filter(|w| !w.trim().is_empty()) {
-        None => None,
-        Some(w) => match host_port(&w, port) {
-            Ok(hp) => Some(hp),
-            Err(message) => {
-                c.report("harepd.gRPC.witness", message);
-                None
-            }
-        },
-    };
-    let connection_deadline = c.seconds(
-        "harepd.gRPC.connectionDeadline",
-        g.connection_deadline,
-        DEFAULT_CONNECTION_DEADLINE,
-    );
-    Some(Grpc {
-        tls: Tls {
-            enabled,
-            require_client_cert,
-            ca,
-            cert,
-            key,
-        },
-        bind_address: bind_address?,
-        bind_port: bind_port?,
-        server_host_override: g.server_host_override.filter(|s| !s.is_empty()),
-        neighbours,
-        witness,
-        connection_deadline,
-    })
-}
-
-/// Normalizes `ip`, `ip:port`, `[v6]:port` or `host:port` to `host:port`,
-/// taking `default_port` when none is written.
-pub fn host_port(text: &str, default_port: u16) -> Result<String, String> {
-    let text = text.trim();
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return match ip {
-            IpAddr::V4(v4) => Ok(format!("{v4}:{default_port}")),
-            IpAddr::V6(v6) => Ok(format!("[{v6}]:{default_port}")),
-        };
-    }
-    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
-        return Ok(addr.to_string());
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if is_hostname(host) => match port.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(format!("{host}:{p}")),
-            _ => Err(format!("{text:?}: {port:?} is not a port")),
-        },
-        None if is_hostname(text) => Ok(format!("{text}:{default_port}")),
-        _ => Err(format!(
-            "{text:?} is not an address, address:port or host:port"
-        )),
-    }
-}
-
-fn is_hostname(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 253
-        && text.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-        })
 }
