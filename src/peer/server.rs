@@ -93,16 +93,6 @@ struct Witness {
     cache: tokio::sync::Mutex<Option<(Instant, IKnow)>>,
 }
 
-/// Whether this node is the witness: its own `bindAddress:bindPort` is the
-/// configured `gRPC.witness`.
-pub fn is_witness(config: &Config) -> bool {
-    let own = crate::config::host_port(
-        &format!("{}:{}", config.grpc.bind_address, config.grpc.bind_port),
-        config.grpc.bind_port,
-    );
-    own.is_ok() && config.grpc.witness.as_deref() == own.as_deref().ok()
-}
-
 impl PeerService {
     /// Builds the service for `config`; `generation` identifies the file.
     pub fn new(config: &Config, generation: u64) -> Result<PeerService, super::tls::TlsError> {
@@ -119,7 +109,7 @@ impl PeerService {
         };
         let client = PeerClient::new(&config.grpc, asker)?;
         let deadline = config.grpc.connection_deadline;
-        let kind = if is_witness(config) {
+        let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(deadline / 2),
                 neighbours: config.grpc.neighbours.clone(),
