@@ -473,8 +473,9 @@ fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         // SAFETY: the fd is a socket we own; Stdio takes ownership.
         let stdin = unsafe { Stdio::from_raw_fd(server_side.into_raw_fd()) };
+        let conninfo = format!("{} application_name=leaves-early", c.primary.conninfo());
         let out = Command::new(binary())
-            .args(["respond", "--conninfo", &c.primary.conninfo()])
+            .args(["respond", "--conninfo", &conninfo])
             .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -483,7 +484,16 @@ fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
         assert!(out.status.success(), "{:?}", out.status);
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no log noise");
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Every responder backend has ended (and logged whatever it logs).
+    wait_until(
+        Duration::from_secs(10),
+        "the responders' backends gone",
+        || {
+            c.primary.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaves-early'",
+            ) == "0"
+        },
+    );
     assert_eq!(
         eof_lines(),
         before,
