@@ -9,7 +9,8 @@
 //! - Pure core (no I/O, no clock reads):
 //!   [`word`] (the words and `choose_word`), [`verdict`] (the verdict
 //!   type, its text form, freshness), [`config`] (types, deserialising with
-//!   lines, validation), [`status`] (the cluster table), and
+//!   lines, validation), [`hba::render`] (the managed block of
+//!   pg_hba.conf), [`status`] (the cluster table), and
 //!   [`peer::opinion`] (the answers a peer gives).
 //! - Edges: [`pg`] (the role query, the facts query, the warm connection),
 //!   [`peer`] (proto, client, server, TLS), [`activation`] (inherited
@@ -32,6 +33,7 @@ pub mod config;
 pub mod conn_limit;
 pub mod error_text;
 pub mod fsutil;
+pub mod hba;
 pub mod logging;
 pub mod peer;
 pub mod pg;
