@@ -7,7 +7,8 @@
 //! A pure core, a few edges, and thin commands over them.
 //!
 //! - Pure core (no I/O, no clock reads):
-//!   [`word`] (the words and `choose_word`), [`verdict`] (the verdict
+//!   [`word`] (the words and `choose_word`), [`claims`] (claim records),
+//!   [`verdict`] (the verdict
 //!   type, its text form, freshness), [`config`] (types, deserialising with
 //!   lines, validation), [`hba::render`] (the managed block of
 //!   pg_hba.conf), [`status`] (the cluster table), and
@@ -16,7 +17,8 @@
 //!   [`peer`] (proto, client, server, TLS), [`activation`] (inherited
 //!   sockets, for `respond` and `peer`), [`conn_limit`] (per-source caps
 //!   and head timeouts on accepted connections), [`runtime_files`] (the
-//!   verdict and maintenance files), [`fsutil`] (atomic writes that keep
+//!   verdict and maintenance files), [`claims_store`] (the durable claim
+//!   record), [`fsutil`] (atomic writes that keep
 //!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id),
 //!   [`systemd`], [`logging`].
 //! - Commands: [`cli`] (clap) and [`commands`], one function per
@@ -26,6 +28,8 @@
 #![deny(missing_docs)]
 
 pub mod activation;
+pub mod claims;
+pub mod claims_store;
 pub mod cli;
 pub mod clock;
 pub mod commands;

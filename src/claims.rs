@@ -1,0 +1,245 @@
+//! Claim records: every voter's durable memory of the highest primary
+//! claim it has seen, per system identifier. Pure: the type, how a record
+//! is raised, and its text form. The file is [`crate::claims_store`]'s.
+//!
+//! A record only ever goes up. A claim on a higher timeline replaces it; a
+//! second node claiming the same timeline makes a tie, which fences every
+//! candidate until an operator re-initialises the record
+//! (`pgsql-state claims init`). A voter whose record is missing or
+//! unreadable casts no vote (see DESIGN.md, "Deciding").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One claim: `node` said it is the primary on `timeline` of the cluster
+/// `system_identifier`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Claim {
+    /// The cluster.
+    pub system_identifier: u64,
+    /// The timeline claimed.
+    pub timeline: u32,
+    /// The claimant's node name.
+    pub node: String,
+}
+
+/// The highest claim seen for one cluster: its timeline, and every node
+/// that claimed it (more than one is a tie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Highest {
+    /// The highest timeline claimed.
+    pub timeline: u32,
+    /// Who claimed it; two or more is a tie.
+    pub nodes: BTreeSet<String>,
+}
+
+impl Highest {
+    /// Whether two nodes claimed the same highest timeline.
+    pub fn is_tie(&self) -> bool {
+        self.nodes.len() > 1
+    }
+}
+
+/// A voter's record: the highest claim per system identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimRecord {
+    /// Per cluster, the highest claim.
+    pub clusters: BTreeMap<u64, Highest>,
+}
+
+/// Why a record's text cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimParseError {
+    /// The first line is not the record's header.
+    #[error("not a claim record (no `{HEADER}` line first)")]
+    NoHeader,
+    /// A line is not `claim <sysid> <timeline> <node>...`.
+    #[error("line {0}: not `claim <system identifier> <timeline> <node>...`")]
+    BadLine(usize),
+    /// The same cluster appears twice.
+    #[error("line {0}: system identifier {1} appears twice")]
+    Duplicate(usize, u64),
+}
+
+/// The first line of the file, which also says what it is.
+pub const HEADER: &str = "# pgsql-state claim record v1";
+
+impl ClaimRecord {
+    /// The highest claim for `system_identifier`, if any was seen.
+    pub fn highest(&self, system_identifier: u64) -> Option<&Highest> {
+        self.clusters.get(&system_identifier)
+    }
+
+    /// Raises the record with `claim`; returns whether it changed. A lower
+    /// timeline changes nothing; the same timeline from another node adds
+    /// it (a tie); a higher one replaces the cluster's entry.
+    pub fn raise(&mut self, claim: &Claim) -> bool {
+        match self.clusters.get_mut(&claim.system_identifier) {
+            None => {
+                self.clusters.insert(
+                    claim.system_identifier,
+                    Highest {
+                        timeline: claim.timeline,
+                        nodes: BTreeSet::from([claim.node.clone()]),
+                    },
+                );
+                true
+            }
+            Some(h) if claim.timeline > h.timeline => {
+                *h = Highest {
+                    timeline: claim.timeline,
+                    nodes: BTreeSet::from([claim.node.clone()]),
+                };
+                true
+            }
+            Some(h) if claim.timeline == h.timeline => h.nodes.insert(claim.node.clone()),
+            Some(_) => false,
+        }
+    }
+
+    /// Every claim the record holds for `system_identifier` (one per node
+    /// of its highest timeline).
+    pub fn claims(&self, system_identifier: u64) -> Vec<Claim> {
+        self.highest(system_identifier)
+            .map(|h| {
+                h.nodes
+                    .iter()
+                    .map(|node| Claim {
+                        system_identifier,
+                        timeline: h.timeline,
+                        node: node.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut out = format!("{HEADER}\n");
+        for (sysid, h) in &self.clusters {
+            let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
+            out.push_str(&format!(
+                "claim {sysid} {} {}\n",
+                h.timeline,
+                nodes.join(" ")
+            ));
+        }
+        out
+    }
+
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<ClaimRecord, ClaimParseError> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, first)) if first.trim() == HEADER => {}
+            _ => return Err(ClaimParseError::NoHeader),
+        }
+        let mut record = ClaimRecord::default();
+        for (index, line) in lines {
+            let number = index + 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some("claim"), Some(sysid), Some(timeline)) =
+                (words.next(), words.next(), words.next())
+            else {
+                return Err(ClaimParseError::BadLine(number));
+            };
+            let (Ok(sysid), Ok(timeline)) = (sysid.parse::<u64>(), timeline.parse::<u32>()) else {
+                return Err(ClaimParseError::BadLine(number));
+            };
+            let nodes: BTreeSet<String> = words.map(str::to_string).collect();
+            if nodes.is_empty() {
+                return Err(ClaimParseError::BadLine(number));
+            }
+            if record
+                .clusters
+                .insert(sysid, Highest { timeline, nodes })
+                .is_some()
+            {
+                return Err(ClaimParseError::Duplicate(number, sysid));
+            }
+        }
+        Ok(record)
+    }
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on timeline {}", self.node, self.timeline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(timeline: u32, node: &str) -> Claim {
+        Claim {
+            system_identifier: 7,
+            timeline,
+            node: node.into(),
+        }
+    }
+
+    #[test]
+    fn a_record_only_goes_up_and_remembers_ties() {
+        let mut r = ClaimRecord::default();
+        // (claim, changed, highest timeline, nodes)
+        let steps: &[(Claim, bool, u32, &[&str])] = &[
+            (claim(1, "a"), true, 1, &["a"]),
+            (claim(1, "a"), false, 1, &["a"]),
+            (claim(2, "b"), true, 2, &["b"]),
+            (claim(1, "a"), false, 2, &["b"]),
+            (claim(2, "a"), true, 2, &["a", "b"]),
+            (claim(3, "a"), true, 3, &["a"]),
+        ];
+        for (c, changed, timeline, nodes) in steps {
+            assert_eq!(r.raise(c), *changed, "{c}");
+            let h = r.highest(7).expect("a record");
+            assert_eq!(h.timeline, *timeline, "{c}");
+            let got: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
+            assert_eq!(got, *nodes, "{c}");
+        }
+        assert!(r.highest(8).is_none(), "another cluster has its own entry");
+    }
+
+    #[test]
+    fn text_round_trips_and_garbage_is_an_error() {
+        let mut r = ClaimRecord::default();
+        r.raise(&claim(4, "node_2"));
+        r.raise(&claim(4, "node_1"));
+        r.raise(&Claim {
+            system_identifier: u64::MAX,
+            timeline: 1,
+            node: "x".into(),
+        });
+        assert_eq!(ClaimRecord::parse(&r.render()), Ok(r.clone()));
+        assert_eq!(
+            ClaimRecord::parse(&format!("{HEADER}\n")),
+            Ok(ClaimRecord::default())
+        );
+        let cases = [
+            ("", ClaimParseError::NoHeader),
+            ("claim 7 1 a\n", ClaimParseError::NoHeader),
+            (
+                &*format!("{HEADER}\nclaim 7 one a\n"),
+                ClaimParseError::BadLine(2),
+            ),
+            (
+                &*format!("{HEADER}\nclaim 7 1\n"),
+                ClaimParseError::BadLine(2),
+            ),
+            (
+                &*format!("{HEADER}\nclaim 7 1 a\nclaim 7 2 b\n"),
+                ClaimParseError::Duplicate(3, 7),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ClaimRecord::parse(text), Err(want), "{text:?}");
+        }
+    }
+}
