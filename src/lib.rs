@@ -7,7 +7,8 @@
 //! A pure core, a few edges, and thin commands over them.
 //!
 //! - Pure core (no I/O, no clock reads):
-//!   [`word`] (the words and `choose_word`), [`claims`] (claim records),
+//!   [`word`] (the words and `choose_word`), [`decide`] (the quorum and
+//!   timeline rules), [`timing`] (lease and wait), [`claims`] (claim records),
 //!   [`verdict`] (the verdict
 //!   type, its text form, freshness), [`config`] (types, deserialising with
 //!   lines, validation), [`hba::render`] (the managed block of
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod conn_limit;
+pub mod decide;
 pub mod error_text;
 pub mod fsutil;
 pub mod hba;
@@ -45,5 +47,6 @@ pub mod respond;
 pub mod runtime_files;
 pub mod status;
 pub mod systemd;
+pub mod timing;
 pub mod verdict;
 pub mod word;

@@ -1,0 +1,430 @@
+//! `decide`: who is the legitimate primary, and what this node must say.
+//! A pure function over plain values, with no I/O and no clock: the
+//! reconciler gathers, then asks this. The rules are DESIGN.md's
+//! "Deciding", which a model checked; each counterexample it found is a
+//! row of the table test.
+//!
+//! 1. Candidates are every primary claim with our system identifier this
+//!    run knows of: local, if not in recovery; each reached peer that
+//!    reports itself primary; every reached voter's claim record; this
+//!    node's own record, read after gathering.
+//! 2. The legitimate primary is the candidate with the highest timeline;
+//!    two on the highest timeline are a tie, and there is none.
+//! 3. A local primary is `production` only when it is the legitimate
+//!    primary, this run reached a majority of all configured voters
+//!    (counting itself), no majority of reached opinions names another
+//!    master, and its wait is over. Otherwise `fenced`.
+//! 4. A standby is `lagging` when it streams from a node that is not the
+//!    legitimate primary, or is over `maxLagBytes` or not streaming with it
+//!    set; otherwise `standby`.
+
+mod display;
+#[cfg(test)]
+mod tests;
+
+use crate::claims::{Claim, Highest};
+use crate::verdict::{Identity, VerdictKind};
+
+/// Whether a planned switchover (every other data node seen in recovery or
+/// stopped) may skip the lease term of the wait. Off until the model shows
+/// it safe (P4); DESIGN.md says the code must not rely on it before.
+pub const SWITCHOVER_SHORTCUT: bool = false;
+
+/// This node's own Postgres, as far as deciding needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFacts {
+    /// In recovery: a standby.
+    pub in_recovery: bool,
+    /// Who this postmaster is: cluster, timeline, start.
+    pub identity: Identity,
+    /// A standby's upstream address (`sender_host`), when streaming.
+    pub upstream: Option<String>,
+    /// Whether a standby's WAL receiver is streaming.
+    pub streaming: bool,
+    /// A standby's replay lag in bytes.
+    pub lag_bytes: Option<u64>,
+}
+
+/// What a reached peer said, as plain values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAnswer {
+    /// Its node name.
+    pub node: String,
+    /// Its replication address (`primaryIP`).
+    pub ip: String,
+    /// Whether it reports itself a primary (its Postgres not in recovery).
+    pub primary: bool,
+    /// Its timeline (of its own Postgres; 0 when unknown).
+    pub timeline: u32,
+    /// Its cluster's system identifier (0 when it has no Postgres and saw
+    /// none: a witness that reached nobody).
+    pub system_identifier: u64,
+    /// The masters it sees (its opinion), as replication addresses.
+    pub master: Vec<String>,
+    /// Its claim record for our cluster: `None` when it has no usable
+    /// record (it abstains); `Some(None)` when the record holds no claim
+    /// for our cluster yet.
+    pub record: Option<Option<Highest>>,
+}
+
+/// A peer this run asked: answered, or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerState {
+    /// It answered in time.
+    Answered(PeerAnswer),
+    /// It did not (refused, timed out, unreachable): a value, not an error.
+    Unreachable,
+}
+
+/// The previous verdict's promise, carried over while it is for the same
+/// postmaster on the same boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Primacy {
+    /// The postmaster it was for.
+    pub identity: Identity,
+    /// When its wait ends (CLOCK_BOOTTIME, ms).
+    pub wait_until_ms: u64,
+}
+
+/// Everything `decide` reads.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    /// This node's name.
+    pub me: &'a str,
+    /// This node's replication address.
+    pub my_ip: &'a str,
+    /// This node's Postgres, or `None` when it could not be asked.
+    pub local: Option<&'a LocalFacts>,
+    /// Every configured peer (neighbours and the witness), by address.
+    pub peers: &'a [(String, PeerState)],
+    /// This node's own claim record for its cluster, read after gathering:
+    /// `None` when it is missing or unreadable (then this node abstains).
+    pub own_record: Option<Option<&'a Highest>>,
+    /// How many voters are configured: this node, the neighbours, the
+    /// witness.
+    pub voters: usize,
+    /// The previous verdict's promise, if it was for this postmaster.
+    pub previous: Option<&'a Primacy>,
+    /// When this run started (CLOCK_BOOTTIME, ms), before anything was read.
+    pub t0_ms: u64,
+    /// When gathering ended (CLOCK_BOOTTIME, ms).
+    pub now_ms: u64,
+    /// The lease L, in ms.
+    pub lease_ms: u64,
+    /// The wait W, in ms.
+    pub wait_ms: u64,
+    /// `maxLagBytes`.
+    pub max_lag_bytes: Option<u64>,
+}
+
+/// What this node should do and say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// This node's name, for the log line.
+    pub node: String,
+    /// The verdict; `None` when Postgres could not be asked (nothing is
+    /// changed then).
+    pub kind: Option<VerdictKind>,
+    /// Why, in words for the operator.
+    pub reason: String,
+    /// The timeline this decision is about (local's, or the legitimate one).
+    pub timeline: u32,
+    /// Voters reached, counting this node when it has a record.
+    pub reached: usize,
+    /// Voters configured.
+    pub voters: usize,
+    /// The legitimate primary, if there is one.
+    pub legitimate: Option<Claim>,
+    /// Whether the highest timeline is claimed by two or more nodes.
+    pub tie: bool,
+    /// The postmaster the verdict is bound to.
+    pub identity: Option<Identity>,
+    /// When the verdict stops being fresh (t0 + L).
+    pub expires_ms: u64,
+    /// For a local primary that is (or is becoming) legitimate: when its
+    /// wait ends.
+    pub wait_until_ms: Option<u64>,
+    /// Whether the read-write check user may log in (pg_hba).
+    pub read_write_allowed: bool,
+    /// Whether the read-only check user may log in (pg_hba).
+    pub read_only_allowed: bool,
+}
+
+impl Decision {
+    /// Whether this node is fenced: its `fenceUsers` are shut out and
+    /// their sessions ended.
+    pub fn fenced(&self) -> bool {
+        self.kind == Some(VerdictKind::Fenced)
+    }
+}
+
+/// The answered peers of our cluster: another system identifier is
+/// ignored (and 0, a witness that saw nobody, is taken as ours).
+fn our_peers<'a>(inputs: &'a Inputs<'_>, sysid: u64) -> Vec<&'a PeerAnswer> {
+    inputs
+        .peers
+        .iter()
+        .filter_map(|(_, state)| match state {
+            PeerState::Answered(a) if a.system_identifier == 0 || a.system_identifier == sysid => {
+                Some(a)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every claim this run has seen for `sysid`: what the reconciler raises
+/// its own record with, before it reads it back (rule 1 without the own
+/// record).
+pub fn observed_claims(
+    me: &str,
+    local: Option<&LocalFacts>,
+    peers: &[(String, PeerState)],
+    sysid: u64,
+) -> Vec<Claim> {
+    let mut claims = Vec::new();
+    if let Some(l) = local.filter(|l| !l.in_recovery && l.identity.system_identifier == sysid) {
+        claims.push(Claim {
+            system_identifier: sysid,
+            timeline: l.identity.timeline,
+            node: me.to_string(),
+        });
+    }
+    for (_, state) in peers {
+        let PeerState::Answered(a) = state else {
+            continue;
+        };
+        if a.system_identifier != sysid && a.system_identifier != 0 {
+            continue;
+        }
+        if a.primary && a.system_identifier == sysid && a.timeline > 0 {
+            claims.push(Claim {
+                system_identifier: sysid,
+                timeline: a.timeline,
+                node: a.node.clone(),
+            });
+        }
+        if let Some(Some(h)) = &a.record {
+            claims.extend(h.nodes.iter().map(|node| Claim {
+                system_identifier: sysid,
+                timeline: h.timeline,
+                node: node.clone(),
+            }));
+        }
+    }
+    claims
+}
+
+/// The legitimate primary among `candidates` (rule 2): the highest
+/// timeline's one claimant, or none on a tie. Returns it and whether there
+/// was a tie.
+pub fn legitimate(candidates: &[Claim]) -> (Option<Claim>, bool) {
+    let Some(top) = candidates.iter().map(|c| c.timeline).max() else {
+        return (None, false);
+    };
+    let mut nodes: Vec<&Claim> = candidates.iter().filter(|c| c.timeline == top).collect();
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    nodes.dedup_by(|a, b| a.node == b.node);
+    match nodes.as_slice() {
+        [one] => (Some((*one).clone()), false),
+        _ => (None, true),
+    }
+}
+
+/// More than half of all configured voters.
+pub fn is_majority(reached: usize, voters: usize) -> bool {
+    reached * 2 > voters
+}
+
+/// Decides (rules 1 to 5).
+pub fn decide(inputs: &Inputs<'_>) -> Decision {
+    let expires_ms = inputs.t0_ms + inputs.lease_ms;
+    let mut d = Decision {
+        node: inputs.me.to_string(),
+        kind: None,
+        reason: String::new(),
+        timeline: 0,
+        reached: 0,
+        voters: inputs.voters,
+        legitimate: None,
+        tie: false,
+        identity: None,
+        expires_ms,
+        wait_until_ms: None,
+        read_write_allowed: false,
+        read_only_allowed: false,
+    };
+    let Some(local) = inputs.local else {
+        d.reason = "postgres could not be asked; nothing changed".into();
+        return d;
+    };
+    let sysid = local.identity.system_identifier;
+    d.identity = Some(local.identity.clone());
+    d.timeline = local.identity.timeline;
+
+    // Rule 1: candidates.
+    let peers = our_peers(inputs, sysid);
+    let mut candidates = observed_claims(inputs.me, Some(local), inputs.peers, sysid);
+    if let Some(Some(own)) = inputs.own_record {
+        candidates.extend(own.nodes.iter().map(|node| Claim {
+            system_identifier: sysid,
+            timeline: own.timeline,
+            node: node.clone(),
+        }));
+    }
+    // Rule 2: the legitimate primary.
+    let (legit, tie) = legitimate(&candidates);
+    d.legitimate = legit.clone();
+    d.tie = tie;
+    // Voters reached: this node and the peers with a usable record.
+    let own_vote = usize::from(inputs.own_record.is_some());
+    d.reached = own_vote + peers.iter().filter(|a| a.record.is_some()).count();
+
+    if local.in_recovery {
+        return standby(inputs, local, &peers, d);
+    }
+    primary(inputs, local, &peers, d)
+}
+
+fn primary(
+    inputs: &Inputs<'_>,
+    local: &LocalFacts,
+    peers: &[&PeerAnswer],
+    mut d: Decision,
+) -> Decision {
+    let fence = |mut d: Decision, reason: String| {
+        d.kind = Some(VerdictKind::Fenced);
+        d.reason = reason;
+        d.read_write_allowed = false;
+        d.read_only_allowed = false;
+        d
+    };
+    // (a) the legitimate primary.
+    match &d.legitimate {
+        Some(c) if c.node == inputs.me => {}
+        Some(c) => {
+            let reason = format!("{} holds timeline {}", c.node, c.timeline);
+            return fence(d, reason);
+        }
+        None if d.tie => {
+            let reason = "two primaries claim the highest timeline; an operator must clear \
+                          the tie (pgsql-state claims init) after choosing one"
+                .to_string();
+            return fence(d, reason);
+        }
+        None => return fence(d, "no claim to confirm".into()),
+    }
+    // (b) a majority of all configured voters.
+    if inputs.own_record.is_none() {
+        return fence(
+            d,
+            "this node's claim record is missing or unreadable: run `pgsql-state claims init`"
+                .into(),
+        );
+    }
+    if !is_majority(d.reached, d.voters) {
+        let reason = format!("isolated: {}/{} voters reached", d.reached, d.voters);
+        return fence(d, reason);
+    }
+    // (c) no majority of reached opinions names another master. An
+    // opinion is against this node when it names masters and not this
+    // one; a witness that sees two masters, this one among them, is not.
+    let opinions = 1 + peers.len();
+    let against: Vec<&str> = peers
+        .iter()
+        .filter(|a| !a.master.is_empty() && !a.master.iter().any(|m| m == inputs.my_ip))
+        .map(|a| a.node.as_str())
+        .collect();
+    if against.len() * 2 > opinions {
+        let reason = format!(
+            "{} of {opinions} opinions name another master ({})",
+            against.len(),
+            against.join(", ")
+        );
+        return fence(d, reason);
+    }
+    // (d) the wait, from the first run that reached a majority on this
+    // postmaster and timeline.
+    let wait_until = match inputs.previous {
+        Some(p) if p.identity == local.identity => p.wait_until_ms,
+        _ => inputs.now_ms + inputs.wait_ms,
+    };
+    d.wait_until_ms = Some(wait_until);
+    if inputs.now_ms < wait_until {
+        let left = (wait_until - inputs.now_ms).div_ceil(1000);
+        return fence(
+            d,
+            format!("waiting out the previous primary's lease ({left} s left)"),
+        );
+    }
+    d.kind = Some(VerdictKind::Production);
+    d.reason = format!("legitimate primary, {}/{} voters", d.reached, d.voters);
+    d.read_write_allowed = true;
+    d.read_only_allowed = true;
+    d
+}
+
+fn standby(
+    inputs: &Inputs<'_>,
+    local: &LocalFacts,
+    peers: &[&PeerAnswer],
+    mut d: Decision,
+) -> Decision {
+    // The legitimate primary's replication address.
+    let legit_ip = d.legitimate.as_ref().and_then(|c| {
+        if c.node == inputs.me {
+            Some(inputs.my_ip.to_string())
+        } else {
+            peers
+                .iter()
+                .find(|a| a.node == c.node)
+                .map(|a| a.ip.clone())
+        }
+    });
+    if let Some(l) = &d.legitimate {
+        d.timeline = l.timeline;
+    }
+    let lagging = |mut d: Decision, reason: String| {
+        d.kind = Some(VerdictKind::Lagging);
+        d.reason = reason;
+        d.read_write_allowed = false;
+        d.read_only_allowed = false;
+        d
+    };
+    if let Some(upstream) = &local.upstream {
+        let wrong = match (&d.legitimate, &legit_ip) {
+            (Some(_), Some(ip)) => ip != upstream,
+            // The legitimate primary's address is unknown this run: no
+            // reason to doubt the upstream.
+            (Some(_), None) => false,
+            (None, _) => d.tie,
+        };
+        if wrong {
+            let reason = match &d.legitimate {
+                Some(c) => format!(
+                    "streams from {upstream}, not from {} ({})",
+                    c.node,
+                    legit_ip.unwrap_or_default()
+                ),
+                None => format!("streams from {upstream}, and no primary is legitimate (a tie)"),
+            };
+            return lagging(d, reason);
+        }
+    }
+    if let Some(bound) = inputs.max_lag_bytes {
+        if !local.streaming {
+            return lagging(d, "not streaming".into());
+        }
+        if let Some(lag) = local.lag_bytes.filter(|lag| *lag > bound) {
+            return lagging(d, format!("{lag} bytes behind (maxLagBytes {bound})"));
+        }
+    }
+    d.kind = Some(VerdictKind::Standby);
+    d.reason = match &local.upstream {
+        Some(u) => format!("streams from {u}"),
+        None => "in recovery".into(),
+    };
+    d.read_write_allowed = false;
+    d.read_only_allowed = true;
+    d
+}

@@ -1,0 +1,424 @@
+//! `decide`'s table: each row is a situation an operator can check against
+//! DESIGN.md's rules, and the model's counterexamples (C1, C2, C3, C5) are
+//! rows of it.
+//!
+//! The cluster: `node_a` (10.0.0.1) and `node_b` (10.0.0.2) hold data, the
+//! witness (10.0.0.9) does not. Three voters. Times are CLOCK_BOOTTIME ms:
+//! the run starts at T0, gathering ends at NOW, the lease is 35 s and the
+//! wait 41.7 s.
+
+use super::*;
+use crate::claims::Highest;
+use std::collections::BTreeSet;
+
+const A: &str = "node_a";
+const B: &str = "node_b";
+const C: &str = "node_c";
+const IP_A: &str = "10.0.0.1";
+const IP_B: &str = "10.0.0.2";
+const IP_C: &str = "10.0.0.3";
+const SYSID: u64 = 7_300_000_000_000_000_001;
+const T0: u64 = 100_000;
+const NOW: u64 = 100_300;
+const LEASE: u64 = 35_000;
+const WAIT: u64 = 41_700;
+
+fn id(timeline: u32) -> Identity {
+    Identity {
+        system_identifier: SYSID,
+        timeline,
+        postmaster_start_us: 1_000,
+    }
+}
+
+fn primary(timeline: u32) -> LocalFacts {
+    LocalFacts {
+        in_recovery: false,
+        identity: id(timeline),
+        upstream: None,
+        streaming: false,
+        lag_bytes: None,
+    }
+}
+
+fn standby_of(upstream: &str, timeline: u32, lag: u64) -> LocalFacts {
+    LocalFacts {
+        in_recovery: true,
+        identity: id(timeline),
+        upstream: Some(upstream.into()),
+        streaming: true,
+        lag_bytes: Some(lag),
+    }
+}
+
+/// A record holding `timeline` claimed by `nodes` (none: empty record).
+fn rec(timeline: u32, nodes: &[&str]) -> Option<Option<Highest>> {
+    Some((!nodes.is_empty()).then(|| Highest {
+        timeline,
+        nodes: nodes.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>(),
+    }))
+}
+
+/// No usable record: the voter abstains.
+const NO_RECORD: Option<Option<Highest>> = None;
+
+fn data(
+    node: &str,
+    ip: &str,
+    is_primary: bool,
+    timeline: u32,
+    master: &[&str],
+    record: Option<Option<Highest>>,
+) -> PeerState {
+    PeerState::Answered(PeerAnswer {
+        node: node.into(),
+        ip: ip.into(),
+        primary: is_primary,
+        timeline,
+        system_identifier: SYSID,
+        master: master.iter().map(|m| m.to_string()).collect(),
+        record,
+    })
+}
+
+fn witness(master: &[&str], record: Option<Option<Highest>>) -> PeerState {
+    PeerState::Answered(PeerAnswer {
+        node: "witness".into(),
+        ip: "10.0.0.9".into(),
+        primary: false,
+        timeline: 0,
+        system_identifier: SYSID,
+        master: master.iter().map(|m| m.to_string()).collect(),
+        record,
+    })
+}
+
+fn down() -> PeerState {
+    PeerState::Unreachable
+}
+
+struct Row {
+    name: &'static str,
+    me: (&'static str, &'static str),
+    local: Option<LocalFacts>,
+    peers: Vec<PeerState>,
+    own: Option<Option<Highest>>,
+    /// `Some(wait_until)`: the previous verdict was for this postmaster.
+    previous: Option<u64>,
+    voters: usize,
+    max_lag: Option<u64>,
+    want: Option<VerdictKind>,
+    /// A piece of the reason (or of the log line).
+    because: &'static str,
+}
+
+fn row(name: &'static str) -> Row {
+    Row {
+        name,
+        me: (A, IP_A),
+        local: Some(primary(1)),
+        peers: vec![],
+        own: rec(1, &[A]),
+        previous: Some(0),
+        voters: 3,
+        max_lag: None,
+        want: Some(VerdictKind::Production),
+        because: "",
+    }
+}
+
+fn run(r: &Row) -> Decision {
+    let peers: Vec<(String, PeerState)> = r
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("peer{i}:10000"), p.clone()))
+        .collect();
+    let previous = r.previous.zip(r.local.as_ref()).map(|(w, l)| Primacy {
+        identity: l.identity.clone(),
+        wait_until_ms: w,
+    });
+    decide(&Inputs {
+        me: r.me.0,
+        my_ip: r.me.1,
+        local: r.local.as_ref(),
+        peers: &peers,
+        own_record: r.own.as_ref().map(Option::as_ref),
+        voters: r.voters,
+        previous: previous.as_ref(),
+        t0_ms: T0,
+        now_ms: NOW,
+        lease_ms: LEASE,
+        wait_ms: WAIT,
+        max_lag_bytes: r.max_lag,
+    })
+}
+
+fn rows() -> Vec<Row> {
+    use VerdictKind::*;
+    vec![
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            because: "node_a: production (timeline 1, 3/3 voters)",
+            ..row("healthy: the primary confirms with all three voters")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(standby_of(IP_A, 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            want: Some(Standby),
+            because: "node_b: standby (timeline 1, 3/3 voters; streams from 10.0.0.1)",
+            ..row("healthy: the standby streams from the legitimate primary")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease (42 s left)",
+            ..row("failover: the promoted node waits W from its first majority")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: Some(NOW),
+            because: "node_b: production (timeline 2, 2/3 voters)",
+            ..row("failover: once the wait is over, the promoted node confirms")
+        },
+        Row {
+            peers: vec![data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_A, IP_B], rec(2, &[B]))],
+            want: Some(Fenced),
+            because: "node_b holds timeline 2",
+            ..row("zombie: the old primary on a lower timeline is fenced")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A, IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: Some(NOW - 1),
+            because: "node_b: production (timeline 2, 3/3 voters)",
+            ..row("zombie: the new primary is not held back by a witness that sees both")
+        },
+        Row {
+            local: Some(primary(2)),
+            peers: vec![data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_A, IP_B], rec(2, &[A, B]))],
+            own: rec(2, &[A, B]),
+            want: Some(Fenced),
+            because: "two primaries claim the highest timeline",
+            ..row("two primaries on the same timeline: a tie fences both")
+        },
+        Row {
+            peers: vec![down(), down()],
+            want: Some(Fenced),
+            because: "isolated: 1/3 voters reached",
+            ..row("an isolated primary is fenced")
+        },
+        Row {
+            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            want: Some(Fenced),
+            because: "node_b holds timeline 2",
+            ..row("C1, non-transitive partition (A-B down, A-W and B-W up): the witness's record fences A")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: Some(NOW),
+            because: "node_b: production (timeline 2, 2/3 voters)",
+            ..row("C1, non-transitive partition: B confirms through the witness after its wait")
+        },
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &[IP_A], rec(1, &[A])), down()],
+            because: "node_a: production (timeline 1, 2/3 voters)",
+            ..row("the witness down: two of three voters are a majority")
+        },
+        Row {
+            peers: vec![down(), witness(&[IP_A], rec(1, &[A]))],
+            because: "node_a: production (timeline 1, 2/3 voters)",
+            ..row("one data peer down")
+        },
+        Row {
+            me: (C, IP_C),
+            local: Some(standby_of(IP_A, 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_A, IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Lagging),
+            because: "streams from 10.0.0.1, not from node_b (10.0.0.2)",
+            ..row("a standby streaming from the fenced zombie serves no reads")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(standby_of(IP_A, 1, 5_000)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            max_lag: Some(1_000),
+            want: Some(Lagging),
+            because: "5000 bytes behind (maxLagBytes 1000)",
+            ..row("a lagging standby")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(LocalFacts { streaming: false, upstream: None, ..standby_of(IP_A, 1, 0) }),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A]))],
+            max_lag: Some(1_000),
+            want: Some(Lagging),
+            because: "not streaming",
+            ..row("a standby that does not stream, with maxLagBytes set")
+        },
+        Row {
+            peers: vec![
+                PeerState::Answered(PeerAnswer {
+                    node: "stranger".into(),
+                    ip: "10.9.9.9".into(),
+                    primary: true,
+                    timeline: 9,
+                    system_identifier: SYSID + 1,
+                    master: vec!["10.9.9.9".into()],
+                    record: rec(9, &["stranger"]),
+                }),
+                witness(&[IP_A], rec(1, &[A])),
+            ],
+            because: "node_a: production (timeline 1, 2/3 voters)",
+            ..row("a node of another cluster is ignored: no candidate, no vote")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![data(A, IP_A, false, 1, &[IP_B], rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease",
+            ..row("a planned switchover with the old primary seen in recovery still waits W (no shortcut before the model shows P4)")
+        },
+        Row {
+            peers: vec![down(), witness(&[IP_A], rec(2, &[B]))],
+            want: Some(Fenced),
+            because: "node_b holds timeline 2",
+            ..row("C2: B's peer stalled and the witness's cached opinion names only A; its record is never cached")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            // The lease is over (q + L), HAProxy's term is not.
+            previous: Some(NOW + (WAIT - LEASE)),
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease (7 s left)",
+            ..row("C3: a hung HAProxy check keeps the old primary UP past its lease; the wait covers H")
+        },
+        Row {
+            peers: vec![down(), witness(&[IP_A], NO_RECORD)],
+            want: Some(Fenced),
+            because: "isolated: 1/3 voters reached",
+            ..row("C5: a voter restarted with its record lost casts no vote")
+        },
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            own: None,
+            want: Some(Fenced),
+            because: "claims init",
+            ..row("this node's own record missing: no vote, no confirmation")
+        },
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &[IP_A], rec(1, &[A])), down(), down(), down()],
+            voters: 5,
+            want: Some(Fenced),
+            because: "isolated: 2/5 voters reached",
+            ..row("a majority counts all configured voters, not the reachable ones")
+        },
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &["10.0.0.5"], rec(1, &[A])), witness(&["10.0.0.5"], rec(1, &[A]))],
+            want: Some(Fenced),
+            because: "2 of 3 opinions name another master",
+            ..row("a majority of opinions naming another master fences")
+        },
+        Row {
+            local: None,
+            peers: vec![down(), down()],
+            want: None,
+            because: "no decision",
+            ..row("postgres could not be asked: nothing changes")
+        },
+    ]
+}
+
+#[test]
+fn the_table() {
+    for r in rows() {
+        let d = run(&r);
+        assert_eq!(d.kind, r.want, "{}: {d}", r.name);
+        let line = format!("{d} / {}", d.reason);
+        assert!(
+            line.contains(r.because),
+            "{}: {line:?} lacks {:?}",
+            r.name,
+            r.because
+        );
+        // pg_hba follows the verdict.
+        let (rw, ro) = match d.kind {
+            Some(VerdictKind::Production) => (true, true),
+            Some(VerdictKind::Standby) => (false, true),
+            _ => (false, false),
+        };
+        assert_eq!(
+            (d.read_write_allowed, d.read_only_allowed),
+            (rw, ro),
+            "{}",
+            r.name
+        );
+        assert_eq!(d.expires_ms, T0 + LEASE, "{}", r.name);
+    }
+}
+
+#[test]
+fn the_wait_starts_at_the_first_majority_and_is_carried_over() {
+    let mut r = row("first run of the new primary");
+    r.me = (B, IP_B);
+    r.local = Some(primary(2));
+    r.own = rec(2, &[B]);
+    r.peers = vec![down(), witness(&[IP_B], rec(2, &[B]))];
+    r.previous = None;
+    let first = run(&r);
+    assert_eq!(first.wait_until_ms, Some(NOW + WAIT));
+    // The next run carries the same wait_until; a run without a majority
+    // sets none.
+    r.previous = Some(NOW + WAIT);
+    assert_eq!(run(&r).wait_until_ms, Some(NOW + WAIT));
+    r.peers = vec![down(), down()];
+    r.previous = None;
+    assert_eq!(run(&r).wait_until_ms, None);
+}
+
+#[test]
+fn observed_claims_are_what_the_record_is_raised_with() {
+    let peers = vec![
+        (
+            "b".to_string(),
+            data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])),
+        ),
+        ("w".to_string(), witness(&[IP_B], rec(3, &[C]))),
+        ("x".to_string(), down()),
+    ];
+    let mut got: Vec<String> = observed_claims(A, Some(&primary(1)), &peers, SYSID)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "node_a on timeline 1",
+            "node_b on timeline 2",
+            "node_b on timeline 2",
+            "node_c on timeline 3"
+        ]
+    );
+}

@@ -1,0 +1,113 @@
+//! The timing of fencing, in one place: the lease L, HAProxy's term H and
+//! the wait W = L·(1+ρ)/(1−ρ) + H that a new primary sits out before it
+//! answers `production` (DESIGN.md, "Deciding", Time). Pure arithmetic on
+//! milliseconds; the model in `model/` uses the same definitions.
+
+use std::time::Duration;
+
+/// ρ, the bound on clock drift between nodes, as a fraction: 1 %. Real
+/// clocks drift by tens of parts per million; this leaves room for a VM
+/// whose clock runs badly.
+pub const CLOCK_DRIFT: f64 = 0.01;
+
+/// d, the longest time an answer spends between the responder and
+/// HAProxy (write, loopback or LAN, read).
+pub const TRANSIT_BOUND: Duration = Duration::from_secs(1);
+
+/// HAProxy's check timing for the `prod` pool (`haproxy.check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaproxyCheck {
+    /// `inter`: the interval between checks of a stable server.
+    pub inter: Duration,
+    /// `fastinter`: the interval while a server is changing state.
+    pub fastinter: Duration,
+    /// `rise`: successful checks to mark a server UP.
+    pub rise: u32,
+    /// `fall`: failed checks to mark a server DOWN.
+    pub fall: u32,
+    /// `timeout check`: how long a check may take after it connected.
+    pub timeout_check: Duration,
+}
+
+impl Default for HaproxyCheck {
+    /// The shipped configs: `inter 2s fastinter 1s rise 2 fall 1`,
+    /// `timeout check 2s`.
+    fn default() -> Self {
+        HaproxyCheck {
+            inter: Duration::from_secs(2),
+            fastinter: Duration::from_secs(1),
+            rise: 2,
+            fall: 1,
+            timeout_check: Duration::from_secs(2),
+        }
+    }
+}
+
+/// L, the lease: 2 × watchDog + connectionDeadline. A confirming verdict
+/// is good for this long from the start of the run that wrote it.
+pub fn lease(watchdog: Duration, connection_deadline: Duration) -> Duration {
+    2 * watchdog + connection_deadline
+}
+
+/// T_fail: the longest time from a check's start to HAProxy counting it
+/// failed, min(inter, timeout connect) + timeout check. The connect
+/// timeout is taken as at least `inter`, as in the shipped configs.
+pub fn check_failure_time(check: &HaproxyCheck) -> Duration {
+    check.inter + check.timeout_check
+}
+
+/// H, HAProxy's term: how long a server that stopped answering the word
+/// may still be UP in `prod`, less how soon a new one can be UP:
+/// inter + T_fail + d − (rise−1)·fastinter, plus (fall−1)·(fastinter +
+/// T_fail) when fall > 1.
+pub fn haproxy_term(check: &HaproxyCheck) -> Duration {
+    let t_fail = check_failure_time(check);
+    let mut h = check.inter + t_fail + TRANSIT_BOUND;
+    if check.fall > 1 {
+        h += (check.fall - 1) * (check.fastinter + t_fail);
+    }
+    h.saturating_sub(check.rise.saturating_sub(1) * check.fastinter)
+}
+
+/// W = L·(1+ρ)/(1−ρ) + H: how long a node that became the legitimate
+/// primary waits, from the end of gathering of its first run with a
+/// majority, before it answers `production`.
+pub fn wait(lease: Duration, check: &HaproxyCheck) -> Duration {
+    lease.mul_f64((1.0 + CLOCK_DRIFT) / (1.0 - CLOCK_DRIFT)) + haproxy_term(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn design_figures() {
+        let shipped = HaproxyCheck::default();
+        // H = 2 + (2 + 2) + 1 − 1·1 = 6 s with the shipped configs.
+        assert_eq!(haproxy_term(&shipped), secs(6.0));
+        // Defaults (watchDog 15 s, deadline 5 s): L = 35 s, W ≈ 41.7 s.
+        let l = lease(secs(15.0), secs(5.0));
+        assert_eq!(l, secs(35.0));
+        let w = wait(l, &shipped).as_secs_f64();
+        assert!((41.0..42.0).contains(&w), "{w}");
+        // watchDog 1 s, deadline 1 s: L = 3 s, W ≈ 9 s.
+        let w = wait(lease(secs(1.0), secs(1.0)), &shipped).as_secs_f64();
+        assert!((9.0..9.2).contains(&w), "{w}");
+        // The scenario suite's HAProxy: inter 1s fastinter 500ms rise 2 fall 1.
+        let fast = HaproxyCheck {
+            inter: secs(1.0),
+            fastinter: secs(0.5),
+            rise: 2,
+            fall: 1,
+            timeout_check: secs(1.0),
+        };
+        assert_eq!(haproxy_term(&fast), secs(3.5));
+        // fall 3 adds two more failed checks.
+        let slow_fall = HaproxyCheck { fall: 3, ..shipped };
+        assert_eq!(haproxy_term(&slow_fall), secs(6.0 + 2.0 * 5.0));
+    }
+}
