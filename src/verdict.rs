@@ -97,15 +97,31 @@ pub struct Verdict {
     pub kind: VerdictKind,
     /// Why, in words for the operator.
     pub reason: String,
-    /// When it was written, on CLOCK_BOOTTIME of that boot.
+    /// When the run that wrote it started (t0), on CLOCK_BOOTTIME of that
+    /// boot.
     pub written: Now,
     /// How long it stays fresh, in milliseconds (the lease in `strict`).
     pub valid_ms: u64,
+    /// A new primary's wait: `production` is not said before this
+    /// CLOCK_BOOTTIME instant (ms), on the same boot.
+    pub wait_until_ms: Option<u64>,
     /// The postmaster it was decided for, which a `strict` lease is bound to.
     pub identity: Option<Identity>,
 }
 
 impl Verdict {
+    /// Whether a new primary's wait is over at `now` (no wait: over).
+    pub fn wait_over(&self, now: &Now) -> bool {
+        match self.wait_until_ms {
+            None => true,
+            Some(until) => {
+                !now.boot_id.is_empty()
+                    && self.written.boot_id == now.boot_id
+                    && now.boottime_ms >= until
+            }
+        }
+    }
+
     /// Fresh: written on this boot, not in the future, and within `valid_ms`.
     pub fn is_fresh(&self, now: &Now) -> bool {
         !now.boot_id.is_empty()
@@ -122,6 +138,9 @@ impl Verdict {
         out.push_str(&format!("boot_id={}\n", self.written.boot_id));
         out.push_str(&format!("boottime_ms={}\n", self.written.boottime_ms));
         out.push_str(&format!("valid_ms={}\n", self.valid_ms));
+        if let Some(w) = self.wait_until_ms {
+            out.push_str(&format!("wait_until_ms={w}\n"));
+        }
         if let Some(id) = &self.identity {
             out.push_str(&format!("system_identifier={}\n", id.system_identifier));
             out.push_str(&format!("timeline={}\n", id.timeline));
@@ -181,6 +200,11 @@ impl Verdict {
                     .ok_or(VerdictParseError::Missing("valid_ms"))?,
                 "valid_ms",
             )?,
+            wait_until_ms: get
+                .wait_until_ms
+                .as_deref()
+                .map(|w| number(w, "wait_until_ms"))
+                .transpose()?,
             identity,
         })
     }
@@ -193,6 +217,7 @@ struct Fields {
     boot_id: Option<String>,
     boottime_ms: Option<String>,
     valid_ms: Option<String>,
+    wait_until_ms: Option<String>,
     system_identifier: Option<String>,
     timeline: Option<String>,
     postmaster_start_us: Option<String>,
@@ -206,6 +231,7 @@ impl Fields {
             "boot_id" => &mut self.boot_id,
             "boottime_ms" => &mut self.boottime_ms,
             "valid_ms" => &mut self.valid_ms,
+            "wait_until_ms" => &mut self.wait_until_ms,
             "system_identifier" => &mut self.system_identifier,
             "timeline" => &mut self.timeline,
             "postmaster_start_us" => &mut self.postmaster_start_us,
@@ -246,6 +272,7 @@ mod tests {
                 boottime_ms: 1_000,
             },
             valid_ms: 500,
+            wait_until_ms: None,
             identity: Some(Identity {
                 system_identifier: 7,
                 timeline: 3,
@@ -262,6 +289,8 @@ mod tests {
         }
         let mut v = verdict(VerdictKind::Fenced);
         v.identity = None;
+        assert_eq!(Verdict::parse(&v.render()), Ok(v.clone()));
+        v.wait_until_ms = Some(41_700);
         assert_eq!(Verdict::parse(&v.render()), Ok(v));
     }
 

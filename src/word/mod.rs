@@ -198,13 +198,13 @@ fn primary_word(facts: &RoleFacts, inputs: &Inputs<'_>) -> Word {
 }
 
 /// A `strict` lease: a `production` verdict for this very postmaster, on
-/// this boot, not yet expired.
+/// this boot, not yet expired, and past the new primary's wait.
 fn confirms_lease(v: &Verdict, identity: Option<&Identity>, now: &Now) -> bool {
     let bound = match (identity, &v.identity) {
         (Some(have), Some(bound)) => have == bound,
         _ => false,
     };
-    v.kind == VerdictKind::Production && bound && v.is_fresh(now)
+    v.kind == VerdictKind::Production && bound && v.is_fresh(now) && v.wait_over(now)
 }
 
 fn standby_word(facts: &RoleFacts, inputs: &Inputs<'_>) -> Word {

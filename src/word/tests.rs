@@ -46,8 +46,20 @@ fn verdict(kind: VerdictKind) -> VerdictRead {
         reason: "test".into(),
         written: now(10_000),
         valid_ms: 5_000,
+        wait_until_ms: None,
         identity: Some(identity(3)),
     })
+}
+
+/// A confirming verdict whose wait ends at `until` ms.
+fn waiting(until: u64) -> VerdictRead {
+    match verdict(VerdictKind::Production) {
+        VerdictRead::Present(v) => VerdictRead::Present(Verdict {
+            wait_until_ms: Some(until),
+            ..v
+        }),
+        other => other,
+    }
 }
 
 struct Case {
@@ -223,6 +235,20 @@ fn choose_word_table() {
             "strict, confirming lease",
             Ok(primary()),
             verdict(K::Production),
+            Strict,
+            Production,
+        ),
+        case(
+            "strict, confirming lease but the new primary's wait is not over",
+            Ok(primary()),
+            waiting(11_001),
+            Strict,
+            Fenced,
+        ),
+        case(
+            "strict, confirming lease and the wait just over",
+            Ok(primary()),
+            waiting(11_000),
             Strict,
             Production,
         ),

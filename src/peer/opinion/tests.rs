@@ -204,6 +204,7 @@ fn verdicts_are_reported() {
             boottime_ms: 50,
         },
         valid_ms: 1000,
+        wait_until_ms: None,
         identity: None,
     });
     let p = primary_facts();
