@@ -48,8 +48,11 @@ pub fn claims_path(state_dir: &Path) -> PathBuf {
     state_dir.join(CLAIMS_FILE)
 }
 
-/// Holds the state directory's lock while alive.
-struct Locked(File);
+/// Holds the state directory's lock while alive (the flock goes with the
+/// file).
+struct Locked {
+    _file: File,
+}
 
 fn lock(state_dir: &Path) -> Result<Locked, ClaimStoreError> {
     let path = state_dir.join(LOCK_FILE);
@@ -65,7 +68,7 @@ fn lock(state_dir: &Path) -> Result<Locked, ClaimStoreError> {
         .map_err(io_error)?;
     rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| io_error(e.into()))?;
-    Ok(Locked(file))
+    Ok(Locked { _file: file })
 }
 
 /// Reads the record.
@@ -128,14 +131,14 @@ mod tests {
         assert!(matches!(load(dir.path()), Err(ClaimStoreError::Missing(_))));
         assert!(
             matches!(
-                raise(dir.path(), &[claim.clone()]),
+                raise(dir.path(), std::slice::from_ref(&claim)),
                 Err(ClaimStoreError::Missing(_))
             ),
             "a missing record is not created by a raise"
         );
         init(dir.path()).expect("init");
-        let raised = raise(dir.path(), &[claim.clone()]).expect("raise");
-        assert_eq!(raised.claims(9), [claim.clone()]);
+        let raised = raise(dir.path(), std::slice::from_ref(&claim)).expect("raise");
+        assert_eq!(raised.claims(9), std::slice::from_ref(&claim));
         assert_eq!(load(dir.path()).expect("load"), raised);
         std::fs::write(claims_path(dir.path()), "garbage").expect("corrupt it");
         assert!(matches!(

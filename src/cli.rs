@@ -32,6 +32,39 @@ pub enum Command {
     Peer(PeerArgs),
     /// Print the whole cluster: each node's role, timeline, lag, verdict and what its 5431 says.
     Status(StatusArgs),
+    /// Decide by quorum and timeline, edit pg_hba.conf's managed block, and write the verdict.
+    Reconcile(ReconcileArgs),
+    /// This voter's durable claim record: `init` (re)creates it, `show` prints it.
+    Claims(ClaimsArgs),
+}
+
+/// `reconcile` flags.
+#[derive(Debug, Default, clap::Args)]
+pub struct ReconcileArgs {
+    /// Print the decision and the pg_hba.conf diff; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `claims` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ClaimsArgs {
+    /// `init` (re)creates an empty record, forgetting every claim and tie;
+    /// `show` prints it.
+    #[arg(value_enum)]
+    pub action: ClaimsAction,
+    /// Where the record lives (stateDir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What to do with the claim record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClaimsAction {
+    /// (Re)create an empty record.
+    Init,
+    /// Print the record.
+    Show,
 }
 
 /// `peer` flags.

@@ -184,6 +184,7 @@ fn a_strangers_ask_changes_no_answer() {
                 ip: ip.into(),
                 node_id: 7,
                 node_name,
+                ..WhatYouKnow::default()
             },
         );
         assert!(matches!(view, PeerView::Answered(_)), "{view:?}");
@@ -206,9 +207,8 @@ fn a_strangers_ask_changes_no_answer() {
 fn an_oversized_ask_is_refused_and_the_server_keeps_answering() {
     let s = setup();
     let huge = WhatYouKnow {
-        ip: String::new(),
-        node_id: 0,
         node_name: "x".repeat(5 * 1024 * 1024),
+        ..WhatYouKnow::default()
     };
     let start = Instant::now();
     let view = ask(s.p1, huge);

@@ -131,8 +131,8 @@ fn grpc(tls: Tls, deadline: Duration, host_override: Option<&str>) -> Grpc {
 fn client(tls: Tls, deadline: Duration, host_override: Option<&str>) -> PeerClient {
     let me = WhatYouKnow {
         ip: "127.0.0.99".into(),
-        node_id: 0,
         node_name: "test".into(),
+        ..WhatYouKnow::default()
     };
     PeerClient::new(&grpc(tls, deadline, host_override), me).expect("a peer client")
 }

@@ -2,8 +2,10 @@
 //! This is the command layer: anyhow with context, I/O at the edges.
 
 mod check_config;
+mod claims;
 mod maintenance;
 mod peer;
+mod reconcile;
 mod respond;
 mod status;
 
@@ -30,6 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintenance(args) => maintenance::run(cli.config.as_deref(), args),
         Command::Peer(args) => peer::run(cli.config.as_deref(), args),
         Command::Status(args) => status::run(cli.config.as_deref(), args),
+        Command::Reconcile(args) => reconcile::run(cli.config.as_deref(), args),
+        Command::Claims(args) => claims::run(cli.config.as_deref(), args),
     }
 }
 

@@ -28,11 +28,7 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
         &config.grpc.neighbours,
         config.grpc.witness.as_deref(),
     );
-    let asker = WhatYouKnow {
-        ip: String::new(),
-        node_id: 0,
-        node_name: String::new(),
-    };
+    let asker = WhatYouKnow::default();
     let client = PeerClient::new(&config.grpc, asker)?;
     let check_timeout = config.responder.check_timeout + Duration::from_millis(500);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -34,6 +34,8 @@ pub const DEFAULT_CONNINFO: &str =
     "host=/var/run/postgresql port=5432 user=postgres dbname=postgres";
 /// `runtimeDir` when unset.
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/pgsql-state";
+/// `stateDir` when unset: where the durable claim record lives.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pgsql-state";
 /// `checkTimeout` when unset.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// `gRPC.connectionDeadline` when unset (harepd's template value).
@@ -179,6 +181,10 @@ pub struct Config {
     pub watchdog: Duration,
     /// `fenceUsers`: roles rejected in pg_hba while this node is fenced.
     pub fence_users: Vec<String>,
+    /// `stateDir`: where the durable claim record lives (never /run).
+    pub state_dir: PathBuf,
+    /// `haproxy.check`: the HAProxy timing the new primary's wait covers.
+    pub haproxy_check: crate::timing::HaproxyCheck,
     /// The responder's settings.
     pub responder: ResponderSettings,
 }

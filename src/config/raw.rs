@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub fencing: Option<super::Fencing>,
     pub fence_users: Option<Vec<String>>,
     pub runtime_dir: Option<String>,
+    pub state_dir: Option<String>,
     pub responder: Option<RawResponder>,
 }
 
@@ -44,6 +45,19 @@ pub struct RawConfig {
 pub struct RawHaproxy {
     pub server: Option<Vec<String>>,
     pub users: Option<RawUsers>,
+    pub check: Option<RawCheck>,
+}
+
+/// `haproxy.check:`: HAProxy's check timing, in seconds, which the new
+/// primary's wait must cover.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawCheck {
+    pub inter: Option<f64>,
+    pub fastinter: Option<f64>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub timeout_check: Option<f64>,
 }
 
 /// `haproxy.users:`.

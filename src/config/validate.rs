@@ -12,7 +12,8 @@ use super::grpc::validate_grpc;
 use super::raw::RawConfig;
 use super::{
     Config, Fencing, Format, Grpc, Problem, ResponderSettings, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR, DEFAULT_WATCHDOG,
+    DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR,
+    DEFAULT_WATCHDOG,
 };
 
 /// The responder's settings as written, every one optional: the file's
@@ -240,6 +241,7 @@ pub(super) fn validate(
         fencing,
         fence_users,
         runtime_dir,
+        state_dir,
         responder,
     } = raw;
     if logs.is_some() {
@@ -273,6 +275,7 @@ pub(super) fn validate(
             "must list at least one HAProxy address",
         );
     }
+    let haproxy_check = check_timing(&mut c, haproxy.check);
     let users = haproxy.users.unwrap_or_default();
     let read_write_user = c.non_empty("harepd.haproxy.users.readWrite", users.read_write);
     let read_write_user = c.required("harepd.haproxy.users.readWrite", read_write_user);
@@ -327,6 +330,16 @@ pub(super) fn validate(
         2 * watchdog + connection_deadline,
     );
     let hba_ok = witness || hba_config.is_some();
+    if let Some(dir) = &state_dir {
+        if !dir.starts_with('/') {
+            c.report("harepd.stateDir", "must be an absolute path");
+        } else if dir.starts_with("/run/") || dir == "/run" {
+            c.report(
+                "harepd.stateDir",
+                "must survive a reboot: not under /run (the claim record is durable)",
+            );
+        }
+    }
 
     if !hba_ok {
         return None;
@@ -346,9 +359,41 @@ pub(super) fn validate(
         grpc: grpc?,
         watchdog,
         fence_users: fence_users.unwrap_or_default(),
+        state_dir: PathBuf::from(state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+        haproxy_check,
         responder,
     };
     Some((config, fragment))
+}
+
+/// `haproxy.check`, with the shipped configs' values as defaults.
+fn check_timing(
+    c: &mut Checker<'_>,
+    raw: Option<super::raw::RawCheck>,
+) -> crate::timing::HaproxyCheck {
+    let d = crate::timing::HaproxyCheck::default();
+    let Some(raw) = raw else {
+        return d;
+    };
+    let count = |c: &mut Checker<'_>, path: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            c.report(path, "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    crate::timing::HaproxyCheck {
+        inter: c.seconds("harepd.haproxy.check.inter", raw.inter, d.inter),
+        fastinter: c.seconds("harepd.haproxy.check.fastinter", raw.fastinter, d.fastinter),
+        rise: count(c, "harepd.haproxy.check.rise", raw.rise, d.rise),
+        fall: count(c, "harepd.haproxy.check.fall", raw.fall, d.fall),
+        timeout_check: c.seconds(
+            "harepd.haproxy.check.timeoutCheck",
+            raw.timeout_check,
+            d.timeout_check,
+        ),
+    }
 }
 
 fn problems_lack(problems: &[Problem], path: &str) -> bool {

@@ -1,4 +1,5 @@
-//! pg_hba.conf: the managed block ([`render`], pure) and applying it to the
-//! file safely (`apply`, to come with the reconciler).
+//! pg_hba.conf: the managed block ([`render`], pure) and putting it in
+//! place safely ([`apply`]).
 
+pub mod apply;
 pub mod render;

@@ -230,3 +230,34 @@ pub fn witness_answer(me: &Me, views: &[(String, PeerView)]) -> IKnow {
 
 #[cfg(test)]
 mod tests;
+
+/// A peer's answer as `decide` reads it, for the cluster `cluster`.
+pub fn as_peer_state(view: &PeerView, cluster: u64) -> crate::decide::PeerState {
+    use crate::decide::{PeerAnswer, PeerState};
+    let a = match view {
+        PeerView::Answered(a) => a,
+        PeerView::Unreachable(_) => return PeerState::Unreachable,
+    };
+    let record = if !a.record_ok {
+        None
+    } else if a.claim_system_identifier == cluster
+        && a.claim_timeline > 0
+        && !a.claim_nodes.is_empty()
+    {
+        Some(Some(crate::claims::Highest {
+            timeline: a.claim_timeline,
+            nodes: a.claim_nodes.iter().cloned().collect(),
+        }))
+    } else {
+        Some(None)
+    };
+    PeerState::Answered(PeerAnswer {
+        node: a.node_name.clone(),
+        ip: a.ip.clone(),
+        primary: role_of(a) == Role::Primary,
+        timeline: a.timeline,
+        system_identifier: a.system_identifier,
+        master: a.master.clone(),
+        record,
+    })
+}

@@ -23,6 +23,8 @@ use super::client::{PeerClient, PeerView};
 use super::opinion::{self, Me};
 use super::proto::cluster_info_server::{ClusterInfo, ClusterInfoServer};
 use super::proto::{IKnow, Role, WhatYouKnow};
+use crate::claims::Claim;
+use crate::claims_store;
 use crate::clock;
 use crate::config::Config;
 use crate::conn_limit::{ConnLimiter, LimitedIncoming};
@@ -61,6 +63,11 @@ pub struct PeerService {
 struct PeerState {
     me: Me,
     kind: Kind,
+    /// Where this voter's claim record lives.
+    state_dir: PathBuf,
+    /// When a missing or unreadable record was last logged (ms since the
+    /// epoch), so the warning is loud but not one line per ask.
+    record_warned_ms: std::sync::atomic::AtomicU64,
 }
 
 enum Kind {
@@ -104,8 +111,8 @@ impl PeerService {
         };
         let asker = WhatYouKnow {
             ip: me.primary_ip.clone(),
-            node_id: 0,
             node_name: me.node_name.clone(),
+            ..WhatYouKnow::default()
         };
         let client = PeerClient::new(&config.grpc, asker)?;
         let deadline = config.grpc.connection_deadline;
@@ -130,7 +137,12 @@ impl PeerService {
             })
         };
         Ok(PeerService {
-            inner: Arc::new(PeerState { me, kind }),
+            inner: Arc::new(PeerState {
+                me,
+                kind,
+                state_dir: config.state_dir.clone(),
+                record_warned_ms: std::sync::atomic::AtomicU64::new(0),
+            }),
         })
     }
 
@@ -139,11 +151,73 @@ impl PeerService {
         matches!(self.inner.kind, Kind::Witness(_))
     }
 
-    /// This node's current answer, the same for every asker.
-    pub async fn answer(&self) -> IKnow {
-        match &self.inner.kind {
-            Kind::Data(node) => node.answer(&self.inner.me).await,
-            Kind::Witness(w) => w.answer(&self.inner.me).await,
+    /// This node's current answer, the same for every asker but for which
+    /// cluster's claim record it carries: `cluster`, the asker's system
+    /// identifier (0: this node's own, or the one the witness sees).
+    ///
+    /// Before answering, the record is raised with what this node saw for
+    /// itself (its own Postgres as a primary; the witness's fan-out), and
+    /// fsynced, so it never reports a claim it could forget.
+    pub async fn answer(&self, cluster: u64) -> IKnow {
+        let me = &self.inner.me;
+        let (mut answer, claims) = match &self.inner.kind {
+            Kind::Data(node) => {
+                let answer = node.answer(me).await;
+                let claims = own_claim(me, &answer).into_iter().collect();
+                (answer, claims)
+            }
+            Kind::Witness(w) => w.answer(me).await,
+        };
+        let cluster = if cluster != 0 {
+            cluster
+        } else {
+            answer.system_identifier
+        };
+        self.attach_record(&mut answer, claims, cluster).await;
+        answer
+    }
+
+    /// Raises (or just reads) the claim record and puts it in `answer`.
+    async fn attach_record(&self, answer: &mut IKnow, claims: Vec<Claim>, cluster: u64) {
+        let dir = self.inner.state_dir.clone();
+        let record = tokio::task::spawn_blocking(move || {
+            if claims.is_empty() {
+                claims_store::load(&dir)
+            } else {
+                claims_store::raise(&dir, &claims)
+            }
+        })
+        .await;
+        match record {
+            Ok(Ok(record)) => {
+                answer.record_ok = true;
+                answer.claim_system_identifier = cluster;
+                if let Some(h) = record.highest(cluster) {
+                    answer.claim_timeline = h.timeline;
+                    answer.claim_nodes = h.nodes.iter().cloned().collect();
+                }
+            }
+            Ok(Err(e)) => {
+                answer.record_ok = false;
+                self.warn_record(&e);
+            }
+            Err(e) => {
+                answer.record_ok = false;
+                log::error!("claim record task failed: {e}");
+            }
+        }
+    }
+
+    /// Logs a missing or unreadable record at most once a minute.
+    fn warn_record(&self, e: &claims_store::ClaimStoreError) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.inner.record_warned_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000 {
+            self.inner.record_warned_ms.store(now, Ordering::Relaxed);
+            log::error!("{e}");
         }
     }
 
@@ -153,13 +227,10 @@ impl PeerService {
         let mut tick = tokio::time::interval(DIRECTORY_REFRESH);
         loop {
             tick.tick().await;
-            let answer = match &self.inner.kind {
-                Kind::Data(node) => {
-                    node.refresh_directory().await;
-                    node.answer(&self.inner.me).await
-                }
-                Kind::Witness(w) => w.answer(&self.inner.me).await,
-            };
+            if let Kind::Data(node) = &self.inner.kind {
+                node.refresh_directory().await;
+            }
+            let answer = self.answer(0).await;
             status(&status_line(&answer));
         }
     }
@@ -280,13 +351,49 @@ impl DataNode {
     }
 }
 
+/// The claim a data node's own answer makes: itself, when its Postgres is
+/// a primary with a known timeline.
+fn own_claim(me: &Me, answer: &IKnow) -> Option<Claim> {
+    (answer.role == Role::Primary as i32 && answer.timeline > 0 && answer.system_identifier != 0)
+        .then(|| Claim {
+            system_identifier: answer.system_identifier,
+            timeline: answer.timeline,
+            node: me.node_name.clone(),
+        })
+}
+
+/// The claims a witness's fan-out saw: each data node that reported itself
+/// primary, and each data node's own record.
+fn observed_claims(answer: &IKnow) -> Vec<Claim> {
+    let mut claims = Vec::new();
+    for a in &answer.observed {
+        if opinion::role_of(a) == Role::Primary && a.timeline > 0 && a.system_identifier != 0 {
+            claims.push(Claim {
+                system_identifier: a.system_identifier,
+                timeline: a.timeline,
+                node: a.node_name.clone(),
+            });
+        }
+        if a.record_ok && a.claim_system_identifier != 0 && a.claim_timeline > 0 {
+            claims.extend(a.claim_nodes.iter().map(|node| Claim {
+                system_identifier: a.claim_system_identifier,
+                timeline: a.claim_timeline,
+                node: node.clone(),
+            }));
+        }
+    }
+    claims
+}
+
 impl Witness {
-    async fn answer(&self, me: &Me) -> IKnow {
+    /// The witness's opinion, from the cache when it is young, and the
+    /// claims to raise the record with (only from a fresh fan-out).
+    async fn answer(&self, me: &Me) -> (IKnow, Vec<Claim>) {
         // One fan-out at a time; the others wait for it and share its answer.
         let mut cache = self.cache.lock().await;
         if let Some((at, answer)) = cache.as_ref() {
             if at.elapsed() < WITNESS_CACHE_TTL {
-                return answer.clone();
+                return (answer.clone(), Vec::new());
             }
         }
         let views = self.client.ask_all(&self.neighbours).await;
@@ -304,7 +411,8 @@ impl Witness {
             log::warn!("witness: peer {} {}", u.address, u.reason);
         }
         *cache = Some((Instant::now(), answer.clone()));
-        answer
+        let claims = observed_claims(&answer);
+        (answer, claims)
     }
 }
 
@@ -323,7 +431,7 @@ impl ClusterInfo for PeerService {
             clip(&asker.node_name),
             clip(&asker.ip)
         );
-        Ok(Response::new(self.answer().await))
+        Ok(Response::new(self.answer(asker.system_identifier).await))
     }
 }
 

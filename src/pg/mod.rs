@@ -5,12 +5,14 @@
 //!   only when the settings need them), one round trip.
 //! - [`facts`]: the node facts of DESIGN.md, one round trip, for the peer
 //!   and the reconciler.
+//! - [`admin`]: the reconciler's checks, reload and session ending.
 //! - [`warm`]: one persistent connection for long-lived servers, bounded in
 //!   time on every use.
 //!
 //! Every failure is a [`ProbeError`], and each maps to one fixed, short
 //! [`DownReason`] that is safe to print after `down: `.
 
+pub mod admin;
 pub mod facts;
 pub mod role;
 pub mod warm;

@@ -1,0 +1,303 @@
+//! `pgsql-state reconcile`: one run of the reconciler, as the timer starts
+//! it. It reads t0 (CLOCK_BOOTTIME), asks its own Postgres and every peer
+//! (under the deadline), raises its claim record with what it saw, and
+//! decides. Then it writes the verdict the responder obeys, puts the
+//! managed block of pg_hba.conf in place (only when it changes), and, when
+//! fenced, ends the open write sessions. One log line per run says what it
+//! decided. `--dry-run` prints the decision and the pg_hba.conf diff and
+//! changes nothing.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::claims::Highest;
+use crate::cli::ReconcileArgs;
+use crate::clock::{self, Now};
+use crate::config::Config;
+use crate::decide::{self, Decision, LocalFacts, PeerState, Primacy};
+use crate::hba::{apply, render};
+use crate::peer::client::PeerClient;
+use crate::peer::opinion;
+use crate::peer::proto::{Role, WhatYouKnow};
+use crate::pg::facts::NodeFacts;
+use crate::pg::{self, admin};
+use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
+use crate::{claims_store, runtime_files, timing};
+
+/// The lock that serialises runs, in `runtimeDir`.
+const LOCK_FILE: &str = "reconcile.lock";
+
+pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
+    // t0 comes first: before the config, the facts, or any ask.
+    let t0 = clock::now().context("cannot read CLOCK_BOOTTIME and the boot id")?;
+    crate::logging::init(false);
+    let loaded = super::load_config(explicit, false)?
+        .ok_or_else(|| anyhow::anyhow!("reconcile needs a config file"))?;
+    let config = loaded.config;
+    if config.is_witness() {
+        log::info!(
+            "{}: the witness has no Postgres; nothing to reconcile",
+            config.node_name
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock(&config.responder.runtime_dir)?)
+    };
+    runtime.block_on(reconcile(&config, &t0, args.dry_run))
+}
+
+/// Holds the run lock while alive (the flock goes with the file).
+struct RunLock {
+    _file: std::fs::File,
+}
+
+fn lock(runtime_dir: &Path) -> anyhow::Result<RunLock> {
+    let path = runtime_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the run lock {}", path.display()))?;
+    rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(RunLock { _file: file })
+}
+
+/// This node's facts as `decide` reads them.
+fn local_facts(f: &NodeFacts) -> Option<LocalFacts> {
+    Some(LocalFacts {
+        in_recovery: f.in_recovery,
+        identity: Identity {
+            system_identifier: f.system_identifier,
+            timeline: f.timeline?,
+            postmaster_start_us: f.postmaster_start_us,
+        },
+        upstream: f.sender_host.clone(),
+        streaming: f.streaming(),
+        lag_bytes: f.lag_bytes(),
+    })
+}
+
+/// The previous verdict's promise: its wait, when it was for this same
+/// postmaster on this boot.
+fn previous_primacy(verdict: &VerdictRead, now: &Now) -> Option<Primacy> {
+    match verdict {
+        VerdictRead::Present(v) if v.written.boot_id == now.boot_id => Some(Primacy {
+            identity: v.identity.clone()?,
+            wait_until_ms: v.wait_until_ms?,
+        }),
+        _ => None,
+    }
+}
+
+async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<()> {
+    let bound = config.responder.check_timeout;
+    let pg_config = pg::parse_conninfo(&config.responder.conninfo)?;
+    // This node's Postgres: one connection for the whole run.
+    let connected = tokio::time::timeout(bound, async {
+        let (client, driver) = pg::connect(&pg_config).await?;
+        let facts = pg::facts::query(&client).await?;
+        Ok::<_, pg::ProbeError>((client, driver, facts))
+    })
+    .await
+    .unwrap_or(Err(pg::ProbeError::Timeout(bound)));
+    let (client, facts) = match connected {
+        Ok((client, _driver, facts)) => (Some(client), Some(facts)),
+        Err(e) => {
+            log::warn!("postgres: {}", crate::error_text::one_line(&e));
+            (None, None)
+        }
+    };
+    let local = facts.as_ref().and_then(local_facts);
+
+    // Every peer, with this node's claim in the ask.
+    let asker = WhatYouKnow {
+        ip: config.primary_ip.to_string(),
+        node_name: config.node_name.clone(),
+        role: match &local {
+            Some(l) if !l.in_recovery => Role::Primary as i32,
+            Some(_) => Role::Standby as i32,
+            None => Role::Down as i32,
+        },
+        timeline: local.as_ref().map_or(0, |l| l.identity.timeline),
+        system_identifier: local.as_ref().map_or(0, |l| l.identity.system_identifier),
+        postmaster_start_us: local.as_ref().map_or(0, |l| l.identity.postmaster_start_us),
+        ..WhatYouKnow::default()
+    };
+    let mut addrs: Vec<String> = config.grpc.neighbours.clone();
+    addrs.extend(config.grpc.witness.iter().cloned());
+    addrs.dedup();
+    let views = PeerClient::new(&config.grpc, asker)?.ask_all(&addrs).await;
+    let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
+    for (addr, view) in &views {
+        if let crate::peer::client::PeerView::Unreachable(e) = view {
+            log::info!("peer {addr}: {e}");
+        }
+    }
+
+    let Some(local) = local else {
+        log::warn!(
+            "{}: no decision: postgres could not be asked; nothing changed",
+            config.node_name
+        );
+        return Ok(());
+    };
+    let sysid = local.identity.system_identifier;
+    let peers: Vec<(String, PeerState)> = views
+        .iter()
+        .map(|(addr, view)| (addr.clone(), opinion::as_peer_state(view, sysid)))
+        .collect();
+
+    // Raise this voter's record with what this run saw, then read it back.
+    let observed = decide::observed_claims(&config.node_name, Some(&local), &peers, sysid);
+    let state_dir = config.state_dir.clone();
+    let record = tokio::task::spawn_blocking(move || {
+        if dry_run {
+            claims_store::load(&state_dir)
+        } else {
+            claims_store::raise(&state_dir, &observed)
+        }
+    })
+    .await
+    .context("the claim record task failed")?;
+    let own: Option<Option<Highest>> = match record {
+        Ok(record) => Some(record.highest(sysid).cloned()),
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    };
+
+    let runtime_dir = &config.responder.runtime_dir;
+    let previous_verdict = runtime_files::read_verdict(runtime_dir);
+    let previous = previous_primacy(&previous_verdict, &now);
+    let lease = config.responder.lease;
+    let wait = timing::wait(lease, &config.haproxy_check);
+    let voters = 1 + config.grpc.neighbours.len() + usize::from(config.grpc.witness.is_some());
+    let decision = decide::decide(&decide::Inputs {
+        me: &config.node_name,
+        my_ip: &config.primary_ip.to_string(),
+        local: Some(&local),
+        peers: &peers,
+        own_record: own.as_ref().map(Option::as_ref),
+        voters,
+        previous: previous.as_ref(),
+        t0_ms: t0.boottime_ms,
+        now_ms: now.boottime_ms,
+        lease_ms: lease.as_millis() as u64,
+        wait_ms: wait.as_millis() as u64,
+        max_lag_bytes: config.responder.max_lag_bytes,
+    });
+    log::warn!("{decision}");
+
+    let Some(kind) = decision.kind else {
+        return Ok(());
+    };
+    let verdict = Verdict {
+        kind,
+        reason: decision.reason.clone(),
+        written: t0.clone(),
+        valid_ms: lease.as_millis() as u64,
+        wait_until_ms: decision.wait_until_ms,
+        identity: decision.identity.clone(),
+    };
+    let hba_path = config
+        .hba_config
+        .as_deref()
+        .context("harepd.hbaConfig is required on a data node")?;
+    let old_hba = std::fs::read_to_string(hba_path)
+        .with_context(|| format!("cannot read {}", hba_path.display()))?;
+    let new_hba =
+        render::render_hba(&old_hba, &hba_rules(config, &decision)).with_context(|| {
+            format!(
+                "{} has a damaged managed block; fix it by hand",
+                hba_path.display()
+            )
+        })?;
+
+    if dry_run {
+        println!("{decision}");
+        print_diff(hba_path, &old_hba, &new_hba);
+        println!("--- the verdict it would write:\n{}", verdict.render());
+        return Ok(());
+    }
+
+    // The verdict first: it is what fences the responder, at once.
+    let verdict_path = runtime_files::verdict_path(runtime_dir);
+    crate::fsutil::write_atomic(&verdict_path, verdict.render().as_bytes(), 0o644)
+        .with_context(|| format!("cannot write the verdict {}", verdict_path.display()))?;
+    let client = client.context("the Postgres connection was lost")?;
+    if new_hba != old_hba {
+        apply::apply(&client, hba_path, &old_hba, &new_hba)
+            .await
+            .with_context(|| format!("pg_hba.conf {} left as it was", hba_path.display()))?;
+        log::warn!(
+            "{}: pg_hba.conf's managed block rewritten and reloaded",
+            hba_path.display()
+        );
+    }
+    if kind == VerdictKind::Fenced {
+        let mut users = vec![config.read_write_user.clone()];
+        users.extend(config.fence_users.iter().cloned());
+        let ended = tokio::time::timeout(bound, admin::terminate_sessions(&client, &users))
+            .await
+            .unwrap_or(Err(pg::ProbeError::Timeout(bound)))
+            .context("cannot end the fenced node's write sessions")?;
+        if ended > 0 {
+            log::warn!(
+                "fenced: ended {ended} open session(s) of {}",
+                users.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The managed block's rules for this decision.
+fn hba_rules(config: &Config, d: &Decision) -> render::HbaRules {
+    render::HbaRules {
+        servers: config.haproxy_servers.clone(),
+        read_write_user: config.read_write_user.clone(),
+        read_only_user: config.read_only_user.clone().filter(|_| config.allow_ro),
+        read_write_allowed: d.read_write_allowed,
+        read_only_allowed: d.read_only_allowed,
+        auth_allow: config.auth_allow.clone(),
+        auth_deny: config.auth_deny.clone(),
+        fenced_users: if d.fenced() {
+            config.fence_users.clone()
+        } else {
+            Vec::new()
+        },
+        // Only the verdict: a line that changes every run would rewrite
+        // the file every run.
+        why: format!(
+            "this node: {}",
+            d.kind.map_or("unknown", VerdictKind::as_str)
+        ),
+    }
+}
+
+fn print_diff(path: &Path, old: &str, new: &str) {
+    if old == new {
+        println!("--- {}: no change", path.display());
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(old, new);
+    print!(
+        "{}",
+        diff.unified_diff().context_radius(2).header(
+            &path.display().to_string(),
+            &format!("{} (new)", path.display())
+        )
+    );
+}
