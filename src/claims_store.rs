@@ -98,6 +98,7 @@ pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimSto
     }
     if changed {
         let path = claims_path(state_dir);
+        crate::fsutil::remove_stale_temps(&path);
         write_atomic(&path, record.render().as_bytes(), 0o640)
             .map_err(|source| ClaimStoreError::Io { path, source })?;
     }

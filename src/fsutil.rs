@@ -52,6 +52,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Removes the temp files a writer of `path` killed mid-write left behind
+/// (`.NAME.*.tmp` in its directory). Only call it while holding the lock
+/// that serialises the writers of `path`, or a live writer's temp file
+/// could go.
+pub fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => log::info!(
+                    "removed {}, left by a writer that was killed",
+                    entry.path().display()
+                ),
+                Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +105,27 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["pg_hba.conf"], "no temp file left behind");
+    }
+
+    #[test]
+    fn stale_temps_of_one_file_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pg_hba.conf");
+        for name in [
+            ".pg_hba.conf.abc123.tmp",
+            ".pg_hba.conf.x.tmp",
+            ".other.x.tmp",
+            "pg_ident.conf",
+        ] {
+            std::fs::write(dir.path().join(name), "x").expect("write");
+        }
+        remove_stale_temps(&path);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".other.x.tmp", "pg_ident.conf"]);
     }
 
     #[test]

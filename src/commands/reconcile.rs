@@ -234,6 +234,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
 
     // The verdict first: it is what fences the responder, at once.
     let verdict_path = runtime_files::verdict_path(runtime_dir);
+    crate::fsutil::remove_stale_temps(&verdict_path);
     crate::fsutil::write_atomic(&verdict_path, verdict.render().as_bytes(), 0o644)
         .with_context(|| format!("cannot write the verdict {}", verdict_path.display()))?;
     let client = client.context("the Postgres connection was lost")?;

@@ -1,0 +1,404 @@
+//! `pgsql-state reconcile` against real PostgreSQL: a primary, a standby
+//! and a witness, with their peers running and the reconciler run as its
+//! timer would run it. pg_hba.conf's managed block is checked with real
+//! logins, the zombie left by a promotion is fenced (its writers' sessions
+//! ended), the new primary waits out the lease, an isolated primary is
+//! fenced, and no crash ever tears pg_hba.conf.
+//!
+//! Timing: watchDog 1 s, connectionDeadline 1 s (L = 3 s), HAProxy
+//! `inter 1 fastinter 0.5 rise 2 fall 1`, timeout check 1 s (H = 3.5 s):
+//! a new primary waits W ≈ 6.6 s.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One node's files: config, runtime and state directories.
+struct NodeFiles {
+    name: &'static str,
+    config: PathBuf,
+    runtime: PathBuf,
+    bind: SocketAddr,
+}
+
+struct Setup {
+    cluster: Cluster,
+    nodes: [NodeFiles; 3],
+    dir: PathBuf,
+    /// node_1's pg_hba.conf as the DBA wrote it, before any run.
+    dba_hba: String,
+}
+
+const HAPROXY_CHECK: &str =
+    "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 2\n      fall: 1\n      timeoutCheck: 1\n";
+
+fn node_yaml(c: &Cluster, name: &'static str, bind: SocketAddr, dir: &Path) -> NodeFiles {
+    let (neighbours, witness) = (
+        vec![
+            SocketAddr::new(c.primary.addr.into(), 10200),
+            SocketAddr::new(c.standby.addr.into(), 10200),
+        ],
+        SocketAddr::new(c.spare_addr(4).into(), 10200),
+    );
+    let runtime = dir.join(format!("run-{name}"));
+    let state = dir.join(format!("state-{name}"));
+    for d in [&runtime, &state] {
+        std::fs::create_dir_all(d).expect("create a node dir");
+    }
+    let (conninfo, hba) = match name {
+        "node_1" => (c.primary.conninfo(), c.primary.data_dir.join("pg_hba.conf")),
+        "node_2" => (c.standby.conninfo(), c.standby.data_dir.join("pg_hba.conf")),
+        _ => (
+            "host=/nonexistent".to_string(),
+            PathBuf::from("/nonexistent"),
+        ),
+    };
+    let yaml = PeerConfig {
+        node_name: name,
+        primary_ip: &bind.ip().to_string(),
+        bind,
+        neighbours: neighbours
+            .iter()
+            .filter(|n| **n != bind)
+            .map(ToString::to_string)
+            .collect(),
+        witness: witness.to_string(),
+        conninfo,
+        runtime_dir: &runtime,
+        tls: None,
+        connection_deadline: 1.0,
+    }
+    .yaml()
+    .replace(
+        "hbaConfig: \"/nonexistent/pg_hba.conf\"",
+        &format!("hbaConfig: \"{}\"", hba.display()),
+    )
+    .replace("  watchDog: 2\n", "  watchDog: 1\n")
+    .replace(
+        "      readWrite: \"harw\"\n",
+        &format!("      readWrite: \"harw\"\n{HAPROXY_CHECK}"),
+    )
+        + &format!(
+            "  stateDir: \"{}\"\n  fencing: strict\n  fenceUsers: [app]\n  authModes:\n    allow: md5\n    deny: reject\n",
+            state.display()
+        );
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(&config, yaml).expect("write a config");
+    let path = config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", path, "claims", "init"]);
+    assert_eq!(code, 0, "claims init: {out}{err}");
+    NodeFiles {
+        name,
+        config,
+        runtime,
+        bind,
+    }
+}
+
+fn setup() -> MutexGuard<'static, Setup> {
+    static SETUP: OnceLock<Mutex<Setup>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| {
+            let cluster = Cluster::start();
+            for sql in [
+                "CREATE ROLE harw LOGIN PASSWORD 'harw-pass'",
+                "CREATE DATABASE harw OWNER harw",
+                "CREATE ROLE app LOGIN PASSWORD 'app-pass'",
+                "CREATE TABLE writes (n int)",
+                "GRANT ALL ON writes TO app",
+            ] {
+                cluster.primary.sql(sql);
+            }
+            let dir = runtime_dir("reconcile");
+            let nodes = [
+                node_yaml(
+                    &cluster,
+                    "node_1",
+                    SocketAddr::new(cluster.primary.addr.into(), 10200),
+                    &dir,
+                ),
+                node_yaml(
+                    &cluster,
+                    "node_2",
+                    SocketAddr::new(cluster.standby.addr.into(), 10200),
+                    &dir,
+                ),
+                node_yaml(
+                    &cluster,
+                    "witness",
+                    SocketAddr::new(cluster.spare_addr(4).into(), 10200),
+                    &dir,
+                ),
+            ];
+            let dba_hba = std::fs::read_to_string(cluster.primary.data_dir.join("pg_hba.conf"))
+                .expect("read pg_hba.conf");
+            Mutex::new(Setup {
+                cluster,
+                nodes,
+                dir,
+                dba_hba,
+            })
+        })
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn start_peers(s: &Setup) -> Vec<Spawned> {
+    s.nodes
+        .iter()
+        .map(|n| {
+            start_peer(
+                &n.config,
+                n.bind,
+                &s.dir.join(format!("peer-{}.log", n.name)),
+            )
+        })
+        .collect()
+}
+
+/// One reconcile run of `node`; returns its exit code and log.
+fn reconcile(node: &NodeFiles, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["-f", node.config.to_str().expect("utf-8"), "reconcile"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = pgsql_state(&args);
+    (code, format!("{out}{err}"))
+}
+
+/// What `node`'s responder says under `fencing: strict`.
+fn word(conninfo: &str, node: &NodeFiles) -> String {
+    respond_word(
+        conninfo,
+        &[
+            "--fencing",
+            "strict",
+            "--runtime-dir",
+            node.runtime.to_str().expect("utf-8"),
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+/// Logs in as `user` over TCP (from 127.0.0.1, the HAProxy address of the
+/// configs) and says whether Postgres let it in; the error text otherwise.
+fn login(node: &Node, user: &str, password: &str) -> Result<(), String> {
+    let out = Command::new(pg_bin("psql"))
+        .args(["-X", "-A", "-t", "-h"])
+        .arg(node.addr.to_string())
+        .args([
+            "-p",
+            "5432",
+            "-U",
+            user,
+            "-d",
+            if user == "harw" { "harw" } else { "postgres" },
+        ])
+        .args(["-c", "SELECT 1"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("run psql");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs the reconciler of every data node once a second (as the timer
+/// would) until `done`, sampling both responders between runs; panics
+/// after `bound` or if both ever answer `production`. Returns the
+/// elapsed time when `done` first held.
+fn run_until(
+    s: &Setup,
+    bound: Duration,
+    what: &str,
+    mut done: impl FnMut(&str, &str) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    let c = &s.cluster;
+    loop {
+        for node in &s.nodes[..2] {
+            let (code, log) = reconcile(node, &[]);
+            assert!(code == 0, "{} reconcile failed: {log}", node.name);
+        }
+        let w1 = word(&c.primary.conninfo(), &s.nodes[0]);
+        let w2 = word(&c.standby.conninfo(), &s.nodes[1]);
+        assert!(
+            !(w1 == "production" && w2 == "production"),
+            "two nodes answer production at once"
+        );
+        if done(&w1, &w2) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what}; node_1 says {w1}, node_2 says {w2}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn healthy_zombie_and_isolated() {
+    let s = setup();
+    let c = &s.cluster;
+    let _peers = start_peers(&s);
+    let hba1 = c.primary.data_dir.join("pg_hba.conf");
+    let hba2 = c.standby.data_dir.join("pg_hba.conf");
+
+    // Healthy: after the first majority and its wait, production and standby.
+    let took = run_until(
+        &s,
+        Duration::from_secs(40),
+        "a healthy cluster",
+        |w1, w2| w1 == "production" && w2 == "standby",
+    );
+    println!("healthy: node_1 production after {took:?} (the first wait)");
+    let block1 = std::fs::read_to_string(&hba1).expect("read");
+    assert!(
+        block1.starts_with("# BEGIN pgsql-state managed block"),
+        "{block1}"
+    );
+    assert!(
+        block1.contains("host harw harw 127.0.0.1/32 md5"),
+        "{block1}"
+    );
+    let block2 = std::fs::read_to_string(&hba2).expect("read");
+    assert!(
+        block2.contains("host harw harw 127.0.0.1/32 reject"),
+        "{block2}"
+    );
+    // The DBA's lines are kept byte for byte, after the block.
+    let end = "# END pgsql-state managed block\n";
+    let after = &block1[block1.find(end).expect("an END line") + end.len()..];
+    assert_eq!(after, s.dba_hba);
+    // Real logins: harw reaches the primary, not the standby.
+    login(&c.primary, "harw", "harw-pass").expect("harw logs in on the primary");
+    let refused = login(&c.standby, "harw", "harw-pass").expect_err("harw refused on the standby");
+    assert!(
+        refused.contains("pg_hba.conf rejects connection"),
+        "{refused}"
+    );
+    // A second run rewrites nothing: same inode, same mtime.
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::metadata(&hba1).expect("stat");
+    let (code, log) = reconcile(&s.nodes[0], &[]);
+    assert_eq!(code, 0, "{log}");
+    let after_run = std::fs::metadata(&hba1).expect("stat");
+    assert_eq!(
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        (after_run.ino(), after_run.mtime(), after_run.mtime_nsec()),
+        "a run with nothing to change rewrote pg_hba.conf"
+    );
+    // --dry-run prints the decision line and changes nothing.
+    let (code, out) = reconcile(&s.nodes[0], &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("node_1: production (timeline 1, 3/3 voters)"),
+        "{out}"
+    );
+    assert!(out.contains("no change"), "{out}");
+
+    // The zombie: a writer is connected to node_1, then node_2 is promoted
+    // while node_1 runs on.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let writer = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host={} port=5432 user=app password=app-pass dbname=postgres",
+                c.primary.addr
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("app connects before the fence");
+        tokio::spawn(conn);
+        client
+            .execute("INSERT INTO writes VALUES (1)", &[])
+            .await
+            .expect("a write");
+        client
+    });
+    let promoted = Instant::now();
+    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+    let fenced_after = run_until(&s, Duration::from_secs(30), "the zombie fenced", |w1, _| {
+        w1 == "fenced"
+    });
+    let fenced_at = promoted.elapsed();
+    let refused = login(&c.primary, "harw", "harw-pass").expect_err("harw refused on the zombie");
+    assert!(
+        refused.contains("pg_hba.conf rejects connection"),
+        "{refused}"
+    );
+    let ended = rt.block_on(writer.execute("INSERT INTO writes VALUES (2)", &[]));
+    assert!(
+        ended.is_err(),
+        "the writer connected before the fence still writes"
+    );
+    let refused = login(&c.primary, "app", "app-pass").expect_err("app refused on the zombie");
+    assert!(
+        refused.contains("pg_hba.conf rejects connection"),
+        "{refused}"
+    );
+    let _ = fenced_after;
+    run_until(
+        &s,
+        Duration::from_secs(40),
+        "the new primary in production",
+        |w1, w2| w1 == "fenced" && w2 == "production",
+    );
+    let production_at = promoted.elapsed();
+    println!(
+        "zombie: node_1 fenced {fenced_at:?} after the promotion; node_2 production {production_at:?} after it"
+    );
+    assert!(
+        production_at > Duration::from_secs(6),
+        "the new primary did not wait out the lease: {production_at:?}"
+    );
+    login(&c.standby, "harw", "harw-pass").expect("harw logs in on the new primary");
+
+    // Isolated: node_2's peers (node_1's and the witness's) stop.
+    drop(_peers);
+    let node_2_peer = start_peer(
+        &s.nodes[1].config,
+        s.nodes[1].bind,
+        &s.dir.join("peer-node_2-alone.log"),
+    );
+    let start = Instant::now();
+    let took = run_until(
+        &s,
+        Duration::from_secs(20),
+        "the isolated primary fenced",
+        |_, w2| w2 == "fenced",
+    );
+    println!("isolated: node_2 fenced {took:?} after its peers stopped");
+    let (_, out) = reconcile(&s.nodes[1], &["--dry-run"]);
+    assert!(out.contains("isolated: 1/3 voters reached"), "{out}");
+    let _ = start;
+    drop(node_2_peer);
+}
+
+#[test]
+fn a_config_error_exits_78_and_leaves_pg_hba_alone() {
+    let s = setup();
+    let hba = s.cluster.primary.data_dir.join("pg_hba.conf");
+    let before = std::fs::read(&hba).expect("read");
+    let bad = s.dir.join("bad.yml");
+    let text =
+        std::fs::read_to_string(&s.nodes[0].config).expect("read the config") + "  watchDogg: 1\n";
+    std::fs::write(&bad, text).expect("write");
+    let (code, out, err) = pgsql_state(&["-f", bad.to_str().expect("utf-8"), "reconcile"]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("harepd.watchDogg: unknown key"), "{err}");
+    assert_eq!(std::fs::read(&hba).expect("read"), before);
+}
