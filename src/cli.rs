@@ -25,7 +25,7 @@ pub enum Command {
     /// Answer one health check (systemd Accept=yes, inetd), or serve them (--listen, Accept=no).
     Respond(RespondArgs),
     /// Validate the config and print every problem with its key and line.
-    CheckConfig,
+    CheckConfig(CheckConfigArgs),
     /// Drain this node: the responder answers `maintenance` until turned off.
     Maintenance(MaintenanceArgs),
     /// Serve this node's facts and opinion over gRPC (models.ClusterInfo), as a data node or the witness.
@@ -36,6 +36,14 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// This voter's durable claim record: `init` (re)creates it, `show` prints it.
     Claims(ClaimsArgs),
+}
+
+/// `check-config` flags.
+#[derive(Debug, Default, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Also compare haproxy.check with the `prod` pool of this haproxy.cfg.
+    #[arg(long, value_name = "FILE")]
+    pub haproxy: Option<PathBuf>,
 }
 
 /// `reconcile` flags.

@@ -11,7 +11,8 @@
 //!   timeline rules), [`timing`] (lease and wait), [`claims`] (claim records),
 //!   [`verdict`] (the verdict
 //!   type, its text form, freshness), [`config`] (types, deserialising with
-//!   lines, validation), [`hba::render`] (the managed block of
+//!   lines, validation), [`haproxy_cfg`] (a haproxy.cfg's check timing),
+//!   [`hba::render`] (the managed block of
 //!   pg_hba.conf), [`status`] (the cluster table), and
 //!   [`peer::opinion`] (the answers a peer gives).
 //! - Edges: [`pg`] (the role query, the facts query, the warm connection),
@@ -39,6 +40,7 @@ pub mod conn_limit;
 pub mod decide;
 pub mod error_text;
 pub mod fsutil;
+pub mod haproxy_cfg;
 pub mod hba;
 pub mod logging;
 pub mod peer;

@@ -31,14 +31,16 @@ pub struct HaproxyCheck {
 
 impl Default for HaproxyCheck {
     /// The shipped configs: `inter 2s fastinter 1s rise 2 fall 1`,
-    /// `timeout check 2s`.
+    /// `timeout check 3s` (above the responder's 2 s checkTimeout, so a
+    /// hung Postgres is reported as `down: timeout`, not as a timed-out
+    /// check).
     fn default() -> Self {
         HaproxyCheck {
             inter: Duration::from_secs(2),
             fastinter: Duration::from_secs(1),
             rise: 2,
             fall: 1,
-            timeout_check: Duration::from_secs(2),
+            timeout_check: Duration::from_secs(3),
         }
     }
 }
@@ -87,16 +89,16 @@ mod tests {
     #[test]
     fn design_figures() {
         let shipped = HaproxyCheck::default();
-        // H = 2 + (2 + 2) + 1 − 1·1 = 6 s with the shipped configs.
-        assert_eq!(haproxy_term(&shipped), secs(6.0));
-        // Defaults (watchDog 15 s, deadline 5 s): L = 35 s, W ≈ 41.7 s.
+        // H = 2 + (2 + 3) + 1 − 1·1 = 7 s with the shipped configs.
+        assert_eq!(haproxy_term(&shipped), secs(7.0));
+        // Defaults (watchDog 15 s, deadline 5 s): L = 35 s, W ≈ 42.7 s.
         let l = lease(secs(15.0), secs(5.0));
         assert_eq!(l, secs(35.0));
         let w = wait(l, &shipped).as_secs_f64();
-        assert!((41.0..42.0).contains(&w), "{w}");
-        // watchDog 1 s, deadline 1 s: L = 3 s, W ≈ 9 s.
+        assert!((42.0..43.0).contains(&w), "{w}");
+        // watchDog 1 s, deadline 1 s: L = 3 s, W ≈ 10 s.
         let w = wait(lease(secs(1.0), secs(1.0)), &shipped).as_secs_f64();
-        assert!((9.0..9.2).contains(&w), "{w}");
+        assert!((10.0..10.2).contains(&w), "{w}");
         // The scenario suite's HAProxy: inter 1s fastinter 500ms rise 2 fall 1.
         let fast = HaproxyCheck {
             inter: secs(1.0),
@@ -108,6 +110,6 @@ mod tests {
         assert_eq!(haproxy_term(&fast), secs(3.5));
         // fall 3 adds two more failed checks.
         let slow_fall = HaproxyCheck { fall: 3, ..shipped };
-        assert_eq!(haproxy_term(&slow_fall), secs(6.0 + 2.0 * 5.0));
+        assert_eq!(haproxy_term(&slow_fall), secs(7.0 + 2.0 * 6.0));
     }
 }

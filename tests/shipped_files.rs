@@ -128,6 +128,58 @@ fn example_config_passes_check_config() {
 }
 
 #[test]
+fn check_config_compares_haproxy_check_with_a_real_haproxy_cfg() {
+    let conf = repo("conf/pgsql-state.yml");
+    let conf = conf.to_str().expect("utf-8");
+    for shipped in ["haproxy.cfg", "haproxy-httpchk.cfg", "haproxy-pgsql-check.cfg"] {
+        let cfg = repo(&format!("haproxy/{shipped}"));
+        let (code, out, err) = pgsql_state(&[
+            "-f",
+            conf,
+            "check-config",
+            "--haproxy",
+            cfg.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{shipped}: {out}{err}");
+        assert!(out.contains("haproxy.check matches"), "{out}");
+    }
+    // A site that checks faster than the keys say: the wait would be wrong.
+    let dir = runtime_dir("check-haproxy");
+    let faster = dir.join("haproxy.cfg");
+    let text = std::fs::read_to_string(repo("haproxy/haproxy.cfg"))
+        .expect("read")
+        .replace("inter 2s fastinter 1s rise 2 fall 1", "inter 1s fastinter 1s rise 2 fall 3");
+    std::fs::write(&faster, text).expect("write");
+    let (code, out, err) = pgsql_state(&[
+        "-f",
+        conf,
+        "check-config",
+        "--haproxy",
+        faster.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("harepd.haproxy.check.inter: is 2 s"), "{err}");
+    assert!(err.contains("harepd.haproxy.check.fall: is 1"), "{err}");
+}
+
+#[test]
+fn the_reconcile_timer_runs_every_watchdog() {
+    let timer = std::fs::read_to_string(repo("units/pgsql-state-reconcile.timer")).expect("read");
+    let conf = std::fs::read_to_string(repo("conf/pgsql-state.yml")).expect("read");
+    let watchdog = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("watchDog:"))
+        .and_then(|v| v.split('#').next())
+        .map(|v| v.trim().to_string())
+        .expect("watchDog in the example config");
+    assert!(
+        timer.contains(&format!("OnUnitActiveSec={watchdog}s")),
+        "the timer's interval is not watchDog ({watchdog} s):\n{timer}"
+    );
+    assert!(timer.contains("AccuracySec=100ms"), "{timer}");
+}
+
+#[test]
 fn check_config_prints_every_problem_and_exits_78() {
     let dir = runtime_dir("check-config");
     let path = dir.join("bad.yml");

@@ -1,17 +1,49 @@
 //! `pgsql-state check-config`: validates the YAML and prints every problem
-//! with its key path and line; exits 78 when there is any.
+//! with its key path and line; exits 78 when there is any. With
+//! `--haproxy FILE` it also compares `haproxy.check` with what that
+//! haproxy.cfg's `prod` pool really does, since the new primary's wait is
+//! computed from those keys.
 
 use std::path::Path;
 
-use crate::config;
+use anyhow::Context;
 
-pub fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
+use crate::cli::CheckConfigArgs;
+use crate::config::{self, ConfigError, Problem};
+use crate::haproxy_cfg;
+
+pub fn run(explicit: Option<&Path>, args: CheckConfigArgs) -> anyhow::Result<()> {
     let path = explicit.unwrap_or(Path::new(config::DEFAULT_CONFIG_PATH));
     let loaded = config::load(path)?;
     for warning in &loaded.warnings {
         println!("{}:{warning} (warning)", path.display());
     }
     let c = &loaded.config;
+    if let Some(cfg) = &args.haproxy {
+        let text = std::fs::read_to_string(cfg)
+            .with_context(|| format!("cannot read {}", cfg.display()))?;
+        let actual = haproxy_cfg::check_timing(&text, "prod")
+            .with_context(|| format!("{}", cfg.display()))?;
+        let problems: Vec<Problem> = haproxy_cfg::mismatches(&c.haproxy_check, &actual)
+            .into_iter()
+            .map(|(key, ours, theirs)| Problem {
+                path: format!("harepd.haproxy.check.{key}"),
+                line: None,
+                message: format!(
+                    "is {ours}, but {}'s prod pool uses {theirs}; the new primary's wait would not cover HAProxy",
+                    cfg.display()
+                ),
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            }
+            .into());
+        }
+        println!("{}: haproxy.check matches {}", path.display(), cfg.display());
+    }
     println!(
         "{}: ok: node {} ({}), {} neighbour(s), witness {}, fencing {:?}, responder on {}",
         path.display(),

@@ -28,7 +28,7 @@ pub struct UsageError(pub String);
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Respond(args) => respond::run(cli.config.as_deref(), args),
-        Command::CheckConfig => check_config::run(cli.config.as_deref()),
+        Command::CheckConfig(args) => check_config::run(cli.config.as_deref(), args),
         Command::Maintenance(args) => maintenance::run(cli.config.as_deref(), args),
         Command::Peer(args) => peer::run(cli.config.as_deref(), args),
         Command::Status(args) => status::run(cli.config.as_deref(), args),
