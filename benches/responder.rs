@@ -116,7 +116,7 @@ fn one_shot_peak_rss_kib(conninfo: &str, addr: SocketAddr) -> i64 {
     // Reaped below by wait4, which is what reports the child's peak RSS.
     #[allow(clippy::zombie_processes)]
     let child = Command::new(binary())
-        .args(["respond", "--conninfo", conninfo])
+        .args(["respond", "--fencing", "off", "--conninfo", conninfo])
         .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -200,8 +200,16 @@ fn main() {
         psql, "-X", "-At", "-h", &sock, "-U", "postgres", "-d", "postgres", "-c", psql_query,
     ];
     let _echo = spawn_activate(7001, true, &["/bin/echo", "production"]);
-    let _accept = spawn_activate(7002, false, &[bin, "respond", "--conninfo", &conninfo]);
-    let _inetd = spawn_activate(7003, true, &[bin, "respond", "--conninfo", &conninfo]);
+    let _accept = spawn_activate(
+        7002,
+        false,
+        &[bin, "respond", "--fencing", "off", "--conninfo", &conninfo],
+    );
+    let _inetd = spawn_activate(
+        7003,
+        true,
+        &[bin, "respond", "--fencing", "off", "--conninfo", &conninfo],
+    );
     let _psql = spawn_activate(7004, true, &psql_argv);
     constant_server(at(7005));
     let server = respond_server(at(7006), &["--conninfo", &conninfo]);

@@ -5,12 +5,14 @@
 #   ./scripts/playground.sh --keep   leave everything running to poke at
 #
 # It starts a PostgreSQL primary (node_1, 127.0.0.2) and a streaming standby
-# (node_2, 127.0.0.3), a pgsql-state responder on each node's port 5431
-# (socket-activated per connection, as systemd's Accept=yes does), a peer on
-# each node's port 10000 plus a witness peer (127.0.0.5), and HAProxy
-# (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses rewritten. It
-# shows what `nc` answers, `pgsql-state status`, where HAProxy routes, and a
-# failover: the primary stops, the standby is promoted, and HAProxy follows.
+# (node_2, 127.0.0.3), a peer on each node's port 10000 plus a witness peer
+# (127.0.0.5), a reconciler on each data node run every second as its timer
+# would, a pgsql-state responder on each node's port 5431 (socket-activated
+# per connection, as systemd's Accept=yes does, with `fencing: strict`), and
+# HAProxy (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses
+# rewritten. It shows what `nc` answers, `pgsql-state status`, where HAProxy
+# routes, and a failover: the primary stops, the standby is promoted, sits
+# out the old primary's lease, and HAProxy follows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=no
@@ -27,7 +29,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 stop_all() {
   [ -f "$base/haproxy.pid" ] && kill "$(cat "$base/haproxy.pid")" 2>/dev/null || true
-  for pidfile in "$base"/responder-*.pid "$base"/peer-*.pid; do
+  for pidfile in "$base"/reconciler-*.pid "$base"/responder-*.pid "$base"/peer-*.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
   for n in 1 2; do
@@ -63,18 +65,6 @@ CONF
 echo "primary_conninfo = 'host=$(node_addr 1) port=5432 user=postgres application_name=node_2'" >>"$base/n2/postgresql.auto.conf"
 as_pg "$pgbin/pg_ctl" -D "$base/n2" -l "$base/n2.log" -w start >/dev/null
 
-say "pgsql-state responders on port 5431 of each node"
-for n in 1 2; do
-  systemd-socket-activate --accept -l "$(node_addr "$n"):5431" -- \
-    "$bin" respond --conninfo "$(conninfo "$n")" --runtime-dir "$base/run$n" 2>>"$base/responder-$n.log" &
-  echo $! >"$base/responder-$n.pid"
-done
-sleep 0.5
-for n in 1 2; do
-  echo "\$ nc $(node_addr "$n") 5431"
-  nc "$(node_addr "$n")" 5431
-done
-
 say "pgsql-state peers: node_1 and node_2 on port 10000, the witness on 127.0.0.5:10000"
 write_config() { # name ip neighbours...
   local name=$1 ip=$2; shift 2
@@ -82,7 +72,10 @@ write_config() { # name ip neighbours...
     echo "harepd:"
     echo "  nodeName: \"$name\""
     echo "  primaryIP: \"$ip\""
-    echo "  hbaConfig: \"$base/pg_hba-$name.conf\""
+    case $name in
+      node_1) echo "  hbaConfig: \"$base/n1/pg_hba.conf\"" ;;
+      node_2) echo "  hbaConfig: \"$base/n2/pg_hba.conf\"" ;;
+    esac
     echo "  haproxy:"
     echo "    server: [\"127.0.0.4\"]"
     echo "    users: {readWrite: harw}"
@@ -91,8 +84,8 @@ write_config() { # name ip neighbours...
     echo "    bindAddress: \"$ip\""
     echo "    neighbours: [$(printf '"%s:10000",' "$@" | sed 's/,$//')]"
     echo "    witness: \"127.0.0.5:10000\""
-    echo "    connectionDeadline: 2"
-    echo "  watchDog: 5"
+    echo "    connectionDeadline: 1"
+    echo "  watchDog: 1"
     echo "  postgres:"
     case $name in
       node_1) echo "    conninfo: \"$(conninfo 1)\"" ;;
@@ -100,8 +93,11 @@ write_config() { # name ip neighbours...
       *) echo "    conninfo: \"host=/nonexistent\"" ;;
     esac
     echo "  runtimeDir: \"$base/run-$name\""
+    echo "  stateDir: \"$base/state-$name\""
   } >"$base/$name.yml"
-  "$bin" -f "$base/$name.yml" check-config >/dev/null
+  mkdir -p "$base/run-$name" "$base/state-$name"
+  "$bin" -f "$base/$name.yml" check-config --haproxy haproxy/haproxy.cfg >/dev/null
+  "$bin" -f "$base/$name.yml" claims init >/dev/null
 }
 write_config node_1 "$(node_addr 1)" "$(node_addr 2)"
 write_config node_2 "$(node_addr 2)" "$(node_addr 1)"
@@ -110,7 +106,33 @@ for name in node_1 node_2 witness; do
   "$bin" -f "$base/$name.yml" peer 2>>"$base/peer-$name.log" &
   echo $! >"$base/peer-$name.pid"
 done
-sleep 1
+
+say "Reconcilers on node_1 and node_2, every second (watchDog 1), as the timer runs them"
+for name in node_1 node_2; do
+  ( while :; do "$bin" -f "$base/$name.yml" reconcile 2>>"$base/reconcile-$name.log" || true; sleep 1; done ) &
+  echo $! >"$base/reconciler-$name.pid"
+done
+
+say "pgsql-state responders on port 5431 of each node (fencing: strict)"
+for n in 1 2; do
+  systemd-socket-activate --accept -l "$(node_addr "$n"):5431" -- \
+    "$bin" -f "$base/node_$n.yml" respond 2>>"$base/responder-$n.log" &
+  echo $! >"$base/responder-$n.pid"
+done
+answers() { for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done; }
+wait_word() { # node word
+  for _ in $(seq 1 300); do
+    [ "$(nc "$(node_addr "$1")" 5431 2>/dev/null)" = "$2" ] && return 0
+    sleep 0.1
+  done
+  echo "node_$1 did not answer $2" >&2; return 1
+}
+sleep 0.5
+answers
+echo "(a new primary sits out W = lease x (1+rho)/(1-rho) + HAProxy's term, about 10 s here, before it says production)"
+wait_word 1 production
+tail -n 1 "$base/reconcile-node_1.log"
+answers
 echo "\$ pgsql-state -f node_1.yml status"
 "$bin" -f "$base/node_1.yml" status
 
@@ -140,9 +162,13 @@ echo "\$ psql -h 127.0.0.4 -p 5432 -c 'SELECT inet_server_addr(), pg_is_in_recov
 
 say "Failover: node_1 stops, node_2 is promoted"
 as_pg "$pgbin/pg_ctl" -D "$base/n1" -m fast -w stop >/dev/null
-for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done
+answers
 as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
-for n in 1 2; do echo "\$ nc $(node_addr "$n") 5431"; nc "$(node_addr "$n")" 5431; done
+answers
+echo "(node_2 sits out the old primary's lease before it says production)"
+wait_word 2 production
+tail -n 1 "$base/reconcile-node_2.log"
+answers
 wait_status prod node_2 UP && wait_status prod node_1 DOWN && wait_status stdby node_2 DOWN
 status
 sleep 1.1 # the witness caches its view for a second

@@ -35,7 +35,9 @@ pub enum HaproxyCfgError {
 
 /// A HAProxy time: `500ms`, `2s`, `1m`, `1h`, or a bare number of ms.
 pub fn parse_time(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().ok()?;
     Some(match unit {
@@ -102,10 +104,14 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
             value: value.to_string(),
             kind,
         };
-        let time = |key: &str, value: &str| parse_time(value).ok_or_else(|| bad(key, value, "time"));
-        let count = |key: &str, value: &str| value.parse::<u32>().map_err(|_| bad(key, value, "count"));
+        let time =
+            |key: &str, value: &str| parse_time(value).ok_or_else(|| bad(key, value, "time"));
+        let count =
+            |key: &str, value: &str| value.parse::<u32>().map_err(|_| bad(key, value, "count"));
         match words.as_slice() {
-            ["timeout", "check", value, ..] => seen.timeout_check = Some(time("timeout check", value)?),
+            ["timeout", "check", value, ..] => {
+                seen.timeout_check = Some(time("timeout check", value)?)
+            }
             ["default-server", rest @ ..] => {
                 for pair in rest.chunks(2) {
                     if let [key, value] = pair {
@@ -125,7 +131,10 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
     if !found {
         return Err(HaproxyCfgError::NoPool(pool.to_string()));
     }
-    let inter = ours.inter.or(defaults.inter).unwrap_or(Duration::from_secs(2));
+    let inter = ours
+        .inter
+        .or(defaults.inter)
+        .unwrap_or(Duration::from_secs(2));
     Ok(HaproxyCheck {
         inter,
         fastinter: ours.fastinter.or(defaults.fastinter).unwrap_or(inter),
@@ -140,7 +149,10 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
 
 /// Each key of `haproxy.check` that differs from `actual`, as
 /// `(key, configured, actual)` in words.
-pub fn mismatches(configured: &HaproxyCheck, actual: &HaproxyCheck) -> Vec<(String, String, String)> {
+pub fn mismatches(
+    configured: &HaproxyCheck,
+    actual: &HaproxyCheck,
+) -> Vec<(String, String, String)> {
     let secs = |d: Duration| format!("{} s", d.as_secs_f64());
     let mut out = Vec::new();
     let mut time = |key: &str, a: Duration, b: Duration| {
@@ -150,7 +162,11 @@ pub fn mismatches(configured: &HaproxyCheck, actual: &HaproxyCheck) -> Vec<(Stri
     };
     time("inter", configured.inter, actual.inter);
     time("fastinter", configured.fastinter, actual.fastinter);
-    time("timeoutCheck", configured.timeout_check, actual.timeout_check);
+    time(
+        "timeoutCheck",
+        configured.timeout_check,
+        actual.timeout_check,
+    );
     for (key, a, b) in [
         ("rise", configured.rise, actual.rise),
         ("fall", configured.fall, actual.fall),
@@ -170,8 +186,14 @@ mod tests {
     fn the_shipped_configs_match_the_default_keys() {
         for (name, text) in [
             ("haproxy.cfg", include_str!("../haproxy/haproxy.cfg")),
-            ("haproxy-httpchk.cfg", include_str!("../haproxy/haproxy-httpchk.cfg")),
-            ("haproxy-pgsql-check.cfg", include_str!("../haproxy/haproxy-pgsql-check.cfg")),
+            (
+                "haproxy-httpchk.cfg",
+                include_str!("../haproxy/haproxy-httpchk.cfg"),
+            ),
+            (
+                "haproxy-pgsql-check.cfg",
+                include_str!("../haproxy/haproxy-pgsql-check.cfg"),
+            ),
         ] {
             let actual = check_timing(text, "prod").expect(name);
             assert_eq!(actual, HaproxyCheck::default(), "{name}");
@@ -207,7 +229,10 @@ mod tests {
         ));
         // HAProxy's own defaults when nothing is set.
         let bare = check_timing("listen prod\n", "prod").expect("a prod pool");
-        assert_eq!((bare.inter, bare.fall, bare.timeout_check), (Duration::from_secs(2), 3, Duration::from_secs(2)));
+        assert_eq!(
+            (bare.inter, bare.fall, bare.timeout_check),
+            (Duration::from_secs(2), 3, Duration::from_secs(2))
+        );
         assert_eq!(parse_time("1500"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_time("2x"), None);
     }

@@ -397,6 +397,8 @@ fn config_file_drives_respond_and_errors_exit_78() {
         &format!("conninfo: \"{}\"", c.standby.conninfo()),
     );
     assert_ne!(text, base, "the shipped config sets postgres.conninfo");
+    // No reconciler runs here: the file says how verdicts are used.
+    let text = text.replace("  fencing: strict", "  fencing: verdict");
     std::fs::write(&config, &text).expect("write config");
     let cfg = config.to_str().expect("utf-8");
     let (code, out, err) = pgsql_state(&[

@@ -131,7 +131,11 @@ fn example_config_passes_check_config() {
 fn check_config_compares_haproxy_check_with_a_real_haproxy_cfg() {
     let conf = repo("conf/pgsql-state.yml");
     let conf = conf.to_str().expect("utf-8");
-    for shipped in ["haproxy.cfg", "haproxy-httpchk.cfg", "haproxy-pgsql-check.cfg"] {
+    for shipped in [
+        "haproxy.cfg",
+        "haproxy-httpchk.cfg",
+        "haproxy-pgsql-check.cfg",
+    ] {
         let cfg = repo(&format!("haproxy/{shipped}"));
         let (code, out, err) = pgsql_state(&[
             "-f",
@@ -148,7 +152,10 @@ fn check_config_compares_haproxy_check_with_a_real_haproxy_cfg() {
     let faster = dir.join("haproxy.cfg");
     let text = std::fs::read_to_string(repo("haproxy/haproxy.cfg"))
         .expect("read")
-        .replace("inter 2s fastinter 1s rise 2 fall 1", "inter 1s fastinter 1s rise 2 fall 3");
+        .replace(
+            "inter 2s fastinter 1s rise 2 fall 1",
+            "inter 1s fastinter 1s rise 2 fall 3",
+        );
     std::fs::write(&faster, text).expect("write");
     let (code, out, err) = pgsql_state(&[
         "-f",
@@ -186,7 +193,7 @@ fn check_config_prints_every_problem_and_exits_78() {
     let good = std::fs::read_to_string(repo("conf/pgsql-state.yml")).expect("read the example");
     let bad = good
         .replace("  watchDog: 15", "  watchDogg: 15")
-        .replace("  fencing: verdict", "  fencing: sometimes")
+        .replace("  fencing: strict", "  fencing: sometimes")
         .replace("  primaryIP: \"10.21.57.61\"", "  primaryIP: \"node-1\"");
     std::fs::write(&path, &bad).expect("write the bad config");
     let line_of = |needle: &str| {

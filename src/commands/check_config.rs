@@ -42,7 +42,11 @@ pub fn run(explicit: Option<&Path>, args: CheckConfigArgs) -> anyhow::Result<()>
             }
             .into());
         }
-        println!("{}: haproxy.check matches {}", path.display(), cfg.display());
+        println!(
+            "{}: haproxy.check matches {}",
+            path.display(),
+            cfg.display()
+        );
     }
     println!(
         "{}: ok: node {} ({}), {} neighbour(s), witness {}, fencing {:?}, responder on {}",

@@ -50,9 +50,11 @@ pub enum Fencing {
     /// Ignore verdicts: plain pgsql-state behaviour.
     Off,
     /// A fencing verdict turns `production` into `fenced`, even when stale.
-    #[default]
     Verdict,
-    /// `production` needs a fresh, confirming verdict bound to this postmaster.
+    /// `production` needs a fresh, confirming verdict bound to this
+    /// postmaster, past its wait: the default, and the only mode in which
+    /// two nodes never answer `production` at once.
+    #[default]
     Strict,
 }
 

@@ -196,6 +196,17 @@ pub enum Activation {
     Listener,
 }
 
+/// The responder tests run without a reconciler, so unless a test chooses
+/// (`--fencing`, or a config file with `-f`), they say `--fencing off`:
+/// the default, `strict`, answers `fenced` until a verdict confirms.
+pub fn fencing_off_unless_chosen(pre_args: &[&str], args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !pre_args.contains(&"-f") && !args.contains(&"--fencing") {
+        out.extend(["--fencing".to_string(), "off".to_string()]);
+    }
+    out
+}
+
 /// Runs `pgsql-state [pre_args] respond [args]` under `systemd-socket-activate` on `addr`.
 pub fn socket_activate(
     addr: SocketAddr,
@@ -219,7 +230,7 @@ pub fn socket_activate(
         .arg(binary())
         .args(pre_args)
         .arg("respond")
-        .args(args);
+        .args(fencing_off_unless_chosen(pre_args, args));
     cmd.stderr(Stdio::null());
     Spawned::listening(cmd, addr, &format!("socket-activated responder ({how:?})"))
 }
@@ -228,7 +239,7 @@ pub fn socket_activate(
 pub fn respond_server(addr: SocketAddr, args: &[&str]) -> Spawned {
     let mut cmd = Command::new(binary());
     cmd.args(["respond", "--listen", &addr.to_string()])
-        .args(args);
+        .args(fencing_off_unless_chosen(&[], args));
     Spawned::listening(cmd, addr, "long-lived responder")
 }
 
@@ -259,8 +270,13 @@ pub fn runtime_dir(tag: &str) -> PathBuf {
 /// `pgsql-state respond --conninfo CONNINFO [extra]` from a terminal (stdin
 /// not a socket): it prints the word; it must exit 0 whatever the word.
 pub fn respond_word(conninfo: &str, extra: &[&str]) -> String {
-    let mut args = vec!["respond", "--conninfo", conninfo];
-    args.extend_from_slice(extra);
+    let mut args = vec![
+        "respond".to_string(),
+        "--conninfo".to_string(),
+        conninfo.to_string(),
+    ];
+    args.extend(fencing_off_unless_chosen(&[], extra));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = pgsql_state(&args);
     assert_eq!(code, 0, "respond {extra:?}: {err}");
     out
