@@ -131,7 +131,7 @@ sleep 0.5
 answers
 echo "(a new primary sits out W = lease x (1+rho)/(1-rho) + HAProxy's term, about 10 s here, before it says production)"
 wait_word 1 production
-tail -n 1 "$base/reconcile-node_1.log"
+grep -E 'node_1: (production|fenced) \(' "$base/reconcile-node_1.log" | tail -n 1
 answers
 echo "\$ pgsql-state -f node_1.yml status"
 "$bin" -f "$base/node_1.yml" status
@@ -167,7 +167,7 @@ as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
 answers
 echo "(node_2 sits out the old primary's lease before it says production)"
 wait_word 2 production
-tail -n 1 "$base/reconcile-node_2.log"
+grep -E 'node_2: (production|fenced) \(' "$base/reconcile-node_2.log" | tail -n 1
 answers
 wait_status prod node_2 UP && wait_status prod node_1 DOWN && wait_status stdby node_2 DOWN
 status

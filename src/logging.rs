@@ -8,11 +8,17 @@ use std::io::Write;
 
 /// Starts logging; `silent` turns it off (stderr is the client's socket).
 pub fn init(silent: bool) {
+    init_at(silent, log::LevelFilter::Warn);
+}
+
+/// Starts logging at `level` unless `PGSQL_STATE_LOG` says otherwise (the
+/// reconciler logs its one decision line per run at info).
+pub fn init_at(silent: bool, level: log::LevelFilter) {
     let mut builder = env_logger::Builder::new();
     if silent {
         builder.filter_level(log::LevelFilter::Off);
     } else {
-        builder.filter_level(log::LevelFilter::Warn);
+        builder.filter_level(level);
         if let Ok(spec) = std::env::var("PGSQL_STATE_LOG") {
             builder.parse_filters(&spec);
         }

@@ -219,11 +219,23 @@ fn run_until(
     s: &Setup,
     bound: Duration,
     what: &str,
+    done: impl FnMut(&str, &str) -> bool,
+) -> Duration {
+    run_sampling(s, bound, what, done, &mut || {})
+}
+
+/// [`run_until`], calling `sample` between runs (to watch HAProxy).
+fn run_sampling(
+    s: &Setup,
+    bound: Duration,
+    what: &str,
     mut done: impl FnMut(&str, &str) -> bool,
+    sample: &mut dyn FnMut(),
 ) -> Duration {
     let start = Instant::now();
     let c = &s.cluster;
     loop {
+        sample();
         for node in &s.nodes[..2] {
             let (code, log) = reconcile(node, &[]);
             assert!(code == 0, "{} reconcile failed: {log}", node.name);
@@ -306,6 +318,12 @@ fn healthy_zombie_and_isolated() {
     );
     assert!(out.contains("no change"), "{out}");
 
+    // harepd's HAProxy variant checks Postgres itself (`option pgsql-check
+    // user harw`): only the pg_hba.conf edits route it.
+    let h = Haproxy::start(c, "haproxy-pgsql-check.cfg", c.spare_addr(6));
+    h.wait_up("prod", &["node_1"], Duration::from_secs(20));
+    let mut max_up = 0;
+
     // The zombie: a writer is connected to node_1, then node_2 is promoted
     // while node_1 runs on.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -331,9 +349,14 @@ fn healthy_zombie_and_isolated() {
     });
     let promoted = Instant::now();
     assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
-    let fenced_after = run_until(&s, Duration::from_secs(30), "the zombie fenced", |w1, _| {
-        w1 == "fenced"
-    });
+    let mut sample = || max_up = max_up.max(h.up("prod").len());
+    let fenced_after = run_sampling(
+        &s,
+        Duration::from_secs(30),
+        "the zombie fenced",
+        |w1, _| w1 == "fenced",
+        &mut sample,
+    );
     let fenced_at = promoted.elapsed();
     let refused = login(&c.primary, "harw", "harw-pass").expect_err("harw refused on the zombie");
     assert!(
@@ -366,6 +389,12 @@ fn healthy_zombie_and_isolated() {
         "the new primary did not wait out the lease: {production_at:?}"
     );
     login(&c.standby, "harw", "harw-pass").expect("harw logs in on the new primary");
+    // The pgsql-check pool follows the pg_hba edits alone. What it cannot
+    // promise: a zombie whose reconciler does not run keeps allowing harw,
+    // and the check passes on any authentication request.
+    h.wait_up("prod", &["node_2"], Duration::from_secs(20));
+    println!("pgsql-check variant: at most {max_up} server(s) UP in prod through the zombie run");
+    assert!(max_up <= 1, "two servers UP in the pgsql-check prod pool");
 
     // Isolated: node_2's peers (node_1's and the witness's) stop.
     drop(_peers);
@@ -401,4 +430,73 @@ fn a_config_error_exits_78_and_leaves_pg_hba_alone() {
     assert_eq!(code, 78, "{out}{err}");
     assert!(err.contains("harepd.watchDogg: unknown key"), "{err}");
     assert_eq!(std::fs::read(&hba).expect("read"), before);
+}
+
+#[test]
+fn a_run_killed_at_any_moment_leaves_pg_hba_old_or_new_and_no_temp_files() {
+    let s = setup();
+    let node = &s.nodes[0];
+    let hba = s.cluster.primary.data_dir.join("pg_hba.conf");
+    // Two configs whose blocks differ (the HAProxy address), so every run
+    // rewrites the file. No peers run: the runs are short, and a kill
+    // lands anywhere in them.
+    let text = std::fs::read_to_string(&node.config).expect("read the config");
+    let other = s.dir.join("node_1-other-haproxy.yml");
+    std::fs::write(
+        &other,
+        text.replace("      - \"127.0.0.1\"\n", "      - \"127.0.0.9\"\n"),
+    )
+    .expect("write");
+    let configs = [node.config.clone(), other];
+    let full_run = |config: &Path| {
+        let (code, out, err) = pgsql_state(&["-f", config.to_str().expect("utf-8"), "reconcile"]);
+        assert_eq!(code, 0, "{out}{err}");
+        std::fs::read_to_string(&hba).expect("read pg_hba.conf")
+    };
+    let texts = [full_run(&configs[0]), full_run(&configs[1])];
+    assert_ne!(texts[0], texts[1]);
+    let mut seed: u64 = 0x5eed;
+    let mut killed_mid_write = 0;
+    for i in 0..100 {
+        // xorshift: a delay of 0-60 ms, different each run, same each test.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 60_000);
+        let mut child = Command::new(binary())
+            .args(["-f", configs[i % 2].to_str().expect("utf-8"), "reconcile"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start reconcile");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait().expect("reap");
+        if !status.success() {
+            killed_mid_write += 1;
+        }
+        let now = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        assert!(
+            now == texts[0] || now == texts[1],
+            "run {i}, killed after {delay:?}: pg_hba.conf is neither the old text nor the new:\n{now}"
+        );
+    }
+    // One more whole run clears whatever killed runs left behind.
+    assert_eq!(full_run(&configs[0]), texts[0]);
+    let dirs = [s.cluster.primary.data_dir.clone(), node.runtime.clone()];
+    for dir in dirs {
+        let temps: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "temp files left in {}: {temps:?}",
+            dir.display()
+        );
+    }
+    println!("{killed_mid_write} of 100 runs were killed before they finished");
+    assert!(killed_mid_write > 10, "the kills should land inside runs");
 }

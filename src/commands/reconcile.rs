@@ -32,7 +32,7 @@ const LOCK_FILE: &str = "reconcile.lock";
 pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
     // t0 comes first: before the config, the facts, or any ask.
     let t0 = clock::now().context("cannot read CLOCK_BOOTTIME and the boot id")?;
-    crate::logging::init(false);
+    crate::logging::init_at(false, log::LevelFilter::Info);
     let loaded = super::load_config(explicit, false)?
         .ok_or_else(|| anyhow::anyhow!("reconcile needs a config file"))?;
     let config = loaded.config;
@@ -141,7 +141,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
     let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
     for (addr, view) in &views {
         if let crate::peer::client::PeerView::Unreachable(e) = view {
-            log::info!("peer {addr}: {e}");
+            log::debug!("peer {addr}: {e}");
         }
     }
 
@@ -198,7 +198,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         wait_ms: wait.as_millis() as u64,
         max_lag_bytes: config.responder.max_lag_bytes,
     });
-    log::warn!("{decision}");
+    log::info!("{decision}");
 
     let Some(kind) = decision.kind else {
         return Ok(());
