@@ -38,14 +38,31 @@ struct Setup {
 const HAPROXY_CHECK: &str =
     "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 2\n      fall: 1\n      timeoutCheck: 1\n";
 
+/// The usual peers of cluster `c` on `port`: node_1, node_2, the witness.
+fn peer_addrs(c: &Cluster, port: u16) -> [SocketAddr; 3] {
+    [
+        SocketAddr::new(c.primary.addr.into(), port),
+        SocketAddr::new(c.standby.addr.into(), port),
+        SocketAddr::new(c.spare_addr(4).into(), port),
+    ]
+}
+
 fn node_yaml(c: &Cluster, name: &'static str, bind: SocketAddr, dir: &Path) -> NodeFiles {
-    let (neighbours, witness) = (
-        vec![
-            SocketAddr::new(c.primary.addr.into(), 10200),
-            SocketAddr::new(c.standby.addr.into(), 10200),
-        ],
-        SocketAddr::new(c.spare_addr(4).into(), 10200),
-    );
+    let [p1, p2, w] = peer_addrs(c, bind.port());
+    let neighbours: Vec<SocketAddr> = [p1, p2].into_iter().filter(|n| *n != bind).collect();
+    node_yaml_with(c, name, bind, &neighbours, w, dir)
+}
+
+/// A node's config with its own `neighbours` list (the witness's lists
+/// every data node).
+fn node_yaml_with(
+    c: &Cluster,
+    name: &'static str,
+    bind: SocketAddr,
+    neighbours: &[SocketAddr],
+    witness: SocketAddr,
+    dir: &Path,
+) -> NodeFiles {
     let runtime = dir.join(format!("run-{name}"));
     let state = dir.join(format!("state-{name}"));
     for d in [&runtime, &state] {
@@ -63,11 +80,7 @@ fn node_yaml(c: &Cluster, name: &'static str, bind: SocketAddr, dir: &Path) -> N
         node_name: name,
         primary_ip: &bind.ip().to_string(),
         bind,
-        neighbours: neighbours
-            .iter()
-            .filter(|n| **n != bind)
-            .map(ToString::to_string)
-            .collect(),
+        neighbours: neighbours.iter().map(ToString::to_string).collect(),
         witness: witness.to_string(),
         conninfo,
         runtime_dir: &runtime,
@@ -499,4 +512,59 @@ fn a_run_killed_at_any_moment_leaves_pg_hba_old_or_new_and_no_temp_files() {
     }
     println!("{killed_mid_write} of 100 runs were killed before they finished");
     assert!(killed_mid_write > 10, "the kills should land inside runs");
+}
+
+#[test]
+fn a_non_transitive_partition_never_gives_two_production() {
+    // A cluster of its own: node_1 and node_2 reach each other's peer only
+    // through proxies that the test cuts; both reach the witness.
+    let c = Cluster::start();
+    let dir = runtime_dir("partition");
+    let [p1, p2, w] = peer_addrs(&c, 10300);
+    let to_2 = Proxy::start(SocketAddr::new(c.spare_addr(7).into(), 10300), p2);
+    let to_1 = Proxy::start(SocketAddr::new(c.spare_addr(8).into(), 10300), p1);
+    let nodes = [
+        node_yaml_with(&c, "node_1", p1, &[to_2.listen], w, &dir),
+        node_yaml_with(&c, "node_2", p2, &[to_1.listen], w, &dir),
+        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
+    ];
+    let s = Setup {
+        cluster: c,
+        nodes,
+        dir,
+        dba_hba: String::new(),
+    };
+    let c = &s.cluster;
+    let _peers = start_peers(&s);
+    run_until(
+        &s,
+        Duration::from_secs(40),
+        "a healthy cluster",
+        |w1, w2| w1 == "production" && w2 == "standby",
+    );
+    // A-B down, A-W and B-W up; then the HA tool promotes node_2.
+    to_2.cut();
+    to_1.cut();
+    let promoted = Instant::now();
+    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+    run_until(
+        &s,
+        Duration::from_secs(30),
+        "node_1 fenced through the witness",
+        |w1, _| w1 == "fenced",
+    );
+    let fenced_at = promoted.elapsed();
+    // run_until fails the test the moment both say production.
+    run_until(
+        &s,
+        Duration::from_secs(40),
+        "node_2 in production",
+        |w1, w2| w1 == "fenced" && w2 == "production",
+    );
+    println!(
+        "non-transitive partition: node_1 fenced {fenced_at:?} after the promotion, node_2 production {:?} after it",
+        promoted.elapsed()
+    );
+    let (_, out) = reconcile(&s.nodes[0], &["--dry-run"]);
+    assert!(out.contains("node_2 holds timeline 2"), "{out}");
 }
