@@ -331,6 +331,59 @@ fn healthy_zombie_and_isolated() {
     );
     assert!(out.contains("no change"), "{out}");
 
+    // A stranger's claim changes no record: the voter asks its configured
+    // peers back, and none of them is that primary.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let node_2_peer = s.nodes[1].bind.to_string();
+    let ask = |asker: pgsql_state::peer::proto::WhatYouKnow| {
+        let grpc = pgsql_state::config::Grpc {
+            tls: Default::default(),
+            bind_address: "127.0.0.1".into(),
+            bind_port: 1,
+            server_host_override: None,
+            neighbours: vec![],
+            witness: None,
+            connection_deadline: Duration::from_secs(3),
+        };
+        let client = pgsql_state::peer::client::PeerClient::new(&grpc, asker).expect("a client");
+        match rt.block_on(client.ask(&node_2_peer)) {
+            pgsql_state::peer::client::PeerView::Answered(a) => a,
+            other => panic!("node_2's peer: {other:?}"),
+        }
+    };
+    let before = ask(Default::default());
+    assert!(before.record_ok, "node_2 has its record");
+    assert_eq!(before.claim_timeline, 1);
+    let lie = pgsql_state::peer::proto::WhatYouKnow {
+        node_name: "node_1".into(),
+        ip: c.primary.addr.to_string(),
+        role: pgsql_state::peer::proto::Role::Primary as i32,
+        timeline: 99,
+        system_identifier: before.system_identifier,
+        postmaster_start_us: 1,
+        ..Default::default()
+    };
+    ask(lie);
+    let log = s.dir.join("peer-node_2.log");
+    wait_until(
+        Duration::from_secs(10),
+        "node_2's peer to check the claim",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("no configured peer confirms it")
+        },
+    );
+    let after = ask(Default::default());
+    assert_eq!(
+        (after.claim_timeline, after.claim_nodes.clone()),
+        (1, vec!["node_1".to_string()]),
+        "a stranger's claim raised the record"
+    );
+
     // harepd's HAProxy variant checks Postgres itself (`option pgsql-check
     // user harw`): only the pg_hba.conf edits route it.
     let h = Haproxy::start(c, "haproxy-pgsql-check.cfg", c.spare_addr(6));
@@ -339,10 +392,6 @@ fn healthy_zombie_and_isolated() {
 
     // The zombie: a writer is connected to node_1, then node_2 is promoted
     // while node_1 runs on.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
     let writer = rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(
             &format!(

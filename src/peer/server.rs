@@ -68,6 +68,13 @@ struct PeerState {
     /// When a missing or unreadable record was last logged (ms since the
     /// epoch), so the warning is loud but not one line per ask.
     record_warned_ms: std::sync::atomic::AtomicU64,
+    /// The configured voters' peer addresses (never the asker's word), and
+    /// a client to ask them back when an inbound claim is to be verified.
+    voters: Vec<String>,
+    verify_client: PeerClient,
+    /// At most one verification runs at a time, so strangers' claims
+    /// cannot become a storm of asks.
+    verifying: std::sync::atomic::AtomicBool,
 }
 
 enum Kind {
@@ -116,6 +123,15 @@ impl PeerService {
         };
         let client = PeerClient::new(&config.grpc, asker)?;
         let deadline = config.grpc.connection_deadline;
+        let own = format!("{}:{}", config.grpc.bind_address, config.grpc.bind_port);
+        let mut voters: Vec<String> = config.grpc.neighbours.clone();
+        voters.extend(config.grpc.witness.iter().cloned());
+        voters.retain(|v| {
+            crate::config::host_port(v, config.grpc.bind_port).ok()
+                != crate::config::host_port(&own, config.grpc.bind_port).ok()
+        });
+        voters.dedup();
+        let verify_client = client.with_deadline(deadline / 2);
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(deadline / 2),
@@ -142,6 +158,9 @@ impl PeerService {
                 kind,
                 state_dir: config.state_dir.clone(),
                 record_warned_ms: std::sync::atomic::AtomicU64::new(0),
+                voters,
+                verify_client,
+                verifying: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -205,6 +224,76 @@ impl PeerService {
                 answer.record_ok = false;
                 log::error!("claim record task failed: {e}");
             }
+        }
+    }
+
+    /// An inbound ask that claims a primary above this voter's record is
+    /// information, not an instruction: in the background, the configured
+    /// voters are asked, and only a configured peer that itself answers as
+    /// that primary (same name, cluster, timeline and postmaster) raises
+    /// the record. A stranger's claim changes nothing.
+    fn maybe_verify(&self, asker: &WhatYouKnow, answer: &IKnow) {
+        use std::sync::atomic::Ordering;
+        let claims = asker.role == Role::Primary as i32
+            && asker.system_identifier != 0
+            && asker.timeline > 0
+            && !asker.node_name.is_empty()
+            && asker.node_name.len() <= 256;
+        let above = !answer.record_ok
+            || answer.claim_system_identifier != asker.system_identifier
+            || asker.timeline > answer.claim_timeline
+            || (asker.timeline == answer.claim_timeline
+                && !answer.claim_nodes.contains(&asker.node_name));
+        if !claims || !above || !answer.record_ok || self.inner.voters.is_empty() {
+            return;
+        }
+        if self.inner.verifying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = self.clone();
+        let claim = asker.clone();
+        tokio::spawn(async move {
+            service.verify(&claim).await;
+            service.inner.verifying.store(false, Ordering::Release);
+        });
+    }
+
+    async fn verify(&self, claim: &WhatYouKnow) {
+        let views = self.inner.verify_client.ask_all(&self.inner.voters).await;
+        let confirmed = views.iter().find_map(|(addr, view)| match view {
+            PeerView::Answered(a)
+                if a.node_name == claim.node_name
+                    && opinion::role_of(a) == Role::Primary
+                    && a.system_identifier == claim.system_identifier
+                    && a.timeline == claim.timeline
+                    && a.postmaster_start_us == claim.postmaster_start_us =>
+            {
+                Some(addr.clone())
+            }
+            _ => None,
+        });
+        let Some(addr) = confirmed else {
+            log::info!(
+                "an ask claimed {} is primary on timeline {}; no configured peer confirms it, so it changes nothing",
+                clip(&claim.node_name),
+                claim.timeline
+            );
+            return;
+        };
+        let verified = Claim {
+            system_identifier: claim.system_identifier,
+            timeline: claim.timeline,
+            node: claim.node_name.clone(),
+        };
+        let dir = self.inner.state_dir.clone();
+        match tokio::task::spawn_blocking(move || claims_store::raise(&dir, &[verified])).await {
+            Ok(Ok(_)) => log::info!(
+                "verified {}'s claim of timeline {} by asking {addr}",
+                claim.node_name,
+                claim.timeline
+            ),
+            Ok(Err(e)) => self.warn_record(&e),
+            Err(e) => log::error!("claim record task failed: {e}"),
         }
     }
 
@@ -431,7 +520,9 @@ impl ClusterInfo for PeerService {
             clip(&asker.node_name),
             clip(&asker.ip)
         );
-        Ok(Response::new(self.answer(asker.system_identifier).await))
+        let answer = self.answer(asker.system_identifier).await;
+        self.maybe_verify(&asker, &answer);
+        Ok(Response::new(answer))
     }
 }
 
