@@ -617,3 +617,42 @@ fn a_non_transitive_partition_never_gives_two_production() {
     let (_, out) = reconcile(&s.nodes[0], &["--dry-run"]);
     assert!(out.contains("node_2 holds timeline 2"), "{out}");
 }
+
+#[test]
+fn a_block_postgres_rejects_is_rolled_back_and_nothing_reloaded() {
+    let s = setup();
+    let node = &s.nodes[0];
+    let hba = s.cluster.primary.data_dir.join("pg_hba.conf");
+    // `cert` is a valid method name, but Postgres refuses it on a `host`
+    // line: only Postgres's own parse of the file can tell.
+    let text = std::fs::read_to_string(&node.config)
+        .expect("read the config")
+        .replace(
+            "  authModes:\n    allow: md5\n    deny: reject\n",
+            "  authModes:\n    allow: cert\n    deny: cert\n",
+        );
+    assert!(text.contains("allow: cert"), "{text}");
+    let bad = s.dir.join("node_1-cert.yml");
+    std::fs::write(&bad, text).expect("write");
+    let before = std::fs::read_to_string(&hba).expect("read");
+    let (code, out, err) = pgsql_state(&["-f", bad.to_str().expect("utf-8"), "reconcile"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("Postgres rejects the new pg_hba.conf"),
+        "{err}"
+    );
+    assert!(err.contains("the old one was restored"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&hba).expect("read"),
+        before,
+        "pg_hba.conf restored"
+    );
+    let backup = s
+        .cluster
+        .primary
+        .data_dir
+        .join("pg_hba.conf.pgsql-state-backup");
+    assert_eq!(std::fs::read_to_string(backup).expect("the backup"), before);
+    // Postgres still answers with the old rules.
+    assert_eq!(s.cluster.primary.sql("SELECT 1"), "1");
+}
