@@ -1,0 +1,161 @@
+//! The peer's claim record: raised before each answer that reports it,
+//! reported in every answer, and raised from an inbound claim only once a
+//! configured voter confirms it.
+
+use super::{clip, PeerService};
+use crate::claims::Claim;
+use crate::claims_store;
+use crate::peer::client::PeerView;
+use crate::peer::opinion;
+use crate::peer::opinion::Me;
+use crate::peer::proto::{IKnow, Role, WhatYouKnow};
+
+impl PeerService {
+    /// Raises (or just reads) the claim record and puts it in `answer`.
+    pub(super) async fn attach_record(&self, answer: &mut IKnow, claims: Vec<Claim>, cluster: u64) {
+        let dir = self.inner.state_dir.clone();
+        let record = tokio::task::spawn_blocking(move || {
+            if claims.is_empty() {
+                claims_store::load(&dir)
+            } else {
+                claims_store::raise(&dir, &claims)
+            }
+        })
+        .await;
+        match record {
+            Ok(Ok(record)) => {
+                answer.record_ok = true;
+                answer.claim_system_identifier = cluster;
+                if let Some(h) = record.highest(cluster) {
+                    answer.claim_timeline = h.timeline;
+                    answer.claim_nodes = h.nodes.iter().cloned().collect();
+                }
+            }
+            Ok(Err(e)) => {
+                answer.record_ok = false;
+                self.warn_record(&e);
+            }
+            Err(e) => {
+                answer.record_ok = false;
+                log::error!("claim record task failed: {e}");
+            }
+        }
+    }
+
+    /// An inbound ask that claims a primary above this voter's record is
+    /// information, not an instruction: in the background, the configured
+    /// voters are asked, and only a configured peer that itself answers as
+    /// that primary (same name, cluster, timeline and postmaster) raises
+    /// the record. A stranger's claim changes nothing.
+    pub(super) fn maybe_verify(&self, asker: &WhatYouKnow, answer: &IKnow) {
+        use std::sync::atomic::Ordering;
+        let claims = asker.role == Role::Primary as i32
+            && asker.system_identifier != 0
+            && asker.timeline > 0
+            && !asker.node_name.is_empty()
+            && asker.node_name.len() <= 256;
+        let above = !answer.record_ok
+            || answer.claim_system_identifier != asker.system_identifier
+            || asker.timeline > answer.claim_timeline
+            || (asker.timeline == answer.claim_timeline
+                && !answer.claim_nodes.contains(&asker.node_name));
+        if !claims || !above || !answer.record_ok || self.inner.voters.is_empty() {
+            return;
+        }
+        if self.inner.verifying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = self.clone();
+        let claim = asker.clone();
+        tokio::spawn(async move {
+            service.verify(&claim).await;
+            service.inner.verifying.store(false, Ordering::Release);
+        });
+    }
+
+    async fn verify(&self, claim: &WhatYouKnow) {
+        let views = self.inner.verify_client.ask_all(&self.inner.voters).await;
+        let confirmed = views.iter().find_map(|(addr, view)| match view {
+            PeerView::Answered(a)
+                if a.node_name == claim.node_name
+                    && opinion::role_of(a) == Role::Primary
+                    && a.system_identifier == claim.system_identifier
+                    && a.timeline == claim.timeline
+                    && a.postmaster_start_us == claim.postmaster_start_us =>
+            {
+                Some(addr.clone())
+            }
+            _ => None,
+        });
+        let Some(addr) = confirmed else {
+            log::info!(
+                "an ask claimed {} is primary on timeline {}; no configured peer confirms it, so it changes nothing",
+                clip(&claim.node_name),
+                claim.timeline
+            );
+            return;
+        };
+        let verified = Claim {
+            system_identifier: claim.system_identifier,
+            timeline: claim.timeline,
+            node: claim.node_name.clone(),
+        };
+        let dir = self.inner.state_dir.clone();
+        match tokio::task::spawn_blocking(move || claims_store::raise(&dir, &[verified])).await {
+            Ok(Ok(_)) => log::info!(
+                "verified {}'s claim of timeline {} by asking {addr}",
+                claim.node_name,
+                claim.timeline
+            ),
+            Ok(Err(e)) => self.warn_record(&e),
+            Err(e) => log::error!("claim record task failed: {e}"),
+        }
+    }
+
+    /// Logs a missing or unreadable record at most once a minute.
+    fn warn_record(&self, e: &claims_store::ClaimStoreError) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.inner.record_warned_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000 {
+            self.inner.record_warned_ms.store(now, Ordering::Relaxed);
+            log::error!("{e}");
+        }
+    }
+}
+
+/// The claim a data node's own answer makes: itself, when its Postgres is
+/// a primary with a known timeline.
+pub(super) fn own_claim(me: &Me, answer: &IKnow) -> Option<Claim> {
+    (answer.role == Role::Primary as i32 && answer.timeline > 0 && answer.system_identifier != 0)
+        .then(|| Claim {
+            system_identifier: answer.system_identifier,
+            timeline: answer.timeline,
+            node: me.node_name.clone(),
+        })
+}
+
+/// The claims a witness's fan-out saw: each data node that reported itself
+/// primary, and each data node's own record.
+pub(super) fn observed_claims(answer: &IKnow) -> Vec<Claim> {
+    let mut claims = Vec::new();
+    for a in &answer.observed {
+        if opinion::role_of(a) == Role::Primary && a.timeline > 0 && a.system_identifier != 0 {
+            claims.push(Claim {
+                system_identifier: a.system_identifier,
+                timeline: a.timeline,
+                node: a.node_name.clone(),
+            });
+        }
+        if a.record_ok && a.claim_system_identifier != 0 && a.claim_timeline > 0 {
+            claims.extend(a.claim_nodes.iter().map(|node| Claim {
+                system_identifier: a.claim_system_identifier,
+                timeline: a.claim_timeline,
+                node: node.clone(),
+            }));
+        }
+    }
+    claims
+}
