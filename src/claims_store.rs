@@ -88,6 +88,9 @@ pub fn load(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
 /// and returns it as it now stands. Call this before reporting the record.
 pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimStoreError> {
     let _lock = lock(state_dir)?;
+    // Under the lock nobody else writes the record: a killed writer's temp
+    // file can go.
+    crate::fsutil::remove_stale_temps(&claims_path(state_dir));
     let mut record = load(state_dir)?;
     let mut changed = false;
     for claim in claims {
@@ -98,7 +101,6 @@ pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimSto
     }
     if changed {
         let path = claims_path(state_dir);
-        crate::fsutil::remove_stale_temps(&path);
         write_atomic(&path, record.render().as_bytes(), 0o640)
             .map_err(|source| ClaimStoreError::Io { path, source })?;
     }

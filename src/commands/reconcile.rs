@@ -50,7 +50,17 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(lock(&config.responder.runtime_dir)?)
+        let lock = lock(&config.responder.runtime_dir)?;
+        // Under the lock, nobody else writes these: whatever temp files a
+        // killed run left behind can go, whether or not this run writes.
+        crate::fsutil::remove_stale_temps(&runtime_files::verdict_path(
+            &config.responder.runtime_dir,
+        ));
+        if let Some(hba) = &config.hba_config {
+            crate::fsutil::remove_stale_temps(hba);
+            crate::fsutil::remove_stale_temps(&apply::backup_path(hba));
+        }
+        Some(lock)
     };
     runtime.block_on(reconcile(&config, &t0, args.dry_run))
 }
@@ -234,7 +244,6 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
 
     // The verdict first: it is what fences the responder, at once.
     let verdict_path = runtime_files::verdict_path(runtime_dir);
-    crate::fsutil::remove_stale_temps(&verdict_path);
     crate::fsutil::write_atomic(&verdict_path, verdict.render().as_bytes(), 0o644)
         .with_context(|| format!("cannot write the verdict {}", verdict_path.display()))?;
     let client = client.context("the Postgres connection was lost")?;

@@ -58,7 +58,7 @@ pub fn backup_path(path: &Path) -> PathBuf {
 
 /// Replaces `path` (holding `old`) with `new`, checks it with Postgres,
 /// and reloads; restores `old` if Postgres rejects it. The caller holds
-/// the run lock, so temp files left by a killed run can be removed.
+/// the run lock (and has removed temp files a killed run left).
 pub async fn apply(
     client: &Client,
     path: &Path,
@@ -66,8 +66,6 @@ pub async fn apply(
     new: &str,
 ) -> Result<(), HbaApplyError> {
     let backup = backup_path(path);
-    crate::fsutil::remove_stale_temps(path);
-    crate::fsutil::remove_stale_temps(&backup);
     write_atomic(&backup, old.as_bytes(), 0o600).map_err(|source| HbaApplyError::Backup {
         path: backup.clone(),
         source,
