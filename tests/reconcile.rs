@@ -389,6 +389,24 @@ fn healthy_zombie_and_isolated() {
     let h = Haproxy::start(c, "haproxy-pgsql-check.cfg", c.spare_addr(6));
     h.wait_up("prod", &["node_1"], Duration::from_secs(20));
     let mut max_up = 0;
+    // The shipped tcp-check HAProxy, with each node's responder on 5431
+    // (Accept=yes, `fencing: strict` from the node's config).
+    let _responders: Vec<Spawned> = [(&c.primary, &s.nodes[0]), (&c.standby, &s.nodes[1])]
+        .iter()
+        .map(|(pg, node)| {
+            socket_activate(
+                SocketAddr::new(pg.addr.into(), 5431),
+                Activation::Accept,
+                &["-f", node.config.to_str().expect("utf-8")],
+                &[],
+            )
+        })
+        .collect();
+    let tcp = Haproxy::start(c, "haproxy.cfg", c.spare_addr(5));
+    // HAProxy 2.6 starts every server UP until its first check (issue of
+    // its own); sampling starts once the checks have spoken.
+    tcp.wait_up("prod", &["node_1"], Duration::from_secs(20));
+    let mut max_up_tcp = 0;
 
     // The zombie: a writer is connected to node_1, then node_2 is promoted
     // while node_1 runs on.
@@ -411,7 +429,10 @@ fn healthy_zombie_and_isolated() {
     });
     let promoted = Instant::now();
     assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
-    let mut sample = || max_up = max_up.max(h.up("prod").len());
+    let mut sample = || {
+        max_up = max_up.max(h.up("prod").len());
+        max_up_tcp = max_up_tcp.max(tcp.up("prod").len());
+    };
     let fenced_after = run_sampling(
         &s,
         Duration::from_secs(30),
@@ -455,8 +476,50 @@ fn healthy_zombie_and_isolated() {
     // promise: a zombie whose reconciler does not run keeps allowing harw,
     // and the check passes on any authentication request.
     h.wait_up("prod", &["node_2"], Duration::from_secs(20));
-    println!("pgsql-check variant: at most {max_up} server(s) UP in prod through the zombie run");
+    tcp.wait_up("prod", &["node_2"], Duration::from_secs(20));
+    println!(
+        "zombie run: at most {max_up_tcp} server(s) UP in the tcp-check prod pool, \
+         {max_up} in the pgsql-check one"
+    );
+    assert!(max_up_tcp <= 1, "two servers UP in the tcp-check prod pool");
     assert!(max_up <= 1, "two servers UP in the pgsql-check prod pool");
+    // A write through HAProxy lands on the new primary, and is not on the zombie.
+    let through = |sql: &str| {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-A", "-t", "-h"])
+            .arg(tcp.prod.ip().to_string())
+            .args([
+                "-p",
+                &tcp.prod.port().to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        through("SELECT host(inet_server_addr())"),
+        c.standby.addr.to_string()
+    );
+    through("INSERT INTO writes VALUES (42)");
+    assert_eq!(
+        c.standby.sql("SELECT count(*) FROM writes WHERE n = 42"),
+        "1"
+    );
+    assert_eq!(
+        c.primary.sql("SELECT count(*) FROM writes WHERE n = 42"),
+        "0"
+    );
 
     // Isolated: node_2's peers (node_1's and the witness's) stop.
     drop(_peers);

@@ -24,7 +24,7 @@ impl Haproxy {
     /// the cluster's primary (node_1) and standby (node_2).
     pub fn start(cluster: &Cluster, config: &str, addr: Ipv4Addr) -> Haproxy {
         let haproxy = require_tool("haproxy");
-        let dir = runtime_dir(&format!("haproxy-{}", cluster.slot));
+        let dir = runtime_dir(&format!("haproxy-{}-{}", cluster.slot, addr.octets()[3]));
         let stats = dir.join("stats.sock");
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("haproxy")
