@@ -719,3 +719,32 @@ fn a_block_postgres_rejects_is_rolled_back_and_nothing_reloaded() {
     // Postgres still answers with the old rules.
     assert_eq!(s.cluster.primary.sql("SELECT 1"), "1");
 }
+
+#[test]
+fn a_damaged_block_is_left_alone_and_the_verdict_is_still_written() {
+    let s = setup();
+    let node = &s.nodes[0];
+    let hba = s.cluster.primary.data_dir.join("pg_hba.conf");
+    let good = std::fs::read_to_string(&hba).expect("read");
+    // A BEGIN with no END: which lines are ours is no longer clear.
+    let damaged =
+        format!("{good}# BEGIN pgsql-state managed block\nhost all all 10.9.9.9/32 trust\n");
+    std::fs::write(&hba, &damaged).expect("write");
+    let verdict = node.runtime.join("verdict");
+    let _ = std::fs::remove_file(&verdict);
+    let (code, log) = reconcile(node, &[]);
+    let after = std::fs::read_to_string(&hba).expect("read");
+    std::fs::write(&hba, &good).expect("put the good file back");
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("has a damaged managed block; fix it by hand"),
+        "{log}"
+    );
+    assert!(
+        log.contains("has no `# END pgsql-state managed block` after it"),
+        "{log}"
+    );
+    assert_eq!(after, damaged, "a damaged file is never rewritten");
+    let written = std::fs::read_to_string(&verdict).expect("the verdict was still written");
+    assert!(written.contains("verdict="), "{written}");
+}

@@ -221,56 +221,77 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         wait_until_ms: decision.wait_until_ms,
         identity: decision.identity.clone(),
     };
-    let hba_path = config
-        .hba_config
-        .as_deref()
-        .context("harepd.hbaConfig is required on a data node")?;
-    let old_hba = std::fs::read_to_string(hba_path)
-        .with_context(|| format!("cannot read {}", hba_path.display()))?;
-    let new_hba =
-        render::render_hba(&old_hba, &hba_rules(config, &decision)).with_context(|| {
-            format!(
-                "{} has a damaged managed block; fix it by hand",
-                hba_path.display()
-            )
-        })?;
-
     if dry_run {
         println!("{decision}");
-        print_diff(hba_path, &old_hba, &new_hba);
+        match hba_texts(config, &decision) {
+            Ok((path, old, new)) => print_diff(path, &old, &new),
+            Err(e) => println!("--- pg_hba.conf: {e:#}"),
+        }
         println!("--- the verdict it would write:\n{}", verdict.render());
         return Ok(());
     }
 
-    // The verdict first: it is what fences the responder, at once.
+    // The verdict first: it fences the responder at once, whatever then
+    // happens to pg_hba.conf.
     let verdict_path = runtime_files::verdict_path(runtime_dir);
     crate::fsutil::write_atomic(&verdict_path, verdict.render().as_bytes(), 0o644)
         .with_context(|| format!("cannot write the verdict {}", verdict_path.display()))?;
     let client = client.context("the Postgres connection was lost")?;
-    if new_hba != old_hba {
-        apply::apply(&client, hba_path, &old_hba, &new_hba)
-            .await
-            .with_context(|| format!("pg_hba.conf {} left as it was", hba_path.display()))?;
-        log::warn!(
-            "{}: pg_hba.conf's managed block rewritten and reloaded",
-            hba_path.display()
-        );
+    // Then pg_hba.conf, then the sessions: a fenced node's writers are
+    // ended even when its pg_hba.conf cannot be edited, and after the new
+    // rules are loaded, so they cannot log straight back in.
+    let hba = async {
+        let (path, old, new) = hba_texts(config, &decision)?;
+        if new != old {
+            apply::apply(&client, path, &old, &new)
+                .await
+                .with_context(|| format!("pg_hba.conf {} left as it was", path.display()))?;
+            log::info!(
+                "{}: pg_hba.conf's managed block rewritten and reloaded",
+                path.display()
+            );
+        }
+        Ok::<_, anyhow::Error>(())
     }
+    .await;
     if kind == VerdictKind::Fenced {
         let mut users = vec![config.read_write_user.clone()];
         users.extend(config.fence_users.iter().cloned());
         let ended = tokio::time::timeout(bound, admin::terminate_sessions(&client, &users))
             .await
-            .unwrap_or(Err(pg::ProbeError::Timeout(bound)))
-            .context("cannot end the fenced node's write sessions")?;
-        if ended > 0 {
-            log::warn!(
-                "fenced: ended {ended} open session(s) of {}",
-                users.join(", ")
-            );
+            .unwrap_or(Err(pg::ProbeError::Timeout(bound)));
+        match ended {
+            Ok(0) => {}
+            Ok(n) => log::warn!("fenced: ended {n} open session(s) of {}", users.join(", ")),
+            Err(e) => log::error!(
+                "fenced, but cannot end the write sessions of {}: {}",
+                users.join(", "),
+                crate::error_text::one_line(&e)
+            ),
         }
     }
-    Ok(())
+    hba
+}
+
+/// pg_hba.conf's path, its text now, and its text with this decision's
+/// managed block.
+fn hba_texts<'c>(
+    config: &'c Config,
+    decision: &Decision,
+) -> anyhow::Result<(&'c Path, String, String)> {
+    let path = config
+        .hba_config
+        .as_deref()
+        .context("harepd.hbaConfig is required on a data node")?;
+    let old =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let new = render::render_hba(&old, &hba_rules(config, decision)).with_context(|| {
+        format!(
+            "{} has a damaged managed block; fix it by hand",
+            path.display()
+        )
+    })?;
+    Ok((path, old, new))
 }
 
 /// The managed block's rules for this decision.
