@@ -24,6 +24,10 @@ pub struct Row {
     pub lag_bytes: Option<u64>,
     /// The reconciler's verdict, `(stale)` when not fresh, `-` when none.
     pub verdict: String,
+    /// The node's claim record for the cluster: the highest timeline
+    /// claimed and by whom, `TIE` when two claim it, `none` when empty,
+    /// `NO RECORD` when the node casts no vote, `-` when unknown.
+    pub claim: String,
     /// What the node's health-check port answered (`-` for the witness).
     pub check: String,
     /// The masters this node sees.
@@ -84,6 +88,7 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
                 timeline: None,
                 lag_bytes: None,
                 verdict: "-".into(),
+                claim: "-".into(),
                 check: if witness == Some(peer.as_str()) {
                     "-".into()
                 } else {
@@ -115,9 +120,34 @@ fn row_of(peer: &str, a: &IKnow) -> Row {
             Some(v) => format!("{} (stale)", v.kind),
             None => "-".into(),
         },
+        claim: claim_text(a),
         check: if data { "?".into() } else { "-".into() },
         sees_master: a.master.clone(),
-        problem: (!a.postgres_error.is_empty()).then(|| format!("postgres: {}", a.postgres_error)),
+        problem: if !a.postgres_error.is_empty() {
+            Some(format!("postgres: {}", a.postgres_error))
+        } else {
+            // Why a fresh verdict holds this node back, in the reconciler's words.
+            a.verdict
+                .as_ref()
+                .filter(|v| v.fresh && matches!(v.kind.as_str(), "fenced" | "lagging"))
+                .map(|v| v.reason.clone())
+        },
+    }
+}
+
+/// A peer's claim record in a few words.
+fn claim_text(a: &IKnow) -> String {
+    if !a.record_ok {
+        return if a.claim_system_identifier == 0 && a.claim_nodes.is_empty() && a.role == 0 {
+            "-".into()
+        } else {
+            "NO RECORD".into()
+        };
+    }
+    match a.claim_nodes.as_slice() {
+        [] => "none".into(),
+        [one] => format!("{} {one}", a.claim_timeline),
+        many => format!("{} {} TIE", a.claim_timeline, many.join(",")),
     }
 }
 
@@ -160,11 +190,12 @@ pub fn render(rows: &[Row]) -> String {
         "TL",
         "LAG",
         "VERDICT",
+        "CLAIM",
         "5431 SAYS",
         "SEES MASTER",
         "PROBLEM",
     ];
-    let cells: Vec<[String; 10]> = rows
+    let cells: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -175,6 +206,7 @@ pub fn render(rows: &[Row]) -> String {
                 r.timeline.map_or("-".into(), |t| t.to_string()),
                 r.lag_bytes.map_or("-".into(), |l| l.to_string()),
                 r.verdict.clone(),
+                r.claim.clone(),
                 r.check.clone(),
                 if r.sees_master.is_empty() {
                     "-".into()
@@ -259,6 +291,44 @@ mod tests {
             "{table}"
         );
         assert_eq!(table.lines().count(), 4);
+    }
+
+    #[test]
+    fn claims_and_the_reason_a_node_is_held_back_show() {
+        let with = |record_ok: bool, timeline: u32, nodes: &[&str], role: Role| IKnow {
+            node_name: "n".into(),
+            role: role as i32,
+            record_ok,
+            claim_system_identifier: 7,
+            claim_timeline: timeline,
+            claim_nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            ..IKnow::default()
+        };
+        let cases = [
+            (with(true, 2, &["node_2"], Role::Primary), "2 node_2"),
+            (
+                with(true, 2, &["node_1", "node_2"], Role::Primary),
+                "2 node_1,node_2 TIE",
+            ),
+            (with(true, 0, &[], Role::Witness), "none"),
+            (with(false, 0, &[], Role::Standby), "NO RECORD"),
+            (IKnow::default(), "-"),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(claim_text(&answer), want);
+        }
+        let mut fenced = with(true, 1, &["node_1"], Role::Primary);
+        fenced.verdict = Some(Verdict {
+            kind: "fenced".into(),
+            reason: "waiting out the previous primary's lease (12 s left)".into(),
+            fresh: true,
+        });
+        let r = rows(&[("a:1".to_string(), PeerView::Answered(fenced))], None);
+        assert_eq!(
+            r[0].problem.as_deref(),
+            Some("waiting out the previous primary's lease (12 s left)")
+        );
+        assert!(render(&r).contains("CLAIM"));
     }
 
     #[test]
