@@ -24,6 +24,15 @@ impl PeerService {
         .await;
         match record {
             Ok(Ok(record)) => {
+                // Nobody named a cluster and this node cannot tell its own
+                // (its Postgres is down): the record's only cluster is it.
+                let cluster = match (
+                    cluster,
+                    record.clusters.keys().collect::<Vec<_>>().as_slice(),
+                ) {
+                    (0, [only]) => **only,
+                    _ => cluster,
+                };
                 answer.record_ok = true;
                 answer.claim_system_identifier = cluster;
                 if let Some(h) = record.highest(cluster) {
