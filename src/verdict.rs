@@ -138,6 +138,12 @@ impl Verdict {
         out.push_str(&format!("boot_id={}\n", self.written.boot_id));
         out.push_str(&format!("boottime_ms={}\n", self.written.boottime_ms));
         out.push_str(&format!("valid_ms={}\n", self.valid_ms));
+        // For the reader: the instant the lease ends (boottime_ms +
+        // valid_ms, on CLOCK_BOOTTIME of boot_id); parsing ignores it.
+        out.push_str(&format!(
+            "expires_ms={}\n",
+            self.written.boottime_ms.saturating_add(self.valid_ms)
+        ));
         if let Some(w) = self.wait_until_ms {
             out.push_str(&format!("wait_until_ms={w}\n"));
         }
@@ -290,6 +296,7 @@ mod tests {
         let mut v = verdict(VerdictKind::Fenced);
         v.identity = None;
         assert_eq!(Verdict::parse(&v.render()), Ok(v.clone()));
+        assert!(v.render().contains("\nexpires_ms=1500\n"), "{}", v.render());
         v.wait_until_ms = Some(41_700);
         assert_eq!(Verdict::parse(&v.render()), Ok(v));
     }
