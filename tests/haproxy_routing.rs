@@ -143,3 +143,49 @@ fn the_patroni_style_httpchk_variant_routes_by_http_status() {
     let h = Haproxy::start(&c, "haproxy-httpchk.cfg", c.spare_addr(4));
     assert_routes_to_primary_and_standby(&h, &c);
 }
+
+#[test]
+fn patronis_own_haproxy_configs_route_against_the_http_format() {
+    let c = Cluster::start();
+    // Where Patroni's REST API would listen: port 8008 of each node.
+    let _servers: Vec<Spawned> = [&c.primary, &c.standby]
+        .iter()
+        .map(|node| {
+            respond_server(
+                SocketAddr::new(node.addr.into(), 8008),
+                &["--format", "http", "--conninfo", &node.conninfo()],
+            )
+        })
+        .collect();
+    // Patroni's haproxy.cfg (a bare `option httpchk`: OPTIONS /), then its
+    // confd template's form (HEAD /primary).
+    type Edit = fn(&str) -> String;
+    let styles: [(&str, Edit); 2] = [
+        ("Patroni's haproxy.cfg (OPTIONS /)", |t| t.to_string()),
+        ("Patroni's confd template (HEAD /primary)", |t| {
+            t.replace("    option httpchk\n", "    option httpchk HEAD /primary\n")
+        }),
+    ];
+    for (n, (style, edit)) in styles.into_iter().enumerate() {
+        let h = Haproxy::start_ports(
+            &c,
+            "haproxy-patroni.cfg",
+            c.spare_addr(4 + n as u8),
+            5000,
+            5001,
+            edit,
+        );
+        h.wait_up("batman", &["node_1"], Duration::from_secs(30));
+        h.wait_up("batman_replicas", &["node_2"], Duration::from_secs(30));
+        assert_eq!(
+            server_behind(h.prod, "SELECT inet_server_addr()"),
+            c.primary.addr.to_string(),
+            "{style}: writes"
+        );
+        assert_eq!(
+            server_behind(h.stdby, "SELECT inet_server_addr()"),
+            c.standby.addr.to_string(),
+            "{style}: reads"
+        );
+    }
+}

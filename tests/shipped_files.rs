@@ -21,6 +21,7 @@ fn haproxy_configs_pass_haproxy_c() {
         "haproxy/haproxy.cfg",
         "haproxy/haproxy-httpchk.cfg",
         "haproxy/haproxy-pgsql-check.cfg",
+        "haproxy/haproxy-patroni.cfg",
     ] {
         let out = Command::new(&haproxy)
             .arg("-c")

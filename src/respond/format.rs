@@ -20,9 +20,51 @@ pub fn head_complete(head: &[u8]) -> bool {
     head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
 }
 
-/// Builds the HTTP response for a request head (possibly cut short). The
-/// body is the word, or a short explanation for 4xx answers.
-pub fn http_reply(head: &[u8], word: Word) -> String {
+/// What an HTTP check is judged on: the word, and a standby's replay lag
+/// in bytes when the query asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpView {
+    /// The word.
+    pub word: Word,
+    /// Received but not replayed WAL, on a standby.
+    pub lag_bytes: Option<u64>,
+}
+
+impl From<Word> for HttpView {
+    fn from(word: Word) -> HttpView {
+        HttpView {
+            word,
+            lag_bytes: None,
+        }
+    }
+}
+
+/// A `?lag=` value as Patroni takes it: bytes, or a number with a
+/// PostgreSQL-style unit (`B`, `kB`, `MB`, `GB`, `TB`; powers of 1024,
+/// case-insensitive).
+pub fn parse_lag(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// The HTTP response for a request head (possibly cut short). The body is
+/// the word, or a short explanation for 4xx answers; HEAD and OPTIONS get
+/// the status line and headers only.
+pub fn http_reply(head: &[u8], view: impl Into<HttpView>) -> String {
+    let view = view.into();
     let line = head
         .split(|&b| b == b'\n')
         .next()
@@ -34,16 +76,27 @@ pub fn http_reply(head: &[u8], word: Word) -> String {
         .unwrap_or_default();
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, body) = if !matches!(method, "GET" | "HEAD" | "OPTIONS") || path.is_empty() {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let lag = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("lag="))
+        .map(parse_lag);
+    let (status, body) = if head.len() >= MAX_REQUEST_HEAD && !head_complete(head) {
+        (400, "request too large\n".to_string())
+    } else if !matches!(method, "GET" | "HEAD" | "OPTIONS") || path.is_empty() {
         if target.is_empty() || !path.starts_with('/') {
             (400, "bad request\n".to_string())
         } else {
             (405, "method not allowed\n".to_string())
         }
+    } else if let Some(None) = lag {
+        (
+            400,
+            "lag must be bytes, or a number with B, kB, MB, GB or TB\n".to_string(),
+        )
     } else {
-        match http_status(path, word) {
-            Some(ok) => (if ok { 200 } else { 503 }, text_reply(word)),
+        match http_status(path, lag.flatten(), view) {
+            Some(ok) => (if ok { 200 } else { 503 }, text_reply(view.word)),
             None => (
                 404,
                 "unknown path; try /primary /replica /read-only /health\n".to_string(),
@@ -57,27 +110,40 @@ pub fn http_reply(head: &[u8], word: Word) -> String {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let body = if method == "HEAD" { "" } else { body.as_str() };
+    let body = if matches!(method, "HEAD" | "OPTIONS") {
+        ""
+    } else {
+        body.as_str()
+    };
     format!(
         "HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
 
-/// Whether `path` passes for `word` (`None` for an unknown path). The paths
-/// are Patroni's: `/primary` `/master` `/read-write` `/` for the writer,
-/// `/replica` `/standby` for readers, `/read-only` for either, and
-/// `/health` whenever Postgres answered.
-pub fn http_status(path: &str, word: Word) -> Option<bool> {
+/// Whether `path` passes (`None` for an unknown path). The paths are
+/// Patroni 4.1's:
+/// - `/`, `/primary`, `/master`, `/leader`, `/read-write`: the writer;
+/// - `/replica` (and our `/standby`), `/async`: a usable standby, within
+///   `?lag=` bytes when given (`/async` cannot tell a synchronous standby
+///   from an asynchronous one here, and passes both);
+/// - `/read-only`, `/readiness`: the writer or a usable standby;
+/// - `/health`: Postgres answered (and the node is not drained);
+/// - `/liveness`: the responder itself answers.
+pub fn http_status(path: &str, max_lag: Option<u64>, view: HttpView) -> Option<bool> {
+    let word = view.word;
+    let standby_ok = word == Word::Standby
+        && max_lag.is_none_or(|bound| view.lag_bytes.is_some_and(|lag| lag <= bound));
     let path = path.trim_end_matches('/');
     Some(match path {
         "" | "/primary" | "/master" | "/read-write" | "/leader" => word == Word::Production,
-        "/replica" | "/standby" => word == Word::Standby,
-        "/read-only" => matches!(word, Word::Production | Word::Standby),
+        "/replica" | "/standby" | "/async" => standby_ok,
+        "/read-only" | "/readiness" => word == Word::Production || standby_ok,
         "/health" => matches!(
             word,
             Word::Production | Word::Standby | Word::Lagging | Word::Fenced
         ),
+        "/liveness" => true,
         _ => return None,
     })
 }
@@ -156,7 +222,34 @@ mod tests {
             ("/metrics", Production, None),
         ];
         for (path, word, want) in cases {
-            assert_eq!(http_status(path, *word), *want, "{path} {word}");
+            assert_eq!(
+                http_status(path, None, (*word).into()),
+                *want,
+                "{path} {word}"
+            );
+        }
+        // ?lag= on the replica endpoints, in bytes.
+        let standby = |lag| HttpView {
+            word: Standby,
+            lag_bytes: lag,
+        };
+        let lagged: &[(&str, Option<u64>, HttpView, Option<bool>)] = &[
+            ("/replica", Some(100), standby(Some(100)), Some(true)),
+            ("/replica", Some(100), standby(Some(101)), Some(false)),
+            ("/replica", Some(100), standby(None), Some(false)),
+            ("/async", Some(100), standby(Some(5)), Some(true)),
+            ("/read-only", Some(100), standby(Some(500)), Some(false)),
+            ("/read-only", Some(100), Production.into(), Some(true)),
+            ("/readiness", Some(100), standby(Some(5)), Some(true)),
+            ("/liveness", None, down.into(), Some(true)),
+            ("/primary", Some(0), Production.into(), Some(true)),
+        ];
+        for (path, lag, view, want) in lagged {
+            assert_eq!(
+                http_status(path, *lag, *view),
+                *want,
+                "{path} {lag:?} {view:?}"
+            );
         }
     }
 
@@ -166,7 +259,7 @@ mod tests {
             ("GET /primary HTTP/1.1\r\nHost: x\r\n\r\n", Word::Production, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nproduction\n"),
             ("GET /primary?lag=1MB HTTP/1.0\r\n\r\n", Word::Standby, "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: close\r\n\r\nstandby\n"),
             ("HEAD /replica HTTP/1.0\r\n\r\n", Word::Standby, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-            ("OPTIONS / HTTP/1.0\r\n\r\n", Word::Production, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nproduction\n"),
+            ("OPTIONS / HTTP/1.0\r\n\r\n", Word::Production, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         ];
         for (request, word, want) in cases {
             assert_eq!(http_reply(request.as_bytes(), *word), *want, "{request:?}");
@@ -176,6 +269,7 @@ mod tests {
             ("GET /nothing HTTP/1.0\r\n\r\n", "HTTP/1.0 404 "),
             ("", "HTTP/1.0 400 "),
             ("garbage", "HTTP/1.0 400 "),
+            ("GET /replica?lag=soon HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "),
         ];
         for (request, want) in statuses {
             assert!(
@@ -183,6 +277,29 @@ mod tests {
                 "{request:?}"
             );
         }
+    }
+
+    #[test]
+    fn lag_values_and_oversized_heads() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("16777216", Some(16_777_216)),
+            ("16MB", Some(16 << 20)),
+            ("16mb", Some(16 << 20)),
+            ("1 GB", Some(1 << 30)),
+            ("512kB", Some(512 << 10)),
+            ("10B", Some(10)),
+            ("1PB", None),
+            ("MB", None),
+            ("-1", None),
+            ("99999999999TB", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_lag(text), *want, "{text}");
+        }
+        let mut huge = b"GET /primary HTTP/1.0\r\nX-Junk: ".to_vec();
+        huge.resize(MAX_REQUEST_HEAD, b'x');
+        assert!(http_reply(&huge, Word::Production).starts_with("HTTP/1.0 400 "));
     }
 
     #[test]

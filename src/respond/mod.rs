@@ -60,8 +60,10 @@ impl Responder {
     /// answer says `down: bad conninfo`, so HAProxy and `nc` see why.
     pub fn new(settings: ResponderSettings, mode: Mode) -> Responder {
         let pg_config = pg::parse_conninfo(&settings.conninfo).map_err(Arc::new);
+        // The http format answers `?lag=` on the replica paths, so it
+        // always asks for the lag.
         let query = ProbeQuery::new(
-            settings.max_lag_bytes.is_some(),
+            settings.max_lag_bytes.is_some() || settings.format == Format::Http,
             settings.fencing == Fencing::Strict,
         );
         let warm = (mode == Mode::LongLived).then(WarmConnection::default);
@@ -95,14 +97,25 @@ impl Responder {
     /// Chooses the word now. A one-shot also returns its Postgres connection,
     /// to be closed after the client has its answer.
     pub async fn word(&self) -> (Word, Option<Goodbye>) {
+        let (view, goodbye) = self.view().await;
+        (view.word, goodbye)
+    }
+
+    /// The word and, when asked for, a standby's lag (for `?lag=`).
+    pub async fn view(&self) -> (format::HttpView, Option<Goodbye>) {
         let dir = &self.settings.runtime_dir;
         if runtime_files::maintenance_on(dir) {
-            return (Word::Maintenance, None);
+            return (Word::Maintenance.into(), None);
         }
         let (facts, goodbye) = self.facts().await;
         if let Ok(f) = &facts {
             self.warn_if_receiver_hidden(f);
         }
+        let lag_bytes = facts
+            .as_ref()
+            .ok()
+            .filter(|f| f.in_recovery)
+            .and_then(|f| f.lag_bytes);
         let probe = facts.map_err(|e| {
             log::warn!("postgres: {}", crate::error_text::one_line(&e));
             e.down_reason()
@@ -130,13 +143,14 @@ impl Responder {
             max_lag_bytes: self.settings.max_lag_bytes,
             now: &now,
         });
-        (word, goodbye)
+        (format::HttpView { word, lag_bytes }, goodbye)
     }
 
     /// Logs, once per process, that the conninfo's role cannot see the WAL
     /// receiver, so every answer as a standby is `lagging` until it can.
     fn warn_if_receiver_hidden(&self, facts: &RoleFacts) {
-        if facts.receiver_visible == Some(false)
+        if self.settings.max_lag_bytes.is_some()
+            && facts.receiver_visible == Some(false)
             && !self.warned_receiver.swap(true, Ordering::Relaxed)
         {
             log::warn!(
@@ -181,9 +195,9 @@ impl Responder {
             }
             Format::Http => {
                 let head_bound = bound.min(HEAD_TIMEOUT);
-                let (head, (word, goodbye)) =
-                    tokio::join!(read_http_head(&mut conn, head_bound), self.word());
-                (format::http_reply(&head, word), goodbye)
+                let (head, (view, goodbye)) =
+                    tokio::join!(read_http_head(&mut conn, head_bound), self.view());
+                (format::http_reply(&head, view), goodbye)
             }
             Format::Agent => {
                 let (sent, (word, goodbye)) = read_while(&mut conn, self.word()).await;

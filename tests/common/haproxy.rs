@@ -23,6 +23,19 @@ impl Haproxy {
     /// Starts HAProxy with `haproxy/<config>` on `addr`, its servers being
     /// the cluster's primary (node_1) and standby (node_2).
     pub fn start(cluster: &Cluster, config: &str, addr: Ipv4Addr) -> Haproxy {
+        Haproxy::start_ports(cluster, config, addr, 5432, 5433, |text| text.to_string())
+    }
+
+    /// Starts `haproxy/<config>` as [`Haproxy::start`] does, its write and
+    /// read pools bound on `prod` and `stdby`, after `edit` changes its text.
+    pub fn start_ports(
+        cluster: &Cluster,
+        config: &str,
+        addr: Ipv4Addr,
+        prod: u16,
+        stdby: u16,
+        edit: impl Fn(&str) -> String,
+    ) -> Haproxy {
         let haproxy = require_tool("haproxy");
         let dir = runtime_dir(&format!("haproxy-{}-{}", cluster.slot, addr.octets()[3]));
         let stats = dir.join("stats.sock");
@@ -30,7 +43,7 @@ impl Haproxy {
             .join("haproxy")
             .join(config);
         let text = std::fs::read_to_string(&shipped).expect("read the shipped HAProxy config");
-        let rewritten = rewrite(&text, &stats, addr, cluster);
+        let rewritten = rewrite(&edit(&text), &stats, addr, cluster);
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, rewritten).expect("write the HAProxy config");
         let mut cmd = Command::new(haproxy);
@@ -39,12 +52,12 @@ impl Haproxy {
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let prod = SocketAddr::new(addr.into(), 5432);
+        let prod = SocketAddr::new(addr.into(), prod);
         let process = Spawned::listening(cmd, prod, "haproxy");
         Haproxy {
             stats,
             prod,
-            stdby: SocketAddr::new(addr.into(), 5433),
+            stdby: SocketAddr::new(addr.into(), stdby),
             _process: process,
         }
     }
