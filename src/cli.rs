@@ -95,6 +95,16 @@ pub struct StatusArgs {
     /// Ask only the peer at HOST:PORT and print its whole answer as JSON.
     #[arg(long, value_name = "HOST:PORT")]
     pub ask: Option<String>,
+    /// Refresh the table every --interval seconds, printing each change as
+    /// it happens (like `patronictl list -W`), until interrupted.
+    #[arg(long, short = 'W')]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// With --watch, stop after this many refreshes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 /// `respond` flags; each overrides its config key.

@@ -151,6 +151,37 @@ fn claim_text(a: &IKnow) -> String {
     }
 }
 
+/// What changed between two tables, one line per change, for `status
+/// --watch`: a node appearing or going, and a node's role, verdict or
+/// answer on 5431 changing (`node_2: 5431 standby -> production`).
+pub fn changes(before: &[Row], after: &[Row]) -> Vec<String> {
+    let key = |r: &Row| format!("{} ({})", r.node, r.peer);
+    let mut out = Vec::new();
+    for new in after {
+        match before.iter().find(|old| key(old) == key(new)) {
+            None => out.push(format!("{}: appeared as {}", key(new), new.role)),
+            Some(old) => {
+                for (what, a, b) in [
+                    ("role", &old.role, &new.role),
+                    ("verdict", &old.verdict, &new.verdict),
+                    ("5431", &old.check, &new.check),
+                    ("claim", &old.claim, &new.claim),
+                ] {
+                    if a != b {
+                        out.push(format!("{}: {what} {a} -> {b}", new.node));
+                    }
+                }
+            }
+        }
+    }
+    for old in before {
+        if !after.iter().any(|new| key(new) == key(old)) {
+            out.push(format!("{}: gone", key(old)));
+        }
+    }
+    out
+}
+
 /// One line about the whole cluster: how many answered, and any split brain.
 pub fn summary(rows: &[Row]) -> String {
     let answered = rows.iter().filter(|r| r.role != "unreachable").count();
@@ -329,6 +360,36 @@ mod tests {
             Some("waiting out the previous primary's lease (12 s left)")
         );
         assert!(render(&r).contains("CLAIM"));
+    }
+
+    #[test]
+    fn watch_reports_each_change() {
+        let views = |check: &str, role: Role| {
+            let mut r = rows(
+                &[(
+                    "10.0.0.2:10000".to_string(),
+                    node("node_2", "10.0.0.2", role, &["10.0.0.2"]),
+                )],
+                None,
+            );
+            r[0].check = check.to_string();
+            r
+        };
+        let before = views("standby", Role::Standby);
+        assert!(changes(&before, &before).is_empty());
+        let after = views("fenced", Role::Primary);
+        assert_eq!(
+            changes(&before, &after),
+            [
+                "node_2: role standby -> primary",
+                "node_2: 5431 standby -> fenced"
+            ]
+        );
+        assert_eq!(changes(&before, &[]), ["node_2 (10.0.0.2:10000): gone"]);
+        assert_eq!(
+            changes(&[], &before),
+            ["node_2 (10.0.0.2:10000): appeared as standby"]
+        );
     }
 
     #[test]

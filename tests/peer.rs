@@ -296,6 +296,50 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
     assert!(line_in(&out, "node_1").contains("fenced (stale)"), "{out}");
     std::fs::remove_file(&verdict).expect("remove the verdict");
 
+    // `status --watch` runs through the promotion and reports it.
+    let mut watch = std::process::Command::new(binary());
+    watch
+        .args([
+            "-f",
+            cfg,
+            "status",
+            "--watch",
+            "--interval",
+            "0.3",
+            "--count",
+            "200",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut watch = Spawned::new(
+        watch.spawn().expect("start status --watch"),
+        "status --watch",
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = watch.child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut text) = seen.lock() {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        })
+    };
+    let watched = |needle: &str| seen.lock().map(|t| t.contains(needle)).unwrap_or(false);
+    wait_until(
+        Duration::from_secs(15),
+        "status --watch's first table",
+        || watched("nodes answered"),
+    );
+
     // Promote the standby while the old primary still runs: a split brain.
     run_promote(&c.standby);
     let v2 = wait_view(&rt, t.p2, "node_2 is primary", |a| {
@@ -320,6 +364,13 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
             .is_some_and(|s| s.contains("SPLIT BRAIN")),
         "{json}"
     );
+    wait_until(
+        Duration::from_secs(20),
+        "status --watch to report the promotion",
+        || watched("node_2: role standby -> primary"),
+    );
+    drop(watch);
+    let _ = reader.join();
 }
 
 /// The status table's line for `node`.

@@ -46,8 +46,70 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
             PeerView::Unreachable(e) => Err(anyhow::anyhow!("{addr}: {e}")),
         };
     }
-    let rows = runtime.block_on(async {
-        let views = client.ask_all(&peers).await;
+    if args.watch {
+        if !(args.interval.is_finite() && args.interval >= 0.1 && args.interval <= 3600.0) {
+            return Err(super::UsageError(format!(
+                "--interval {}: not a number of seconds in [0.1, 3600]",
+                args.interval
+            ))
+            .into());
+        }
+        let interval = Duration::from_secs_f64(args.interval);
+        let mut before: Vec<status::Row> = Vec::new();
+        let mut refresh = 0u64;
+        loop {
+            let rows = runtime.block_on(gather(&client, &peers, &config, &args, check_timeout));
+            let stamp = wall_clock();
+            if refresh > 0 {
+                for change in status::changes(&before, &rows) {
+                    println!("{stamp} {change}");
+                }
+            }
+            println!("--- {stamp}");
+            print!("{}", status::render(&rows));
+            println!("{}", status::summary(&rows));
+            before = rows;
+            refresh += 1;
+            if args.count.is_some_and(|n| refresh >= n) {
+                return Ok(());
+            }
+            std::thread::sleep(interval);
+        }
+    }
+    let rows = runtime.block_on(gather(&client, &peers, &config, &args, check_timeout));
+    if args.json {
+        let out = serde_json::json!({ "summary": status::summary(&rows), "nodes": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", status::render(&rows));
+        println!("{}", status::summary(&rows));
+    }
+    Ok(())
+}
+
+/// HH:MM:SS (UTC) for --watch's lines.
+fn wall_clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// One table's rows: every peer's answer, and every data node's 5431.
+async fn gather(
+    client: &PeerClient,
+    peers: &[String],
+    config: &crate::config::Config,
+    args: &StatusArgs,
+    check_timeout: Duration,
+) -> Vec<status::Row> {
+    {
+        let views = client.ask_all(peers).await;
         let mut rows = status::rows(&views, config.grpc.witness.as_deref());
         // Ask every data node's check port at once; answers land in row order.
         let mut checks = tokio::task::JoinSet::new();
@@ -59,15 +121,7 @@ pub fn run(explicit: Option<&Path>, args: StatusArgs) -> anyhow::Result<()> {
             rows[i].check = word;
         }
         rows
-    });
-    if args.json {
-        let out = serde_json::json!({ "summary": status::summary(&rows), "nodes": rows });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        print!("{}", status::render(&rows));
-        println!("{}", status::summary(&rows));
     }
-    Ok(())
 }
 
 /// The most `status` reads from a node's health-check port: a word, or an
