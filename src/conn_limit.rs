@@ -131,11 +131,6 @@ impl<S> HeadTimeout<S> {
             _admission: admission,
         }
     }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadTimeout<S> {

@@ -17,6 +17,10 @@
 //! 4. A standby is `lagging` when it streams from a node that is not the
 //!    legitimate primary, or is over `maxLagBytes` or not streaming with it
 //!    set; otherwise `standby`.
+//!
+//! The planned-switchover shortcut (skipping the lease term when every
+//! other data node was seen in recovery or stopped) is not taken: DESIGN.md
+//! lets the code rely on it only once the model shows it safe (P4).
 
 mod display;
 #[cfg(test)]
@@ -24,11 +28,6 @@ mod tests;
 
 use crate::claims::{Claim, Highest};
 use crate::verdict::{Identity, VerdictKind};
-
-/// Whether a planned switchover (every other data node seen in recovery or
-/// stopped) may skip the lease term of the wait. Off until the model shows
-/// it safe (P4); DESIGN.md says the code must not rely on it before.
-pub const SWITCHOVER_SHORTCUT: bool = false;
 
 /// This node's own Postgres, as far as deciding needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,11 +57,8 @@ fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<Respo
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         UsageError(lines.join("; "))
     };
-    flags
-        .validate(FragmentSource::Flags, "", lease)
-        .map_err(flag_problems)?;
-    // Both parts are valid alone, so together they are too; a problem here
-    // would still be reported, naming the flag.
+    // The file's part was validated when it was loaded, so a problem in
+    // the merged fragment comes from a flag, and is named as one.
     let settings = file
         .overlay(flags)
         .validate(FragmentSource::Flags, "", lease)
