@@ -11,16 +11,25 @@
 //! 2. The legitimate primary is the candidate with the highest timeline;
 //!    two on the highest timeline are a tie, and there is none.
 //! 3. A local primary is `production` only when it is the legitimate
-//!    primary, this run reached a majority of all configured voters
-//!    (counting itself), no majority of reached opinions names another
-//!    master, and its wait is over. Otherwise `fenced`.
+//!    primary (on its own timeline), a majority of all configured voters
+//!    (counting itself) returned records that hold its claim, no majority
+//!    of reached opinions names another master, and its wait is over.
+//!    Otherwise `fenced`.
 //! 4. A standby is `lagging` when it streams from a node that is not the
 //!    legitimate primary, or is over `maxLagBytes` or not streaming with it
 //!    set; otherwise `standby`.
 //!
-//! The planned-switchover shortcut (skipping the lease term when every
-//! other data node was seen in recovery or stopped) is not taken: DESIGN.md
-//! lets the code rely on it only once the model shows it safe (P4).
+//! The planned-switchover shortcut: in the run that starts the wait, when
+//! every configured peer answered and every data node among them is in
+//! recovery or its Postgres is not running (refused, no socket; not a
+//! timeout), the wait is HAProxy's term H alone. The model shows it safe
+//! (P4, and the `shortcut-on-timeout` mutation shows why a timeout must not
+//! count).
+//!
+//! Rule 3(b) counts voters whose returned record holds this node's claim,
+//! not voters reached: the model (`model/`) found that a voter reached but
+//! unable to verify the claim (the claimant's peer down) let both nodes
+//! count the same voter, and both answered `production`.
 
 mod display;
 #[cfg(test)]
@@ -53,6 +62,11 @@ pub struct PeerAnswer {
     pub ip: String,
     /// Whether it reports itself a primary (its Postgres not in recovery).
     pub primary: bool,
+    /// Whether it can hold no lease: its Postgres is in recovery, or not
+    /// running at all (refused, no socket). A timeout is not quiet.
+    pub quiet: bool,
+    /// Whether it is the witness (no Postgres of its own).
+    pub witness: bool,
     /// Its timeline (of its own Postgres; 0 when unknown).
     pub timeline: u32,
     /// Its cluster's system identifier (0 when it has no Postgres and saw
@@ -112,6 +126,8 @@ pub struct Inputs<'a> {
     pub lease_ms: u64,
     /// The wait W, in ms.
     pub wait_ms: u64,
+    /// The planned-switchover wait: HAProxy's term H alone, in ms.
+    pub short_wait_ms: u64,
     /// `maxLagBytes`.
     pub max_lag_bytes: Option<u64>,
 }
@@ -130,6 +146,9 @@ pub struct Decision {
     pub timeline: u32,
     /// Voters reached, counting this node when it has a record.
     pub reached: usize,
+    /// Voters whose returned record holds this node's claim on its own
+    /// timeline, counting this node's own record (rule 3(b)).
+    pub holders: usize,
     /// Voters configured.
     pub voters: usize,
     /// The legitimate primary, if there is one.
@@ -244,6 +263,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         reason: String::new(),
         timeline: 0,
         reached: 0,
+        holders: 0,
         voters: inputs.voters,
         legitimate: None,
         tie: false,
@@ -278,6 +298,19 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     // Voters reached: this node and the peers with a usable record.
     let own_vote = usize::from(inputs.own_record.is_some());
     d.reached = own_vote + peers.iter().filter(|a| a.record.is_some()).count();
+    // Voters holding this node's claim on its own timeline.
+    let holds = |record: Option<&Highest>| {
+        record.is_some_and(|h| h.timeline == local.identity.timeline && h.nodes.contains(inputs.me))
+    };
+    d.holders = usize::from(!local.in_recovery && holds(inputs.own_record.flatten()))
+        + if local.in_recovery {
+            0
+        } else {
+            peers
+                .iter()
+                .filter(|a| holds(a.record.as_ref().and_then(Option::as_ref)))
+                .count()
+        };
 
     if local.in_recovery {
         return standby(inputs, local, &peers, d);
@@ -298,9 +331,16 @@ fn primary(
         d.read_only_allowed = false;
         d
     };
-    // (a) the legitimate primary.
+    // (a) the legitimate primary, on the timeline it runs.
     match &d.legitimate {
-        Some(c) if c.node == inputs.me => {}
+        Some(c) if c.node == inputs.me && c.timeline == local.identity.timeline => {}
+        Some(c) if c.node == inputs.me => {
+            let reason = format!(
+                "the highest claim is this node's timeline {}, but it runs timeline {}",
+                c.timeline, local.identity.timeline
+            );
+            return fence(d, reason);
+        }
         Some(c) => {
             let reason = format!("{} holds timeline {}", c.node, c.timeline);
             return fence(d, reason);
@@ -325,6 +365,15 @@ fn primary(
         let reason = format!("isolated: {}/{} voters reached", d.reached, d.voters);
         return fence(d, reason);
     }
+    // A voter reached is not enough: its record must hold this claim (a
+    // voter that could not verify it yet does not).
+    if !is_majority(d.holders, d.voters) {
+        let reason = format!(
+            "{}/{} voters hold this node's claim on timeline {} (one that cannot verify it yet does not count)",
+            d.holders, d.voters, local.identity.timeline
+        );
+        return fence(d, reason);
+    }
     // (c) no majority of reached opinions names another master. An
     // opinion is against this node when it names masters and not this
     // one; a witness that sees two masters, this one among them, is not.
@@ -346,6 +395,7 @@ fn primary(
     // postmaster and timeline.
     let wait_until = match inputs.previous {
         Some(p) if p.identity == local.identity => p.wait_until_ms,
+        _ if planned_switchover(inputs) => inputs.now_ms + inputs.short_wait_ms,
         _ => inputs.now_ms + inputs.wait_ms,
     };
     d.wait_until_ms = Some(wait_until);
@@ -361,6 +411,17 @@ fn primary(
     d.read_write_allowed = true;
     d.read_only_allowed = true;
     d
+}
+
+/// The planned-switchover shortcut's condition: every configured peer
+/// answered, and every data node among them is quiet (in recovery, or its
+/// Postgres not running). No other postmaster can then hold a lease.
+fn planned_switchover(inputs: &Inputs<'_>) -> bool {
+    !inputs.peers.is_empty()
+        && inputs.peers.iter().all(|(_, state)| match state {
+            PeerState::Answered(a) => a.witness || a.quiet,
+            PeerState::Unreachable => false,
+        })
 }
 
 fn standby(

@@ -1,7 +1,9 @@
 //! The timing of fencing, in one place: the lease L, HAProxy's term H and
 //! the wait W = L·(1+ρ)/(1−ρ) + H that a new primary sits out before it
-//! answers `production` (DESIGN.md, "Deciding", Time). Pure arithmetic on
-//! milliseconds; the model in `model/` uses the same definitions.
+//! answers `production` (DESIGN.md, "Deciding", Time), the witness's cache
+//! and the share of the deadline a peer spends asking others. Pure
+//! arithmetic; the model's `model/params.pml` uses the same definitions,
+//! and `tests/shipped_files.rs` checks that the two agree.
 
 use std::time::Duration;
 
@@ -13,6 +15,22 @@ pub const CLOCK_DRIFT: f64 = 0.01;
 /// d, the longest time an answer spends between the responder and
 /// HAProxy (write, loopback or LAN, read).
 pub const TRANSIT_BOUND: Duration = Duration::from_secs(1);
+
+/// How long the witness reuses one fan-out's answer (its opinion; its
+/// claim record is never cached). The model's `CACHE`.
+pub const WITNESS_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// How long a data node's peer reuses one facts query for the asks that
+/// arrive, so a burst of asks is a handful of Postgres queries. Well under
+/// the transit bound, which the model's single read point absorbs.
+pub const FACTS_CACHE_TTL: Duration = Duration::from_millis(100);
+
+/// The share of `connectionDeadline` a peer spends on asks of its own (the
+/// witness's fan-out, verifying a claim, its facts query), so its answer
+/// still arrives within the asker's deadline.
+pub fn fan_out_budget(connection_deadline: Duration) -> Duration {
+    connection_deadline / 2
+}
 
 /// HAProxy's check timing for the `prod` pool (`haproxy.check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

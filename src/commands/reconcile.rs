@@ -206,6 +206,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         now_ms: now.boottime_ms,
         lease_ms: lease.as_millis() as u64,
         wait_ms: wait.as_millis() as u64,
+        short_wait_ms: timing::haproxy_term(&config.haproxy_check).as_millis() as u64,
         max_lag_bytes: config.responder.max_lag_bytes,
     });
     log::info!("{decision}");

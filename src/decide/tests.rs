@@ -22,6 +22,8 @@ const T0: u64 = 100_000;
 const NOW: u64 = 100_300;
 const LEASE: u64 = 35_000;
 const WAIT: u64 = 41_700;
+/// HAProxy's term H alone: the planned-switchover wait.
+const SHORT_WAIT: u64 = 7_000;
 
 fn id(timeline: u32) -> Identity {
     Identity {
@@ -74,10 +76,40 @@ fn data(
         node: node.into(),
         ip: ip.into(),
         primary: is_primary,
+        // A data node that is not primary is a standby here; `stopped` and
+        // `hung` make the other two.
+        quiet: !is_primary,
+        witness: false,
         timeline,
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
         record,
+    })
+}
+
+/// A data node whose Postgres is not running (refused, no socket).
+fn stopped(node: &str, ip: &str, record: Option<Option<Highest>>) -> PeerState {
+    PeerState::Answered(PeerAnswer {
+        node: node.into(),
+        ip: ip.into(),
+        primary: false,
+        quiet: true,
+        witness: false,
+        timeline: 0,
+        system_identifier: 0,
+        master: vec![],
+        record,
+    })
+}
+
+/// A data node whose peer answered but whose Postgres timed out.
+fn hung(node: &str, ip: &str, record: Option<Option<Highest>>) -> PeerState {
+    PeerState::Answered(PeerAnswer {
+        quiet: false,
+        ..match stopped(node, ip, record) {
+            PeerState::Answered(a) => a,
+            PeerState::Unreachable => unreachable!("stopped() answers"),
+        }
     })
 }
 
@@ -86,6 +118,8 @@ fn witness(master: &[&str], record: Option<Option<Highest>>) -> PeerState {
         node: "witness".into(),
         ip: "10.0.0.9".into(),
         primary: false,
+        quiet: false,
+        witness: true,
         timeline: 0,
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
@@ -150,6 +184,7 @@ fn run(r: &Row) -> Decision {
         now_ms: NOW,
         lease_ms: LEASE,
         wait_ms: WAIT,
+        short_wait_ms: SHORT_WAIT,
         max_lag_bytes: r.max_lag,
     })
 }
@@ -277,6 +312,8 @@ fn rows() -> Vec<Row> {
                     node: "stranger".into(),
                     ip: "10.9.9.9".into(),
                     primary: true,
+                    quiet: false,
+                    witness: false,
                     timeline: 9,
                     system_identifier: SYSID + 1,
                     master: vec!["10.9.9.9".into()],
@@ -294,8 +331,61 @@ fn rows() -> Vec<Row> {
             own: rec(2, &[B]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease",
-            ..row("a planned switchover with the old primary seen in recovery still waits W (no shortcut before the model shows P4)")
+            because: "waiting out the previous primary's lease (7 s left)",
+            ..row("P4, a planned switchover: the old primary seen in recovery, the wait is H alone")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![stopped(A, IP_A, rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease (7 s left)",
+            ..row("P4, a planned switchover: the old primary's Postgres stopped (refused), the wait is H alone")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![hung(A, IP_A, rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease (42 s left)",
+            ..row("model, shortcut-on-timeout: the old primary's Postgres timed out (it may resume on its lease), the full wait")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![stopped(A, IP_A, rec(2, &[B])), down()],
+            own: rec(2, &[B]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out the previous primary's lease (42 s left)",
+            ..row("no shortcut unless every configured peer answered")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), witness(&[IP_B], rec(1, &[A]))],
+            own: rec(2, &[B]),
+            previous: Some(0),
+            want: Some(Fenced),
+            because: "1/3 voters hold this node's claim on timeline 2",
+            ..row("model, P1 with both data peers down: the witness reached has not verified B's claim, so it does not count for B")
+        },
+        Row {
+            peers: vec![down(), witness(&[IP_A], rec(1, &[A]))],
+            own: rec(1, &[A]),
+            because: "node_a: production (timeline 1, 2/3 voters)",
+            ..row("model, P1 with both data peers down: the same witness holds A's claim, so A alone confirms")
+        },
+        Row {
+            peers: vec![data(B, IP_B, false, 1, &[IP_A], rec(3, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            own: rec(3, &[A]),
+            want: Some(Fenced),
+            because: "the highest claim is this node's timeline 3, but it runs timeline 1",
+            ..row("a claim on another timeline (an old backup restored, or a stranger's) legitimises no postmaster")
         },
         Row {
             peers: vec![down(), witness(&[IP_A], rec(2, &[B]))],

@@ -251,10 +251,13 @@ pub fn as_peer_state(view: &PeerView, cluster: u64) -> crate::decide::PeerState 
     } else {
         Some(None)
     };
+    let role = role_of(a);
     PeerState::Answered(PeerAnswer {
         node: a.node_name.clone(),
         ip: a.ip.clone(),
-        primary: role_of(a) == Role::Primary,
+        primary: role == Role::Primary,
+        quiet: role == Role::Standby || (role == Role::Down && a.postgres_stopped),
+        witness: role == Role::Witness,
         timeline: a.timeline,
         system_identifier: a.system_identifier,
         master: a.master.clone(),

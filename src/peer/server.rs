@@ -32,13 +32,9 @@ use crate::pg::warm::WarmConnection;
 use crate::pg::{self, ProbeError};
 use crate::runtime_files;
 
-/// How long the witness reuses one fan-out's answer.
-pub const WITNESS_CACHE_TTL: Duration = Duration::from_secs(1);
+pub use crate::timing::{FACTS_CACHE_TTL, WITNESS_CACHE_TTL};
 /// How often a data node refreshes its name → address directory.
 pub const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
-/// How long a data node reuses one facts query for the asks that arrive,
-/// so a burst of asks is a handful of Postgres queries, not one each.
-pub const FACTS_CACHE_TTL: Duration = Duration::from_millis(100);
 /// The largest request the server decodes. A `WhatYouKnow` is a few dozen
 /// bytes; anything near this is not a peer.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -130,10 +126,10 @@ impl PeerService {
                 != crate::config::host_port(&own, config.grpc.bind_port).ok()
         });
         voters.dedup();
-        let verify_client = client.with_deadline(deadline / 2);
+        let verify_client = client.with_deadline(crate::timing::fan_out_budget(deadline));
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
-                client: client.with_deadline(deadline / 2),
+                client: client.with_deadline(crate::timing::fan_out_budget(deadline)),
                 neighbours: config.grpc.neighbours.clone(),
                 cache: tokio::sync::Mutex::new(None),
             })
@@ -143,7 +139,10 @@ impl PeerService {
             Kind::Data(DataNode {
                 pg,
                 warm: WarmConnection::default(),
-                facts_timeout: config.responder.check_timeout.min(deadline / 2),
+                facts_timeout: config
+                    .responder
+                    .check_timeout
+                    .min(crate::timing::fan_out_budget(deadline)),
                 facts_cache: tokio::sync::Mutex::new(None),
                 runtime_dir: config.responder.runtime_dir.clone(),
                 directory: Mutex::new(directory),
@@ -290,12 +289,15 @@ impl DataNode {
             .map(|d| d.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
         let error = facts.as_ref().err().map(ToString::to_string);
+        let stopped = facts.as_ref().err().is_some_and(|e| e.means_stopped());
         let facts = match (&facts, &error) {
             (Ok(f), _) => Ok(f),
             (Err(_), Some(why)) => Err(why.as_str()),
             (Err(_), None) => Err("unknown"),
         };
-        opinion::data_node_answer(me, facts, &verdict, now.as_ref(), &directory)
+        let mut answer = opinion::data_node_answer(me, facts, &verdict, now.as_ref(), &directory);
+        answer.postgres_stopped = stopped;
+        answer
     }
 
     /// Asks the neighbours who they are, to map standby names to addresses.

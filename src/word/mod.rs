@@ -96,6 +96,17 @@ impl DownReason {
         DownReason::ConfigError,
     ];
 
+    /// Whether no postmaster runs at all (refused, or no socket): the old
+    /// postmaster and any lease bound to it are gone. A timeout, or a
+    /// postmaster shutting down (its sessions may still run), is not this.
+    /// The planned-switchover shortcut rests on it (DESIGN.md, "Time").
+    pub fn means_stopped(self) -> bool {
+        matches!(
+            self,
+            DownReason::ConnectionRefused | DownReason::NoServerSocket
+        )
+    }
+
     fn text(self) -> &'static str {
         match self {
             DownReason::Timeout => "timeout",
