@@ -244,3 +244,106 @@ fn exit_codes_follow_the_contract() {
     );
     assert_eq!(pgsql_state(&["--help"]).0, 0);
 }
+
+/// The model's timing (`model/params.pml`, as spin's preprocessor derives
+/// it) is src/timing.rs's, for the default parameters and for each variant
+/// `model/check.sh` searches. One tick of the model is one second; the
+/// model takes the clock drift ρ as 0, so its W is L + H, and the code's W
+/// may only be longer.
+#[test]
+fn model_params_match_timing() {
+    use pgsql_state::timing::{self, HaproxyCheck};
+    use std::collections::HashMap;
+    use std::time::Duration;
+    let spin = require_tool("spin");
+    let check_sh = std::fs::read_to_string(repo("model/check.sh")).expect("read model/check.sh");
+    // Every timing variant check.sh uses, and the defaults.
+    let timing_keys = [
+        "WATCHDOG",
+        "DEADLINE",
+        "CACHE",
+        "INTER",
+        "FASTINTER",
+        "RISE",
+        "FALL",
+        "TCHECK",
+        "TRANSIT",
+    ];
+    let mut variants: Vec<Vec<String>> = vec![vec![]];
+    for line in check_sh
+        .lines()
+        .filter(|l| l.trim_start().starts_with("\""))
+    {
+        let flags: Vec<String> = line
+            .split_whitespace()
+            .flat_map(|w| w.split('|'))
+            .map(|w| w.trim_matches('"').to_string())
+            .filter(|w| {
+                timing_keys
+                    .iter()
+                    .any(|k| w.starts_with(&format!("-D{k}=")))
+            })
+            .collect();
+        if !variants.contains(&flags) {
+            variants.push(flags);
+        }
+    }
+    assert!(
+        variants.len() >= 4,
+        "check.sh's timing variants: {variants:?}"
+    );
+    let secs = Duration::from_secs;
+    for flags in &variants {
+        let out = Command::new(&spin)
+            .args(flags)
+            .arg("print_params.pml")
+            .current_dir(repo("model"))
+            .output()
+            .expect("run spin");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("PARAMS "))
+            .unwrap_or_else(|| panic!("spin {flags:?}: no PARAMS line in {text:?}"));
+        let p: HashMap<&str, u64> = line
+            .split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("NAME=value");
+                (k, v.parse().expect("a number"))
+            })
+            .collect();
+        let check = HaproxyCheck {
+            inter: secs(p["INTER"]),
+            fastinter: secs(p["FASTINTER"]),
+            rise: p["RISE"] as u32,
+            fall: p["FALL"] as u32,
+            timeout_check: secs(p["TCHECK"]),
+        };
+        let lease = timing::lease(secs(p["WATCHDOG"]), secs(p["DEADLINE"]));
+        let h = timing::haproxy_term(&check);
+        assert_eq!(secs(p["LEASE"]), lease, "{flags:?}: the lease");
+        assert_eq!(
+            secs(p["T_FAIL"]),
+            timing::check_failure_time(&check),
+            "{flags:?}: T_fail"
+        );
+        assert_eq!(secs(p["HTERM"]), h, "{flags:?}: HAProxy's term H");
+        assert_eq!(secs(p["WAIT"]), lease + h, "{flags:?}: W with ρ = 0");
+        assert_eq!(secs(p["SHORT_WAIT"]), h, "{flags:?}: the switchover's wait");
+        let w = timing::wait(lease, &check);
+        assert!(
+            w >= lease + h && w < lease + h + secs(1),
+            "{flags:?}: W {w:?}"
+        );
+        if flags.is_empty() {
+            // The defaults are the shipped ones.
+            assert_eq!(check, HaproxyCheck::default(), "the model's HAProxy");
+            assert_eq!(secs(p["TRANSIT"]), timing::TRANSIT_BOUND, "d");
+            assert_eq!(
+                secs(p["CACHE"]),
+                timing::WITNESS_CACHE_TTL,
+                "the witness cache"
+            );
+        }
+    }
+}

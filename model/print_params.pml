@@ -1,0 +1,10 @@
+/* Prints the model's timing, as params.pml derives it, for the test that
+ * compares it with src/timing.rs (tests/shipped_files.rs):
+ *   spin [-DNAME=value ...] model/print_params.pml */
+#include "params.pml"
+
+init {
+  printf("PARAMS WATCHDOG=%d DEADLINE=%d CACHE=%d INTER=%d FASTINTER=%d RISE=%d FALL=%d TCHECK=%d TRANSIT=%d LEASE=%d T_FAIL=%d HTERM=%d WAIT=%d SHORT_WAIT=%d\n",
+    WATCHDOG, DEADLINE, CACHE, INTER, FASTINTER, RISE, FALL, TCHECK, TRANSIT,
+    LEASE, T_FAIL, HTERM, WAIT, SHORT_WAIT)
+}
