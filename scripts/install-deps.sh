@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the playground need on Debian 12, when missing:
 # PostgreSQL (server, psql, pgbench), HAProxy, ncat, OpenBSD nc, systemd's
-# socket-activation and analyze tools. Needs root for apt-get; without root
+# socket-activation and analyze tools, spin and a C compiler for the model. Needs root for apt-get; without root
 # it only checks, and fails naming what is missing.
 set -euo pipefail
 
@@ -19,6 +19,8 @@ have systemd-socket-activate || missing+=(systemd)
 have systemd-analyze || missing+=(systemd)
 have runuser || missing+=(util-linux)
 have ip || missing+=(iproute2)
+have spin || missing+=(spin)
+have cc || missing+=(gcc)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh Debian 12 machine with Rust:
 #   ./scripts/test.sh
 # Installs what is missing (see install-deps.sh), builds, runs the unit
-# tests, then the integration test files in parallel: each file starts its
-# own PostgreSQL primary and standby on its own 127.0.K.x addresses.
+# tests, checks the fencing model with spin (model/check.sh), then runs the
+# integration test files in parallel: each file starts its own PostgreSQL
+# primary and standby on its own 127.0.K.x addresses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ cargo build --locked --all-targets
 
 echo "== unit tests"
 cargo test --locked --lib --bins
+
+echo "== the model (spin): every configuration, every mutation"
+./model/check.sh
 
 echo "== integration tests (in parallel, one cluster per file)"
 logs=$(mktemp -d)

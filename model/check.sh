@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Checks the fencing model (pgsql_state.pml) with spin:
+#   ./model/check.sh            every configuration, then every mutation
+#   ./model/check.sh NAME...    only these (names as printed)
+#   DEEP=1 ./model/check.sh     also the six-fault search of the design
+#
+# A configuration is the design as built under some set of faults; its
+# search must be complete and find no violation. A mutation weakens one
+# rule; its search must find a counterexample to the property named, or
+# the model could not have failed. Runs JOBS searches at a time (default:
+# the number of cores). Trails and their replays are kept in MODEL_OUT
+# (default: a temporary directory, printed at the end).
+#
+# Needs spin and a C compiler; ./scripts/install-deps.sh installs spin.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+command -v spin >/dev/null || { echo "model/check.sh: spin is not installed (apt-get install spin, or ./scripts/install-deps.sh)" >&2; exit 2; }
+command -v cc >/dev/null || { echo "model/check.sh: no C compiler (cc)" >&2; exit 2; }
+jobs_max=${JOBS:-$(nproc)}
+out=${MODEL_OUT:-$(mktemp -d /tmp/pgsql-state-model.XXXXXX)}
+mkdir -p "$out"
+
+# name | expected: "ok" or the property a mutation must break | spin -D flags
+# Faults: F_LINK (partitions, any, non-transitive included), F_PEER (a peer
+# crashed, hung or restarted; the witness lost), F_PGHANG (a postmaster hung
+# and resumed), F_STOP (A's Postgres stopped, started as the zombie or as a
+# standby), F_RECON (a reconciler stopped and going on), F_STRANGER (claims
+# from a stranger); MAXF bounds how many happen in one run.
+checks=(
+  # The longest first, so that the two cores stay busy.
+  "everything|ok|-DF_LINK=1 -DF_PEER=1 -DF_PGHANG=1 -DF_STOP=1 -DF_RECON=1 -DF_STRANGER=1 -DMAXF=3"
+  "records-in-memory|P1|-DMEMORY_RECORDS=1 -DCHECK_P2=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4"
+  "slow-timer|ok|-DWATCHDOG=2 -DJITTER=1 -DF_LINK=1 -DF_RECON=1 -DMAXF=2"
+  "lease-over-h|ok|-DINTER=1 -DTCHECK=1 -DWATCHDOG=2 -DJITTER=1 -DF_STOP=1 -DF_PGHANG=1 -DMAXF=3"
+  "hangs|ok|-DF_PGHANG=1 -DF_PEER=1 -DMAXF=3"
+  "partitions|ok|-DF_LINK=1 -DMAXF=4"
+  "restarts|ok|-DF_STOP=1 -DF_RECON=1 -DMAXF=3"
+  "peers|ok|-DF_PEER=1 -DMAXF=3"
+  "healthy|ok|"
+  "healthy-late-t0|ok|-DLATE_T0=1"
+  "switchover-late-t0|ok|-DF_STOP=1 -DMAXF=3 -DLATE_T0=1"
+  "strangers|ok|-DF_STRANGER=1 -DMAXF=2"
+  "fall-2|ok|-DFALL=2 -DF_RECON=1 -DF_PGHANG=1 -DMAXF=2"
+  "wait-is-lease-p1-only|ok|-DWAIT=LEASE -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
+  # Mutations: each must find a counterexample to the property named.
+  "no-claim-records|P1|-DNO_RECORDS=1 -DCHECK_P2=0 -DF_LINK=1 -DMAXF=1"
+  "wait-lease-minus-1|P1|-DWAIT=LEASE-1 -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
+  "wait-lease-plus-h-minus-1|P2|-DWAIT=LEASE+HTERM-1 -DF_RECON=1 -DMAXF=1"
+  "wait-fall-2-minus-1|P2|-DFALL=2 -DWAIT=LEASE+HTERM-1 -DF_RECON=1 -DMAXF=1"
+  "majority-of-reachable|P1|-DREACHABLE_MAJORITY=1 -DCHECK_P2=0 -DF_LINK=1 -DMAXF=2"
+  "stranger-unverified|P3|-DNO_VERIFY=1 -DF_STRANGER=1 -DMAXF=1"
+  "switchover-no-shortcut|P4|-DNO_SHORTCUT=1 -DF_STOP=1 -DMAXF=1"
+  "shortcut-on-timeout|P1|-DSHORTCUT_ON_TIMEOUT=1 -DCHECK_P2=0 -DINTER=1 -DTCHECK=1 -DWATCHDOG=2 -DJITTER=1 -DF_PGHANG=1 -DMAXF=2"
+  "haproxy-starts-up|P2|-DSTART_UP=1"
+)
+# DEEP=1 adds the design under the records-in-memory mutation's own fault
+# budget (six faults): about 34 million states, 3.5 minutes and 4 GB.
+if [ "${DEEP:-0}" = 1 ]; then
+  checks+=("restart-6|ok|-DCHECK_P2=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4")
+fi
+
+# Runs one search; prints one line and leaves NAME.result (PASS or FAIL).
+run_one() {
+  local name=$1 expect=$2 flags=$3
+  local dir="$out/$name"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp "$here"/*.pml "$dir"/
+  cd "$dir"
+  # shellcheck disable=SC2086 # flags are words on purpose
+  spin -a $flags pgsql_state.pml >spin.log 2>&1 || { echo "FAIL $name: spin -a: $(head -1 spin.log)"; echo FAIL >result; return; }
+  cc -O2 -DSAFETY -w -o pan pan.c 2>cc.log || { echo "FAIL $name: cc: $(head -1 cc.log)"; echo FAIL >result; return; }
+  local start end
+  start=$(date +%s.%N)
+  ./pan -m4000000 -w25 >pan.log 2>&1 || true
+  end=$(date +%s.%N)
+  local states secs errors violated property
+  states=$(awk '/states, stored/ {print $1; exit}' pan.log)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+  errors=$(grep -oE 'errors: [0-9]+' pan.log | awk '{print $2}')
+  violated=$(grep -m1 'assertion violated' pan.log || true)
+  property=$(echo "$violated" | grep -oE '\(P[1-4]&&' | tr -d '(&' || true)
+  local verdict=FAIL what
+  if [ "$expect" = ok ]; then
+    if [ "${errors:-1}" = 0 ] && grep -q 'Full statespace search' pan.log && ! grep -q 'max search depth too small' pan.log; then
+      verdict=PASS what="no violation, search complete"
+    elif grep -q 'max search depth too small' pan.log; then
+      what="search incomplete (depth)"
+    else
+      what="violated ${property:-?}: trail in $dir"
+    fi
+  else
+    if [ "$property" = "$expect" ]; then
+      verdict=PASS what="counterexample to $expect found"
+    elif [ -n "$property" ]; then
+      what="expected a counterexample to $expect, found one to $property"
+    else
+      what="expected a counterexample to $expect, found none"
+    fi
+    if [ -f pgsql_state.pml.trail ]; then
+      # shellcheck disable=SC2086
+      spin -t $flags pgsql_state.pml 2>&1 | grep 'MSC:' | sed 's/^ *MSC: //' >trail.txt || true
+    fi
+  fi
+  printf '%-4s %-27s %10s states %7.1f s  %s\n' "$verdict" "$name" "${states:-?}" "$secs" "$what"
+  echo "$verdict" >result
+}
+
+selected=("$@")
+want() {
+  [ ${#selected[@]} -eq 0 ] && return 0
+  local n
+  for n in "${selected[@]}"; do [ "$n" = "$1" ] && return 0; done
+  return 1
+}
+
+echo "spin $(spin -V | awk '{print $3}'), $jobs_max at a time, results in $out"
+t0=$(date +%s)
+names=()
+for c in "${checks[@]}"; do
+  IFS='|' read -r name expect flags <<<"$c"
+  want "$name" || continue
+  names+=("$name")
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do sleep 0.2; done
+  (run_one "$name" "$expect" "$flags") &
+done
+wait
+failed=()
+for name in "${names[@]}"; do
+  [ "$(cat "$out/$name/result" 2>/dev/null)" = PASS ] || failed+=("$name")
+done
+[ ${#names[@]} -gt 0 ] || { echo "model/check.sh: no such check: $*" >&2; exit 2; }
+echo "model: ${#names[@]} searches in $(( $(date +%s) - t0 )) s; trails and logs in $out"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "model: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+# Keep only what a failure would need.
+[ -n "${MODEL_OUT:-}" ] || rm -rf "$out"
+echo "model: all passed"
