@@ -748,3 +748,90 @@ fn a_damaged_block_is_left_alone_and_the_verdict_is_still_written() {
     let written = std::fs::read_to_string(&verdict).expect("the verdict was still written");
     assert!(written.contains("verdict="), "{written}");
 }
+
+/// A planned switchover: node_1's Postgres is stopped first (its peer
+/// reports it refused, not timed out), then node_2 is promoted. node_2's
+/// wait is HAProxy's term H alone (3.5 s with this file's timing), not W
+/// (6.6 s): the model's P4.
+#[test]
+fn a_planned_switchover_waits_haproxy_s_term_only() {
+    let c = Cluster::start();
+    let dir = runtime_dir("switchover");
+    let [p1, p2, w] = peer_addrs(&c, 10400);
+    let nodes = [
+        node_yaml_with(&c, "node_1", p1, &[p2], w, &dir),
+        node_yaml_with(&c, "node_2", p2, &[p1], w, &dir),
+        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
+    ];
+    let s = Setup {
+        cluster: c,
+        nodes,
+        dir,
+        dba_hba: String::new(),
+    };
+    let c = &s.cluster;
+    let _peers = start_peers(&s);
+    run_until(
+        &s,
+        Duration::from_secs(40),
+        "a healthy cluster",
+        |w1, w2| w1 == "production" && w2 == "standby",
+    );
+    c.primary.stop("fast");
+    run_until(&s, Duration::from_secs(20), "node_1 down", |w1, _| {
+        w1.starts_with("down")
+    });
+    let promoted = Instant::now();
+    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+    let verdict_2 = s.nodes[1].runtime.join("verdict");
+    let mut first_wait: Option<u64> = None;
+    run_until(
+        &s,
+        Duration::from_secs(30),
+        "node_2 in production",
+        |_, w2| {
+            // The run that started the wait: its verdict's wait_until less
+            // its t0 (boottime_ms) is the wait plus the gathering time.
+            let text = std::fs::read_to_string(&verdict_2).unwrap_or_default();
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            if first_wait.is_none() && field("timeline").as_deref() == Some("2") {
+                if let (Some(until), Some(t0)) = (field("wait_until_ms"), field("boottime_ms")) {
+                    let (until, t0): (u64, u64) =
+                        (until.parse().expect("ms"), t0.parse().expect("ms"));
+                    first_wait = Some(until - t0);
+                }
+            }
+            w2 == "production"
+        },
+    );
+    let took = promoted.elapsed();
+    let wait = first_wait.expect("a verdict with the wait on timeline 2");
+    println!(
+        "planned switchover: node_2 production {took:?} after the promotion; its wait {wait} ms"
+    );
+    // HAPROXY_CHECK's timing: H = 3.5 s; W = L(1+ρ)/(1−ρ) + H ≈ 6.6 s.
+    let check = pgsql_state::timing::HaproxyCheck {
+        inter: Duration::from_secs(1),
+        fastinter: Duration::from_millis(500),
+        rise: 2,
+        fall: 1,
+        timeout_check: Duration::from_secs(1),
+    };
+    let h = pgsql_state::timing::haproxy_term(&check).as_millis() as u64;
+    let full = pgsql_state::timing::wait(
+        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+        &check,
+    )
+    .as_millis() as u64;
+    // The gathering is bounded by the deadline (1 s).
+    assert!(
+        wait >= h && wait < h + 1_000 && wait < full,
+        "the switchover's wait is {wait} ms, not H ({h} ms) plus the gathering (W is {full} ms)"
+    );
+    let (_, out) = reconcile(&s.nodes[1], &["--dry-run"]);
+    assert!(out.contains("node_2: production"), "{out}");
+}

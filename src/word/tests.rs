@@ -446,3 +446,18 @@ fn no_word_contains_another_and_no_reason_names_a_pool() {
         }
     }
 }
+
+#[test]
+fn only_a_postmaster_that_is_not_running_counts_as_stopped() {
+    for reason in DownReason::ALL {
+        let stopped = matches!(
+            reason,
+            DownReason::ConnectionRefused | DownReason::NoServerSocket
+        );
+        assert_eq!(reason.means_stopped(), stopped, "{reason}");
+    }
+    // A hung postmaster may resume on its lease; one shutting down may
+    // still run sessions.
+    assert!(!DownReason::Timeout.means_stopped());
+    assert!(!DownReason::ShuttingDown.means_stopped());
+}
