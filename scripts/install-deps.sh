@@ -20,6 +20,8 @@ have systemd-analyze || missing+=(systemd)
 have runuser || missing+=(util-linux)
 have ip || missing+=(iproute2)
 have spin || missing+=(spin)
+# /metrics is checked with the reference OpenMetrics parser.
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
 have cc || missing+=(gcc)
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Fencing, Format, ResponderFragment};
+use crate::config::{AgentMaintenance, Fencing, Format, ResponderFragment};
 
 /// Tells HAProxy which PostgreSQL node is the primary.
 #[derive(Debug, Parser)]
@@ -128,6 +128,10 @@ pub struct RespondArgs {
     /// Output format (responder.format).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// What the agent format answers during maintenance
+    /// (responder.agentMaintenance).
+    #[arg(long, value_enum)]
+    pub agent_maintenance: Option<AgentMaintenance>,
     /// Serve checks on ADDR (ip:port, or a Unix socket path) until stopped.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -143,6 +147,7 @@ impl RespondArgs {
             fencing: self.fencing,
             runtime_dir: self.runtime_dir.clone(),
             format: self.format,
+            agent_maintenance: self.agent_maintenance,
         }
     }
 }

@@ -652,3 +652,141 @@ fn listen_never_replaces_a_file_that_is_not_a_socket() {
         },
     );
 }
+
+/// `/metrics`, parsed by the reference OpenMetrics parser (Python's
+/// `prometheus_client`): one `name{labels} value` line per sample, sorted.
+fn scrape(addr: SocketAddr) -> String {
+    let reply = ncat_send(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{reply:?}");
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    // Debian's python3 with python3-prometheus-client (install-deps.sh),
+    // not whatever python3 comes first on PATH.
+    let python = "/usr/bin/python3";
+    let parse = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        rows = []\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       labels = ','.join('%s=%s' % kv for kv in sorted(s.labels.items()))\n\
+        \x20       rows.append('%s{%s} %r' % (s.name, labels, float(s.value)))\n\
+        print('\\n'.join(sorted(rows)))\n";
+    let out = run_client(
+        python,
+        &["-c", parse],
+        body.as_bytes(),
+        Duration::from_secs(30),
+    );
+    assert!(!out.trim().is_empty(), "nothing parsed from {body:?}");
+    out
+}
+
+/// The value of the sample `name{labels}` in a scrape.
+fn sample(scraped: &str, name: &str) -> Option<f64> {
+    scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_parse_with_a_real_prometheus_parser() {
+    let c = cluster();
+    let runtime = runtime_dir("metrics");
+    let identity = c.primary.sql(
+        "SELECT 'system_identifier=' || (SELECT system_identifier FROM pg_control_system()) \
+         || E'\\ntimeline=' || ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+         || E'\\npostmaster_start_us=' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint",
+    );
+    std::fs::write(
+        runtime.join("verdict"),
+        verdict_text("production", 2_000, 60_000, Some(&format!("{identity}\n"))),
+    )
+    .expect("write a verdict");
+    let primary = at(&c.primary, 5442);
+    let standby = at(&c.standby, 5442);
+    let runtime_arg = runtime.to_str().expect("utf-8");
+    let _p = respond_server(
+        primary,
+        &[
+            "--format",
+            "http",
+            "--fencing",
+            "strict",
+            "--runtime-dir",
+            runtime_arg,
+            "--conninfo",
+            &c.primary.conninfo(),
+        ],
+    );
+    let _s = respond_server(
+        standby,
+        &["--format", "http", "--conninfo", &c.standby.conninfo()],
+    );
+    let p = scrape(primary);
+    println!("primary:\n{p}");
+    assert_eq!(
+        sample(&p, "pgsql_state_word{word=production}"),
+        Some(1.0),
+        "{p}"
+    );
+    assert_eq!(
+        sample(&p, "pgsql_state_word{word=standby}"),
+        Some(0.0),
+        "{p}"
+    );
+    assert_eq!(sample(&p, "pgsql_state_in_recovery{}"), Some(0.0), "{p}");
+    assert_eq!(sample(&p, "pgsql_state_timeline{}"), Some(1.0), "{p}");
+    assert_eq!(
+        sample(&p, "pgsql_state_verdict{kind=production}"),
+        Some(1.0),
+        "{p}"
+    );
+    assert_eq!(sample(&p, "pgsql_state_fenced{}"), Some(0.0), "{p}");
+    assert_eq!(sample(&p, "pgsql_state_maintenance{}"), Some(0.0), "{p}");
+    let age = sample(&p, "pgsql_state_verdict_age_seconds{}").expect("the verdict's age");
+    assert!((2.0..30.0).contains(&age), "verdict age {age}");
+    let took = sample(&p, "pgsql_state_check_duration_seconds{}").expect("the check's duration");
+    assert!(took > 0.0 && took < 5.0, "check duration {took}");
+    let s = scrape(standby);
+    println!("standby:\n{s}");
+    assert_eq!(
+        sample(&s, "pgsql_state_word{word=standby}"),
+        Some(1.0),
+        "{s}"
+    );
+    assert_eq!(sample(&s, "pgsql_state_in_recovery{}"), Some(1.0), "{s}");
+    assert!(sample(&s, "pgsql_state_lag_bytes{}").is_some(), "{s}");
+    // No verdict in the standby's runtime directory (fencing off): all 0.
+    assert_eq!(
+        sample(&s, "pgsql_state_verdict{kind=standby}"),
+        Some(0.0),
+        "{s}"
+    );
+    // One-shot (Accept=yes) scrapes the same way; a drained node says so.
+    let (code, _, err) = pgsql_state(&["maintenance", "on", "--runtime-dir", runtime_arg]);
+    assert_eq!(code, 0, "{err}");
+    let addr = at(&c.primary, 5443);
+    let _activator = socket_activate(
+        addr,
+        Activation::Accept,
+        &[],
+        &[
+            "--format",
+            "http",
+            "--runtime-dir",
+            runtime_arg,
+            "--conninfo",
+            &c.primary.conninfo(),
+        ],
+    );
+    let m = scrape(addr);
+    assert_eq!(sample(&m, "pgsql_state_maintenance{}"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(&m, "pgsql_state_word{word=maintenance}"),
+        Some(1.0),
+        "{m}"
+    );
+}

@@ -105,9 +105,12 @@ fn answer_config_error(client: ClientSocket, format: Format) {
     let reply = match format {
         Format::Text => crate::respond::format::text_reply(word),
         Format::Http => crate::respond::format::http_reply(b"GET / HTTP/1.0\r\n\r\n", word),
-        Format::Agent => {
-            crate::respond::format::agent_reply(crate::respond::format::AgentPool::Any, word)
-        }
+        Format::Agent => crate::respond::format::agent_reply(
+            crate::respond::format::AgentPool::Any,
+            word,
+            crate::config::AgentMaintenance::default(),
+            None,
+        ),
     };
     use std::io::Write;
     let _ = match client {

@@ -71,6 +71,18 @@ pub enum Format {
     Agent,
 }
 
+/// What an agent check answers during maintenance
+/// (`responder.agentMaintenance`, `--agent-maintenance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMaintenance {
+    /// `drain`: HAProxy shows DRAIN; open sessions finish, no new ones.
+    #[default]
+    Drain,
+    /// `maint`: HAProxy shows MAINT and takes the server out entirely.
+    Maint,
+}
+
 /// What the responder needs. It has defaults for everything, so `respond`
 /// works with no config file at all.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +99,8 @@ pub struct ResponderSettings {
     pub runtime_dir: PathBuf,
     /// `responder.format`.
     pub format: Format,
+    /// `responder.agentMaintenance`.
+    pub agent_maintenance: AgentMaintenance,
     /// The lease a `strict` verdict is valid for: 2 × watchDog + connectionDeadline.
     pub lease: Duration,
 }
@@ -100,6 +114,7 @@ impl Default for ResponderSettings {
             fencing: Fencing::default(),
             runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             format: Format::default(),
+            agent_maintenance: AgentMaintenance::default(),
             lease: 2 * DEFAULT_WATCHDOG + DEFAULT_CONNECTION_DEADLINE,
         }
     }

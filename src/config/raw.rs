@@ -122,4 +122,6 @@ pub struct RawPostgres {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawResponder {
     pub format: Option<super::Format>,
+    #[serde(rename = "agentMaintenance")]
+    pub agent_maintenance: Option<super::AgentMaintenance>,
 }

@@ -11,9 +11,9 @@ use super::deserialize::locate_dotted;
 use super::grpc::validate_grpc;
 use super::raw::RawConfig;
 use super::{
-    Config, Fencing, Format, Grpc, Problem, ResponderSettings, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR,
-    DEFAULT_WATCHDOG,
+    AgentMaintenance, Config, Fencing, Format, Grpc, Problem, ResponderSettings,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR,
+    DEFAULT_STATE_DIR, DEFAULT_WATCHDOG,
 };
 
 /// The responder's settings as written, every one optional: the file's
@@ -33,6 +33,8 @@ pub struct ResponderFragment {
     pub runtime_dir: Option<PathBuf>,
     /// `responder.format` / `--format`.
     pub format: Option<Format>,
+    /// `responder.agentMaintenance` / `--agent-maintenance`.
+    pub agent_maintenance: Option<AgentMaintenance>,
 }
 
 /// Where a fragment came from, which decides how its problems are named.
@@ -70,6 +72,7 @@ impl ResponderFragment {
             fencing: top.fencing.or(self.fencing),
             runtime_dir: top.runtime_dir.or(self.runtime_dir),
             format: top.format.or(self.format),
+            agent_maintenance: top.agent_maintenance.or(self.agent_maintenance),
         }
     }
 
@@ -139,6 +142,7 @@ impl ResponderFragment {
             fencing: self.fencing.unwrap_or_default(),
             runtime_dir,
             format: self.format.unwrap_or_default(),
+            agent_maintenance: self.agent_maintenance.unwrap_or_default(),
             lease,
         }
     }
@@ -322,7 +326,8 @@ pub(super) fn validate(
         max_lag_bytes,
         fencing,
         runtime_dir: runtime_dir.map(PathBuf::from),
-        format: responder.and_then(|r| r.format),
+        format: responder.as_ref().and_then(|r| r.format),
+        agent_maintenance: responder.as_ref().and_then(|r| r.agent_maintenance),
     };
     let responder = fragment.check(
         &mut c,

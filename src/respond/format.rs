@@ -2,7 +2,8 @@
 //! request parsing and reply rendering, with no sockets.
 //!
 //! - `text`: the word and a newline.
-//! - `http`: Patroni's REST API paths, so `option httpchk` configs work.
+//! - `http`: Patroni's REST API paths, so `option httpchk` configs work,
+//!   and `/metrics` ([`super::metrics`]).
 //! - `agent`: HAProxy agent-check replies (`up`, `down`, `drain`).
 
 use crate::word::Word;
@@ -21,13 +22,29 @@ pub fn head_complete(head: &[u8]) -> bool {
 }
 
 /// What an HTTP check is judged on: the word, and a standby's replay lag
-/// in bytes when the query asked for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// in bytes when the query asked for it; `/metrics` also reports `facts`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HttpView {
     /// The word.
     pub word: Word,
     /// Received but not replayed WAL, on a standby.
     pub lag_bytes: Option<u64>,
+    /// The rest of what the check saw, for `/metrics`.
+    pub facts: MetricFacts,
+}
+
+/// What a check saw besides the word, as `/metrics` reports it; `None`
+/// where it could not be known.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MetricFacts {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: Option<bool>,
+    /// The timeline the postmaster runs.
+    pub timeline: Option<u32>,
+    /// The verdict file's kind and its age in seconds.
+    pub verdict: Option<(crate::verdict::VerdictKind, f64)>,
+    /// How long choosing the word took, in seconds.
+    pub check_seconds: f64,
 }
 
 impl From<Word> for HttpView {
@@ -35,6 +52,7 @@ impl From<Word> for HttpView {
         HttpView {
             word,
             lag_bytes: None,
+            facts: MetricFacts::default(),
         }
     }
 }
@@ -89,6 +107,8 @@ pub fn http_reply(head: &[u8], view: impl Into<HttpView>) -> String {
         } else {
             (405, "method not allowed\n".to_string())
         }
+    } else if path == "/metrics" {
+        (200, super::metrics::render(&view))
     } else if let Some(None) = lag {
         (
             400,
@@ -110,13 +130,18 @@ pub fn http_reply(head: &[u8], view: impl Into<HttpView>) -> String {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
+    let content_type = if status == 200 && path == "/metrics" {
+        super::metrics::CONTENT_TYPE
+    } else {
+        "text/plain"
+    };
     let body = if matches!(method, "HEAD" | "OPTIONS") {
         ""
     } else {
         body.as_str()
     };
     format!(
-        "HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.0 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
@@ -171,19 +196,50 @@ impl AgentPool {
     }
 }
 
-/// The agent-check reply: `up ready` when the node serves the asked pool,
-/// `drain` in maintenance (existing sessions finish, no new ones), and
-/// `down #<word>` otherwise.
-pub fn agent_reply(pool: AgentPool, word: Word) -> String {
+/// A serving node's weight in percent of its configured `weight`, when
+/// `maxLagBytes` is set: 100 for the primary and a standby with no lag,
+/// falling linearly to 1 at the bound (past it the standby is `lagging`
+/// and down), so `leastconn` and `roundrobin` prefer fresh standbys.
+pub fn agent_weight(view: HttpView, max_lag_bytes: Option<u64>) -> Option<u64> {
+    let bound = max_lag_bytes?;
+    if view.word != Word::Standby {
+        return Some(100);
+    }
+    let lag = view.lag_bytes.unwrap_or(bound).min(bound);
+    // 99 × lag fits in u128; the result is at most 99.
+    let fall = (99 * u128::from(lag) / u128::from(bound.max(1))) as u64;
+    Some(100 - fall)
+}
+
+/// The agent-check reply:
+/// - `up ready` when the node serves the asked pool, with a weight
+///   (`up ready 73%`) when `maxLagBytes` is set ([`agent_weight`]);
+/// - in maintenance, `drain` (open sessions finish, no new ones) or
+///   `maint` (out entirely), as `agentMaintenance` says;
+/// - `down #<word>` otherwise.
+pub fn agent_reply(
+    pool: AgentPool,
+    view: impl Into<HttpView>,
+    maintenance: crate::config::AgentMaintenance,
+    max_lag_bytes: Option<u64>,
+) -> String {
+    let view = view.into();
+    let word = view.word;
     let serves = match pool {
         AgentPool::Primary => word == Word::Production,
         AgentPool::Replica => word == Word::Standby,
         AgentPool::Any => matches!(word, Word::Production | Word::Standby),
     };
     if serves {
-        "up ready\n".to_string()
+        match agent_weight(view, max_lag_bytes) {
+            Some(pct) => format!("up ready {pct}%\n"),
+            None => "up ready\n".to_string(),
+        }
     } else if word == Word::Maintenance {
-        "drain #maintenance\n".to_string()
+        match maintenance {
+            crate::config::AgentMaintenance::Drain => "drain #maintenance\n".to_string(),
+            crate::config::AgentMaintenance::Maint => "maint #maintenance\n".to_string(),
+        }
     } else if let Word::Down(reason) = word {
         format!("down #{reason}\n")
     } else {
@@ -232,6 +288,7 @@ mod tests {
         let standby = |lag| HttpView {
             word: Standby,
             lag_bytes: lag,
+            facts: MetricFacts::default(),
         };
         let lagged: &[(&str, Option<u64>, HttpView, Option<bool>)] = &[
             ("/replica", Some(100), standby(Some(100)), Some(true)),
@@ -304,6 +361,7 @@ mod tests {
 
     #[test]
     fn agent_replies() {
+        use crate::config::AgentMaintenance;
         use AgentPool::*;
         use Word::*;
         let cases: &[(&[u8], AgentPool, Word, &str)] = &[
@@ -324,7 +382,44 @@ mod tests {
         ];
         for (sent, pool, word, want) in cases {
             assert_eq!(AgentPool::from_request(sent), *pool, "{sent:?}");
-            assert_eq!(agent_reply(*pool, *word), *want, "{sent:?} {word}");
+            assert_eq!(
+                agent_reply(*pool, *word, AgentMaintenance::Drain, None),
+                *want,
+                "{sent:?} {word}"
+            );
+        }
+        assert_eq!(
+            agent_reply(Any, Maintenance, AgentMaintenance::Maint, None),
+            "maint #maintenance\n"
+        );
+    }
+
+    #[test]
+    fn agent_weights_fall_with_a_standby_s_lag() {
+        use crate::config::AgentMaintenance::Drain;
+        let standby = |lag: Option<u64>| HttpView {
+            word: Word::Standby,
+            lag_bytes: lag,
+            facts: MetricFacts::default(),
+        };
+        let mb = 1 << 20;
+        let cases: &[(HttpView, Option<u64>, &str)] = &[
+            (standby(Some(0)), Some(64 * mb), "up ready 100%\n"),
+            (standby(Some(16 * mb)), Some(64 * mb), "up ready 76%\n"),
+            (standby(Some(32 * mb)), Some(64 * mb), "up ready 51%\n"),
+            (standby(Some(64 * mb)), Some(64 * mb), "up ready 1%\n"),
+            // Lag unknown: the lowest weight, not the highest.
+            (standby(None), Some(64 * mb), "up ready 1%\n"),
+            // No bound: no weight, HAProxy keeps the configured one.
+            (standby(Some(16 * mb)), None, "up ready\n"),
+            (Word::Production.into(), Some(64 * mb), "up ready 100%\n"),
+        ];
+        for (view, bound, want) in cases {
+            assert_eq!(
+                agent_reply(AgentPool::Any, *view, Drain, *bound),
+                *want,
+                "{view:?} {bound:?}"
+            );
         }
     }
 

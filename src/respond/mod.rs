@@ -6,6 +6,7 @@
 //! server ([`server`]) that keeps one Postgres connection warm.
 
 pub mod format;
+pub mod metrics;
 pub mod server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,11 +61,12 @@ impl Responder {
     /// answer says `down: bad conninfo`, so HAProxy and `nc` see why.
     pub fn new(settings: ResponderSettings, mode: Mode) -> Responder {
         let pg_config = pg::parse_conninfo(&settings.conninfo).map_err(Arc::new);
-        // The http format answers `?lag=` on the replica paths, so it
-        // always asks for the lag.
+        // The http format answers `?lag=` on the replica paths and reports
+        // the timeline on `/metrics`, so it always asks for both.
+        let http = settings.format == Format::Http;
         let query = ProbeQuery::new(
-            settings.max_lag_bytes.is_some() || settings.format == Format::Http,
-            settings.fencing == Fencing::Strict,
+            settings.max_lag_bytes.is_some() || http,
+            settings.fencing == Fencing::Strict || http,
         );
         let warm = (mode == Mode::LongLived).then(WarmConnection::default);
         Responder {
@@ -103,9 +105,12 @@ impl Responder {
 
     /// The word and, when asked for, a standby's lag (for `?lag=`).
     pub async fn view(&self) -> (format::HttpView, Option<Goodbye>) {
+        let started = std::time::Instant::now();
         let dir = &self.settings.runtime_dir;
         if runtime_files::maintenance_on(dir) {
-            return (Word::Maintenance.into(), None);
+            let mut view = format::HttpView::from(Word::Maintenance);
+            view.facts.check_seconds = started.elapsed().as_secs_f64();
+            return (view, None);
         }
         let (facts, goodbye) = self.facts().await;
         if let Ok(f) = &facts {
@@ -116,6 +121,16 @@ impl Responder {
             .ok()
             .filter(|f| f.in_recovery)
             .and_then(|f| f.lag_bytes);
+        let mut metric_facts = format::MetricFacts {
+            in_recovery: facts.as_ref().ok().map(|f| f.in_recovery),
+            timeline: facts
+                .as_ref()
+                .ok()
+                .and_then(|f| f.identity.as_ref())
+                .map(|id| id.timeline)
+                .filter(|t| *t > 0),
+            ..format::MetricFacts::default()
+        };
         let probe = facts.map_err(|e| {
             log::warn!("postgres: {}", crate::error_text::one_line(&e));
             e.down_reason()
@@ -135,6 +150,11 @@ impl Responder {
             }),
             _ => Now::unknown(),
         };
+        if let VerdictRead::Present(v) = &verdict {
+            let age_ms = (v.written.boot_id == now.boot_id)
+                .then(|| now.boottime_ms.saturating_sub(v.written.boottime_ms));
+            metric_facts.verdict = age_ms.map(|ms| (v.kind, ms as f64 / 1000.0));
+        }
         let word = choose_word(&Inputs {
             maintenance: false,
             probe,
@@ -143,7 +163,15 @@ impl Responder {
             max_lag_bytes: self.settings.max_lag_bytes,
             now: &now,
         });
-        (format::HttpView { word, lag_bytes }, goodbye)
+        metric_facts.check_seconds = started.elapsed().as_secs_f64();
+        (
+            format::HttpView {
+                word,
+                lag_bytes,
+                facts: metric_facts,
+            },
+            goodbye,
+        )
     }
 
     /// Logs, once per process, that the conninfo's role cannot see the WAL
@@ -200,9 +228,14 @@ impl Responder {
                 (format::http_reply(&head, view), goodbye)
             }
             Format::Agent => {
-                let (sent, (word, goodbye)) = read_while(&mut conn, self.word()).await;
+                let (sent, (view, goodbye)) = read_while(&mut conn, self.view()).await;
                 (
-                    format::agent_reply(format::AgentPool::from_request(&sent), word),
+                    format::agent_reply(
+                        format::AgentPool::from_request(&sent),
+                        view,
+                        self.settings.agent_maintenance,
+                        self.settings.max_lag_bytes,
+                    ),
                     goodbye,
                 )
             }
