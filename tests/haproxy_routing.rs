@@ -136,17 +136,24 @@ fn haproxy_routes_by_the_words_and_follows_a_failover() {
     );
 }
 
+/// One cluster for the tests that leave its roles alone (the failover test
+/// has its own): each uses its own ports and HAProxy address.
+fn shared() -> &'static Cluster {
+    static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start)
+}
+
 #[test]
 fn the_patroni_style_httpchk_variant_routes_by_http_status() {
-    let c = Cluster::start();
-    let _responders = responders(&c, |_| vec!["--format".into(), "http".into()]);
-    let h = Haproxy::start(&c, "haproxy-httpchk.cfg", c.spare_addr(4));
-    assert_routes_to_primary_and_standby(&h, &c);
+    let c = shared();
+    let _responders = responders(c, |_| vec!["--format".into(), "http".into()]);
+    let h = Haproxy::start(c, "haproxy-httpchk.cfg", c.spare_addr(7));
+    assert_routes_to_primary_and_standby(&h, c);
 }
 
 #[test]
 fn patronis_own_haproxy_configs_route_against_the_http_format() {
-    let c = Cluster::start();
+    let c = shared();
     // Where Patroni's REST API would listen: port 8008 of each node.
     let _servers: Vec<Spawned> = [&c.primary, &c.standby]
         .iter()
@@ -168,7 +175,7 @@ fn patronis_own_haproxy_configs_route_against_the_http_format() {
     ];
     for (n, (style, edit)) in styles.into_iter().enumerate() {
         let h = Haproxy::start_ports(
-            &c,
+            c,
             "haproxy-patroni.cfg",
             c.spare_addr(4 + n as u8),
             5000,
@@ -188,4 +195,95 @@ fn patronis_own_haproxy_configs_route_against_the_http_format() {
             "{style}: reads"
         );
     }
+}
+
+/// `haproxy/haproxy-agent.cfg` against `--format agent` responders (on port
+/// 5444 here): the agent routes writes and reads; a drained node shows
+/// DRAIN, or MAINT with `--agent-maintenance maint`, never DOWN; a
+/// standby's weight falls as its replay lag grows and comes back after.
+#[test]
+fn the_agent_check_variant_drains_and_weighs_by_lag() {
+    let c = shared();
+    let dirs = [runtime_dir("agent-1"), runtime_dir("agent-2")];
+    let bound = (64u64 << 20).to_string();
+    let _servers: Vec<Spawned> = [
+        (&c.primary, &dirs[0], "maint"),
+        (&c.standby, &dirs[1], "drain"),
+    ]
+    .iter()
+    .map(|(node, dir, maintenance)| {
+        respond_server(
+            SocketAddr::new(node.addr.into(), 5444),
+            &[
+                "--format",
+                "agent",
+                "--agent-maintenance",
+                maintenance,
+                "--max-lag-bytes",
+                &bound,
+                "--runtime-dir",
+                dir.to_str().expect("utf-8"),
+                "--conninfo",
+                &node.conninfo(),
+            ],
+        )
+    })
+    .collect();
+    let h = Haproxy::start_ports(c, "haproxy-agent.cfg", c.spare_addr(6), 5432, 5433, |t| {
+        t.replace("port 5431", "port 5444")
+    });
+    assert_routes_to_primary_and_standby(&h, c);
+    assert_eq!(h.weight("stdby", "node_2"), 100, "a standby with no lag");
+
+    // Replay paused on the standby while the primary writes ~24 MB of WAL:
+    // the standby stays `standby` (under the 64 MB bound) but weighs less.
+    assert_eq!(c.standby.sql("SELECT pg_wal_replay_pause()"), "");
+    c.primary.sql(
+        "CREATE TABLE agent_lag AS SELECT repeat('x', 1000) AS t FROM generate_series(1, 20000)",
+    );
+    let mut weight = 100;
+    wait_until(
+        Duration::from_secs(30),
+        "the lagging standby's weight to fall",
+        || {
+            weight = h.weight("stdby", "node_2");
+            weight < 90
+        },
+    );
+    println!("agent: with replay paused, node_2 weighs {weight}%");
+    assert!(weight >= 1, "a standby under the bound keeps a weight");
+    assert_eq!(h.status("stdby", "node_2"), "UP");
+    assert_eq!(c.standby.sql("SELECT pg_wal_replay_resume()"), "");
+    wait_until(Duration::from_secs(30), "the weight back to 100", || {
+        h.weight("stdby", "node_2") == 100
+    });
+    c.primary.sql("DROP TABLE agent_lag");
+
+    // Maintenance: DRAIN on the standby, MAINT on the primary, never DOWN.
+    let drain = |dir: &std::path::Path, on: &str| {
+        let (code, _, err) = pgsql_state(&[
+            "maintenance",
+            on,
+            "--runtime-dir",
+            dir.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{err}");
+    };
+    drain(&dirs[1], "on");
+    wait_until(Duration::from_secs(15), "node_2 DRAIN", || {
+        h.status("stdby", "node_2").starts_with("DRAIN")
+    });
+    drain(&dirs[0], "on");
+    wait_until(Duration::from_secs(15), "node_1 MAINT", || {
+        h.status("prod", "node_1").starts_with("MAINT")
+    });
+    println!(
+        "agent: maintenance shows {:?} and {:?}",
+        h.status("stdby", "node_2"),
+        h.status("prod", "node_1")
+    );
+    drain(&dirs[0], "off");
+    drain(&dirs[1], "off");
+    h.wait_up("prod", &["node_1"], Duration::from_secs(15));
+    h.wait_up("stdby", &["node_2"], Duration::from_secs(15));
 }

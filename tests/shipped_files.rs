@@ -22,6 +22,7 @@ fn haproxy_configs_pass_haproxy_c() {
         "haproxy/haproxy-httpchk.cfg",
         "haproxy/haproxy-pgsql-check.cfg",
         "haproxy/haproxy-patroni.cfg",
+        "haproxy/haproxy-agent.cfg",
     ] {
         let out = Command::new(&haproxy)
             .arg("-c")

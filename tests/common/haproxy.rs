@@ -79,6 +79,20 @@ impl Haproxy {
             .collect()
     }
 
+    /// `show stat`'s current weight of one server (field 19 counting
+    /// from 1).
+    pub fn weight(&self, proxy: &str, server: &str) -> u32 {
+        let mut s = UnixStream::connect(&self.stats).expect("connect to the stats socket");
+        s.write_all(b"show stat\n").expect("ask show stat");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read show stat");
+        out.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() > 18 && f[0] == proxy && f[1] == server)
+            .and_then(|f| f[18].parse().ok())
+            .unwrap_or_else(|| panic!("no weight for {proxy}/{server} in {out}"))
+    }
+
     /// The status of one server ("UP", "DOWN", …).
     pub fn status(&self, proxy: &str, server: &str) -> String {
         self.servers()
