@@ -23,6 +23,10 @@ have spin || missing+=(spin)
 # /metrics is checked with the reference OpenMetrics parser.
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
 have cc || missing+=(gcc)
+# The Debian package's test: lintian, and man to render the pages.
+have lintian || missing+=(lintian)
+have man || missing+=(man-db)
+have dpkg-deb || missing+=(dpkg)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

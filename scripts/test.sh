@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine with Rust:
 #   ./scripts/test.sh
 # Installs what is missing (see install-deps.sh), builds, runs the unit
-# tests, checks the fencing model with spin (model/check.sh), then runs the
+# tests, checks the fencing model with spin (model/check.sh), builds the
+# Debian package (scripts/build-deb.sh), then runs the
 # integration test files in parallel: each file starts its own PostgreSQL
 # primary and standby on its own 127.0.K.x addresses.
 set -euo pipefail
@@ -16,6 +17,9 @@ cargo test --locked --lib --bins
 
 echo "== the model (spin): every configuration, every mutation"
 ./model/check.sh
+
+echo "== the Debian package (cargo-deb; tests/debian_package.rs installs and checks it)"
+./scripts/build-deb.sh
 
 echo "== integration tests (in parallel, one cluster per file)"
 logs=$(mktemp -d)
