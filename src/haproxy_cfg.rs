@@ -8,6 +8,11 @@
 //! `timeout check`, from the pool or else from `defaults`. What HAProxy
 //! leaves unset takes HAProxy's own defaults (inter 2s, fastinter = inter,
 //! rise 2, fall 3, timeout check = inter).
+//!
+//! A pool whose servers run an `agent-check` is driven by the agent: its
+//! `up` and `down` take effect at once, with no `rise` or `fall`, every
+//! `agent-inter` (default: `inter`). Its timing is then that interval with
+//! rise 1 and fall 1, which lengthens the wait's HAProxy term.
 
 use std::time::Duration;
 
@@ -58,6 +63,8 @@ struct Seen {
     rise: Option<u32>,
     fall: Option<u32>,
     timeout_check: Option<Duration>,
+    agent: bool,
+    agent_inter: Option<Duration>,
 }
 
 /// The `pool` section's check timing in `text`.
@@ -112,16 +119,33 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
             ["timeout", "check", value, ..] => {
                 seen.timeout_check = Some(time("timeout check", value)?)
             }
-            ["default-server", rest @ ..] => {
-                for pair in rest.chunks(2) {
-                    if let [key, value] = pair {
-                        match *key {
-                            "inter" => seen.inter = Some(time(key, value)?),
-                            "fastinter" => seen.fastinter = Some(time(key, value)?),
-                            "rise" => seen.rise = Some(count(key, value)?),
-                            "fall" => seen.fall = Some(count(key, value)?),
-                            _ => {}
-                        }
+            [kind @ ("default-server" | "server"), rest @ ..] => {
+                // Keywords with a value are followed by it; flags (`check`,
+                // `agent-check`, `backup`, …) stand alone, so look for the
+                // keys rather than reading pairs.
+                let rest = if *kind == "server" {
+                    // `server NAME ADDR ...`
+                    rest.get(2..).unwrap_or(&[])
+                } else {
+                    rest
+                };
+                seen.agent |= rest.contains(&"agent-check");
+                for (i, key) in rest.iter().enumerate() {
+                    let Some(value) = rest.get(i + 1) else {
+                        break;
+                    };
+                    // Per-server timing is not read: the shipped configs
+                    // and the README put it on default-server.
+                    if *kind == "server" && *key != "agent-inter" {
+                        continue;
+                    }
+                    match *key {
+                        "inter" => seen.inter = Some(time(key, value)?),
+                        "fastinter" => seen.fastinter = Some(time(key, value)?),
+                        "rise" => seen.rise = Some(count(key, value)?),
+                        "fall" => seen.fall = Some(count(key, value)?),
+                        "agent-inter" => seen.agent_inter = Some(time(key, value)?),
+                        _ => {}
                     }
                 }
             }
@@ -135,7 +159,7 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
         .inter
         .or(defaults.inter)
         .unwrap_or(Duration::from_secs(2));
-    Ok(HaproxyCheck {
+    let timing = HaproxyCheck {
         inter,
         fastinter: ours.fastinter.or(defaults.fastinter).unwrap_or(inter),
         rise: ours.rise.or(defaults.rise).unwrap_or(2),
@@ -144,7 +168,16 @@ pub fn check_timing(text: &str, pool: &str) -> Result<HaproxyCheck, HaproxyCfgEr
             .timeout_check
             .or(defaults.timeout_check)
             .unwrap_or(inter),
-    })
+    };
+    if ours.agent || defaults.agent {
+        return Ok(HaproxyCheck {
+            inter: ours.agent_inter.or(defaults.agent_inter).unwrap_or(inter),
+            rise: 1,
+            fall: 1,
+            ..timing
+        });
+    }
+    Ok(timing)
 }
 
 /// Each key of `haproxy.check` that differs from `actual`, as
@@ -199,6 +232,43 @@ mod tests {
             assert_eq!(actual, HaproxyCheck::default(), "{name}");
             assert!(mismatches(&HaproxyCheck::default(), &actual).is_empty());
         }
+    }
+
+    #[test]
+    fn an_agent_pool_counts_the_agent_s_interval_without_rise_or_fall() {
+        let shipped = check_timing(include_str!("../haproxy/haproxy-agent.cfg"), "prod")
+            .expect("haproxy-agent.cfg");
+        // What haproxy-agent.cfg tells users to put in haproxy.check.
+        assert_eq!(
+            shipped,
+            HaproxyCheck {
+                inter: Duration::from_secs(2),
+                fastinter: Duration::from_secs(1),
+                rise: 1,
+                fall: 1,
+                timeout_check: Duration::from_secs(3),
+            }
+        );
+        // A slower agent sets the interval; flags between keys are skipped.
+        let text = "listen prod\n  default-server weight 100 check port 5431 inter 1s rise 3 \
+                    agent-check agent-port 5431 agent-inter 5s\n  server a 10.0.0.1:5432\n";
+        let t = check_timing(text, "prod").expect("a prod pool");
+        assert_eq!((t.inter, t.rise, t.fall), (Duration::from_secs(5), 1, 1));
+        // The agent's term is longer than the tcp-check's with rise 2.
+        assert!(
+            crate::timing::haproxy_term(&shipped)
+                > crate::timing::haproxy_term(&HaproxyCheck::default())
+        );
+    }
+
+    #[test]
+    fn flags_between_keys_do_not_shift_the_values() {
+        let text = "listen prod\n  default-server check inter 3s backup fastinter 1s rise 4\n";
+        let t = check_timing(text, "prod").expect("a prod pool");
+        assert_eq!(
+            (t.inter, t.fastinter, t.rise),
+            (Duration::from_secs(3), Duration::from_secs(1), 4)
+        );
     }
 
     #[test]
