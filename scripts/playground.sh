@@ -165,7 +165,7 @@ as_pg "$pgbin/pg_ctl" -D "$base/n1" -m fast -w stop >/dev/null
 answers
 as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
 answers
-echo "(node_2 sits out the old primary's lease before it says production)"
+echo "(node_1's Postgres is seen stopped, so node_2 skips the lease and waits only HAProxy's term H, about 7 s, before it says production)"
 wait_word 2 production
 grep -E 'node_2: (production|fenced) \(' "$base/reconcile-node_2.log" | tail -n 1
 answers
