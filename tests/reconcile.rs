@@ -162,6 +162,36 @@ fn setup() -> MutexGuard<'static, Setup> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A test's own cluster: node_1 reaches node_2's peer at `to_2`, node_2
+/// reaches node_1's at `to_1` (the peers themselves, or proxies before
+/// them); both reach the witness, which asks both.
+fn own_cluster(
+    c: Cluster,
+    dir: PathBuf,
+    [p1, p2, w]: [SocketAddr; 3],
+    to_2: SocketAddr,
+    to_1: SocketAddr,
+) -> Setup {
+    let nodes = [
+        node_yaml_with(&c, "node_1", p1, &[to_2], w, &dir),
+        node_yaml_with(&c, "node_2", p2, &[to_1], w, &dir),
+        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
+    ];
+    Setup {
+        cluster: c,
+        nodes,
+        dir,
+        dba_hba: String::new(),
+    }
+}
+
+/// Runs the reconcilers until node_1 is `production` and node_2 `standby`.
+fn until_healthy(s: &Setup) {
+    run_until(s, Duration::from_secs(40), "a healthy cluster", |w1, w2| {
+        w1 == "production" && w2 == "standby"
+    });
+}
+
 fn start_peers(s: &Setup) -> Vec<Spawned> {
     s.nodes
         .iter()
@@ -635,25 +665,10 @@ fn a_non_transitive_partition_never_gives_two_production() {
     let [p1, p2, w] = peer_addrs(&c, 10300);
     let to_2 = Proxy::start(SocketAddr::new(c.spare_addr(7).into(), 10300), p2);
     let to_1 = Proxy::start(SocketAddr::new(c.spare_addr(8).into(), 10300), p1);
-    let nodes = [
-        node_yaml_with(&c, "node_1", p1, &[to_2.listen], w, &dir),
-        node_yaml_with(&c, "node_2", p2, &[to_1.listen], w, &dir),
-        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
-    ];
-    let s = Setup {
-        cluster: c,
-        nodes,
-        dir,
-        dba_hba: String::new(),
-    };
+    let s = own_cluster(c, dir, [p1, p2, w], to_2.listen, to_1.listen);
     let c = &s.cluster;
     let _peers = start_peers(&s);
-    run_until(
-        &s,
-        Duration::from_secs(40),
-        "a healthy cluster",
-        |w1, w2| w1 == "production" && w2 == "standby",
-    );
+    until_healthy(&s);
     // A-B down, A-W and B-W up; then the HA tool promotes node_2.
     to_2.cut();
     to_1.cut();
@@ -758,25 +773,10 @@ fn a_planned_switchover_waits_haproxy_s_term_only() {
     let c = Cluster::start();
     let dir = runtime_dir("switchover");
     let [p1, p2, w] = peer_addrs(&c, 10400);
-    let nodes = [
-        node_yaml_with(&c, "node_1", p1, &[p2], w, &dir),
-        node_yaml_with(&c, "node_2", p2, &[p1], w, &dir),
-        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
-    ];
-    let s = Setup {
-        cluster: c,
-        nodes,
-        dir,
-        dba_hba: String::new(),
-    };
+    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
     let c = &s.cluster;
     let _peers = start_peers(&s);
-    run_until(
-        &s,
-        Duration::from_secs(40),
-        "a healthy cluster",
-        |w1, w2| w1 == "production" && w2 == "standby",
-    );
+    until_healthy(&s);
     c.primary.stop("fast");
     run_until(&s, Duration::from_secs(20), "node_1 down", |w1, _| {
         w1.starts_with("down")
