@@ -298,19 +298,18 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     // Voters reached: this node and the peers with a usable record.
     let own_vote = usize::from(inputs.own_record.is_some());
     d.reached = own_vote + peers.iter().filter(|a| a.record.is_some()).count();
-    // Voters holding this node's claim on its own timeline.
+    // Voters holding this node's claim on its own timeline (a standby
+    // claims nothing).
     let holds = |record: Option<&Highest>| {
         record.is_some_and(|h| h.timeline == local.identity.timeline && h.nodes.contains(inputs.me))
     };
-    d.holders = usize::from(!local.in_recovery && holds(inputs.own_record.flatten()))
-        + if local.in_recovery {
-            0
-        } else {
-            peers
+    if !local.in_recovery {
+        d.holders = usize::from(holds(inputs.own_record.flatten()))
+            + peers
                 .iter()
                 .filter(|a| holds(a.record.as_ref().and_then(Option::as_ref)))
-                .count()
-        };
+                .count();
+    }
 
     if local.in_recovery {
         return standby(inputs, local, &peers, d);

@@ -48,6 +48,12 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, g);
 }
 
+fn seconds(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let g = Gauge::<f64, AtomicU64>::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
 /// One-hot labelled gauge: 1 for `current`, 0 for the others.
 fn one_hot(
     registry: &mut Registry,
@@ -120,12 +126,11 @@ pub fn render(view: &HttpView) -> String {
         facts.verdict.map(|(k, _)| k.as_str()),
     );
     if let Some((_, age)) = facts.verdict {
-        let g = Gauge::<f64, AtomicU64>::default();
-        g.set(age);
-        registry.register(
+        seconds(
+            &mut registry,
             "verdict_age_seconds",
             "Seconds since the run that wrote the verdict started",
-            g,
+            age,
         );
     }
     gauge(
@@ -140,12 +145,11 @@ pub fn render(view: &HttpView) -> String {
         "1 when an operator drained this node",
         i64::from(view.word == Word::Maintenance),
     );
-    let g = Gauge::<f64, AtomicU64>::default();
-    g.set(facts.check_seconds);
-    registry.register(
+    seconds(
+        &mut registry,
         "check_duration_seconds",
         "How long this check took to choose its word (Postgres included)",
-        g,
+        facts.check_seconds,
     );
     let mut out = String::new();
     // Writing to a String cannot fail, and every name above is valid.
