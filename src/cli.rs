@@ -36,6 +36,22 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// This voter's durable claim record: `init` (re)creates it, `show` prints it.
     Claims(ClaimsArgs),
+    /// Write HAProxy's server-state file so HAProxy starts every server DOWN (before a start or reload).
+    HaproxyState(HaproxyStateArgs),
+}
+
+/// `haproxy-state` arguments.
+#[derive(Debug, clap::Args)]
+pub struct HaproxyStateArgs {
+    /// The haproxy.cfg whose servers to write (its `server-state-file` is where).
+    #[arg(value_name = "HAPROXY_CFG")]
+    pub haproxy_cfg: PathBuf,
+    /// Write here instead of the config's `server-state-file`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Start every server DOWN, even those the running HAProxy already checked.
+    #[arg(long)]
+    pub all_down: bool,
 }
 
 /// `check-config` flags.

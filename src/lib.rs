@@ -12,6 +12,7 @@
 //!   [`verdict`] (the verdict
 //!   type, its text form, freshness), [`config`] (types, deserialising with
 //!   lines, validation), [`haproxy_cfg`] (a haproxy.cfg's check timing),
+//!   [`haproxy_state`] (HAProxy's server-state file, which starts servers DOWN),
 //!   [`hba::render`] (the managed block of
 //!   pg_hba.conf), [`status`] (the cluster table), and
 //!   [`peer::opinion`] (the answers a peer gives).
@@ -41,6 +42,7 @@ pub mod decide;
 pub mod error_text;
 pub mod fsutil;
 pub mod haproxy_cfg;
+pub mod haproxy_state;
 pub mod hba;
 pub mod logging;
 pub mod peer;

@@ -39,6 +39,83 @@ fn haproxy_configs_pass_haproxy_c() {
 }
 
 #[test]
+fn haproxy_state_writes_a_down_row_for_every_server_of_each_shipped_config() {
+    let dir = runtime_dir("server-state");
+    for cfg in [
+        "haproxy/haproxy.cfg",
+        "haproxy/haproxy-httpchk.cfg",
+        "haproxy/haproxy-pgsql-check.cfg",
+        "haproxy/haproxy-agent.cfg",
+    ] {
+        let text = std::fs::read_to_string(repo(cfg)).expect("read");
+        for line in [
+            "server-state-file /var/lib/haproxy/pgsql-state.servers",
+            "load-server-state-from-file global",
+        ] {
+            assert!(text.contains(line), "{cfg} lacks {line:?}");
+        }
+        let out = dir.join("servers.state");
+        let (code, _, err) = pgsql_state(&[
+            "haproxy-state",
+            repo(cfg).to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{cfg}: {err}");
+        let state = std::fs::read_to_string(&out).expect("read the state file");
+        let rows: Vec<&str> = state
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .skip(1)
+            .collect();
+        assert_eq!(rows.len(), 4, "{cfg}: {state}");
+        for row in rows {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            // srv_op_state 0 (DOWN), check status 13, result 2, health 0.
+            assert_eq!(
+                (f[5], f[10], f[11], f[12]),
+                ("0", "13", "2", "0"),
+                "{cfg}: {row}"
+            );
+        }
+    }
+    // The Patroni example names no state file: a config error (78) that
+    // says which lines to add.
+    let (code, _, err) = pgsql_state(&[
+        "haproxy-state",
+        repo("haproxy/haproxy-patroni.cfg").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("server-state-file"), "{err}");
+}
+
+#[test]
+fn the_haproxy_drop_in_passes_systemd_analyze_verify_with_debians_unit() {
+    let analyze = require_tool("systemd-analyze");
+    let unit = Path::new("/lib/systemd/system/haproxy.service");
+    assert!(unit.exists(), "Debian's haproxy package is not installed");
+    let dir = runtime_dir("haproxy-drop-in");
+    std::fs::copy(unit, dir.join("haproxy.service")).expect("copy haproxy.service");
+    std::fs::create_dir_all(dir.join("haproxy.service.d")).expect("mkdir");
+    let drop_in = std::fs::read_to_string(repo("haproxy/haproxy.service.d/pgsql-state.conf"))
+        .expect("read the drop-in")
+        .replace("/usr/bin/pgsql-state", binary().to_str().expect("utf-8"));
+    assert!(drop_in.contains("ExecStartPre=") && drop_in.contains("ExecReload="));
+    std::fs::write(dir.join("haproxy.service.d/pgsql-state.conf"), drop_in).expect("write");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(dir.join("haproxy.service"))
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+        .output()
+        .expect("run systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+#[test]
 fn haproxy_config_checks_the_words() {
     let text = std::fs::read_to_string(repo("haproxy/haproxy.cfg")).expect("read haproxy.cfg");
     for needle in [

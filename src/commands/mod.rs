@@ -3,6 +3,7 @@
 
 mod check_config;
 mod claims;
+mod haproxy_state;
 mod maintenance;
 mod peer;
 mod reconcile;
@@ -34,12 +35,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(cli.config.as_deref(), args),
         Command::Reconcile(args) => reconcile::run(cli.config.as_deref(), args),
         Command::Claims(args) => claims::run(cli.config.as_deref(), args),
+        Command::HaproxyState(args) => haproxy_state::run(args),
     }
 }
 
 /// The exit code for an error: 78 for config errors, 2 for usage, else 1.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    if error.chain().any(|e| e.is::<ConfigError>()) {
+    if error
+        .chain()
+        .any(|e| e.is::<ConfigError>() || e.is::<crate::haproxy_state::ServerStateError>())
+    {
         EXIT_CONFIG
     } else if error.chain().any(|e| e.is::<UsageError>()) {
         EXIT_USAGE

@@ -1,5 +1,9 @@
 //! A real HAProxy running a shipped config, with only addresses, ports and
-//! the stats socket path rewritten, read through its stats socket.
+//! the stats socket and server-state paths rewritten, read through its
+//! stats socket. It runs in master-worker mode (`-W`), as Debian's unit
+//! runs it, and is started and reloaded as the shipped drop-in
+//! `haproxy/haproxy.service.d/pgsql-state.conf` does: `pgsql-state
+//! haproxy-state` writes the server-state file first.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,9 +18,11 @@ use super::tools::{require_tool, runtime_dir, Spawned};
 /// HAProxy in front of a cluster: writes on `prod`, reads on `stdby`.
 pub struct Haproxy {
     pub stats: PathBuf,
+    /// The rewritten haproxy.cfg.
+    pub config: PathBuf,
     pub prod: SocketAddr,
     pub stdby: SocketAddr,
-    _process: Spawned,
+    process: Spawned,
 }
 
 impl Haproxy {
@@ -46,8 +52,10 @@ impl Haproxy {
         let rewritten = rewrite(&edit(&text), &stats, addr, cluster);
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, rewritten).expect("write the HAProxy config");
+        write_server_state(&path);
         let mut cmd = Command::new(haproxy);
-        cmd.arg("-db")
+        cmd.arg("-W")
+            .arg("-db")
             .arg("-f")
             .arg(&path)
             .stdout(Stdio::null())
@@ -56,19 +64,40 @@ impl Haproxy {
         let process = Spawned::listening(cmd, prod, "haproxy");
         Haproxy {
             stats,
+            config: path,
             prod,
             stdby: SocketAddr::new(addr.into(), stdby),
-            _process: process,
+            process,
         }
+    }
+
+    /// Reloads as the drop-in does: writes the server-state file (carrying
+    /// over what the running HAProxy checked), then SIGUSR2 to the master.
+    pub fn reload(&self) {
+        write_server_state(&self.config);
+        // SAFETY: signalling our own child, the HAProxy master.
+        unsafe { libc::kill(self.process.child.id() as i32, libc::SIGUSR2) };
     }
 
     /// `show stat` rows: (proxy, server, status), for servers only.
     pub fn servers(&self) -> Vec<(String, String, String)> {
-        let mut s = UnixStream::connect(&self.stats).expect("connect to the stats socket");
-        s.write_all(b"show stat\n").expect("ask show stat");
+        self.try_servers()
+            .unwrap_or_else(|| panic!("no answer on the stats socket {}", self.stats.display()))
+    }
+
+    /// [`Haproxy::servers`], or `None` while the stats socket does not
+    /// answer (during a reload the new worker rebinds it).
+    pub fn try_servers(&self) -> Option<Vec<(String, String, String)>> {
+        let mut s = UnixStream::connect(&self.stats).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"show stat\n").ok()?;
         let mut out = String::new();
-        s.read_to_string(&mut out).expect("read show stat");
-        out.lines()
+        s.read_to_string(&mut out).ok()?;
+        if !out.starts_with("# pxname") {
+            return None;
+        }
+        let rows = out
+            .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
@@ -76,7 +105,8 @@ impl Haproxy {
                 (f.len() > 17 && f[1].starts_with("node_"))
                     .then(|| (f[0].into(), f[1].into(), f[17].into()))
             })
-            .collect()
+            .collect();
+        Some(rows)
     }
 
     /// `show stat`'s current weight of one server (field 19 counting
@@ -128,7 +158,27 @@ impl Haproxy {
     }
 }
 
-/// Rewrites only addresses, ports and the stats socket of a shipped config.
+/// `pgsql-state haproxy-state CONFIG` when the config names a
+/// server-state file (the Patroni example does not).
+fn write_server_state(config: &Path) {
+    let text = std::fs::read_to_string(config).expect("read the HAProxy config");
+    if !text.contains("server-state-file") {
+        return;
+    }
+    let out = Command::new(super::tools::binary())
+        .arg("haproxy-state")
+        .arg(config)
+        .output()
+        .expect("run pgsql-state haproxy-state");
+    assert!(
+        out.status.success(),
+        "pgsql-state haproxy-state: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Rewrites only addresses, ports, the stats socket and the server-state
+/// file of a shipped config.
 fn rewrite(text: &str, stats: &Path, addr: Ipv4Addr, cluster: &Cluster) -> String {
     text.lines()
         .filter(|l| !l.trim_start().starts_with("log /dev/log"))
@@ -136,6 +186,13 @@ fn rewrite(text: &str, stats: &Path, addr: Ipv4Addr, cluster: &Cluster) -> Strin
             l.replace(
                 "/run/haproxy/pgsql-state.sock",
                 stats.to_str().expect("utf-8 path"),
+            )
+            .replace(
+                "/var/lib/haproxy/pgsql-state.servers",
+                stats
+                    .with_file_name("servers.state")
+                    .to_str()
+                    .expect("utf-8 path"),
             )
             .replace("bind *:", &format!("bind {addr}:"))
             .replace(
