@@ -138,11 +138,15 @@ echo "\$ pgsql-state -f node_1.yml status"
 
 say "HAProxy with haproxy/haproxy.cfg: writes on 127.0.0.4:5432, reads on 127.0.0.4:5433"
 sed -e "s#stats socket /run/haproxy/pgsql-state.sock#stats socket $base/haproxy.sock#" \
+    -e "s#/var/lib/haproxy/pgsql-state.servers#$base/haproxy.servers#" \
     -e '/log \/dev\/log/d' \
     -e 's#bind \*:5432#bind 127.0.0.4:5432#' -e 's#bind \*:5433#bind 127.0.0.4:5433#' \
     -e "s#server node_1 10.21.57.61:5432#server node_1 $(node_addr 1):5432#" \
     -e "s#server node_2 10.21.57.62:5432#server node_2 $(node_addr 2):5432#" \
     haproxy/haproxy.cfg >"$base/haproxy.cfg"
+# Every server starts DOWN (HAProxy 2.6 would start them UP until the first
+# check): the shipped drop-in runs this before each start and reload.
+"$bin" haproxy-state "$base/haproxy.cfg"
 "$haproxy_bin" -q -D -p "$base/haproxy.pid" -f "$base/haproxy.cfg"
 
 status() { echo "show stat" | ncat -U "$base/haproxy.sock" | awk -F, '$2 ~ /^node_/ {printf "%-6s %-7s %s\n", $1, $2, $18}'; }
@@ -153,8 +157,7 @@ wait_status() { # proxy server state
   done
   echo "HAProxy did not mark $2 $3 in $1" >&2; status >&2; return 1
 }
-# HAProxy 2.6 starts every server UP until its first check; wait for the checks.
-wait_status prod node_2 DOWN && wait_status stdby node_1 DOWN
+status
 wait_status prod node_1 UP && wait_status stdby node_2 UP
 status
 echo "\$ psql -h 127.0.0.4 -p 5432 -c 'SELECT inet_server_addr(), pg_is_in_recovery()'"
