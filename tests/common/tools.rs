@@ -110,6 +110,19 @@ extern "C" fn kill_children_at_exit() {
     }
 }
 
+/// SIGKILLs `pid` when the test process exits (for processes that are not
+/// our children, such as a namespaced systemd).
+pub fn kill_at_exit(pid: u32) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering a plain extern "C" fn with no captured state.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(kill_children_at_exit);
+    });
+    if let Ok(mut pids) = CHILDREN.lock() {
+        pids.push(pid);
+    }
+}
+
 /// A child process killed (and reaped) when dropped, or at exit.
 pub struct Spawned {
     pub child: Child,
@@ -131,14 +144,7 @@ impl Spawned {
     /// Takes charge of `child`: it is killed when this is dropped, or when
     /// the test process exits.
     pub fn new(child: Child, what: &str) -> Spawned {
-        static AT_EXIT: std::sync::Once = std::sync::Once::new();
-        // SAFETY: registering a plain extern "C" fn with no captured state.
-        AT_EXIT.call_once(|| unsafe {
-            libc::atexit(kill_children_at_exit);
-        });
-        if let Ok(mut pids) = CHILDREN.lock() {
-            pids.push(child.id());
-        }
+        kill_at_exit(child.id());
         Spawned {
             child,
             what: what.to_string(),

@@ -1,0 +1,359 @@
+//! A real systemd 252 as PID 1 in new namespaces, following DESIGN.md's
+//! tested recipe (Tests): the launching shell in a cgroup of its own, then
+//! `unshare --cgroup --fork --pid --mount --uts --net --mount-proc
+//! --propagation private`, tmpfs on /run, /tmp and /var/tmp (and on
+//! /var/lib and /var/log, so StateDirectory= and the journal stay inside),
+//! a fresh cgroup2, /proc/sys read-only, /dev/null over /dev/console, and a
+//! private unit path holding only our units, journald's and empty
+//! stand-in targets. The host's units are never booted: in a shared mount
+//! namespace their tmpfiles would empty the machine's real /tmp.
+//!
+//! Everything of a run lives in a directory under cargo's target/tmp
+//! (not /tmp, which is a tmpfs inside). Commands enter the namespaces with
+//! `nsenter`; Rust code enters the network namespace alone, on a thread of
+//! its own ([`SystemdNs::in_netns`]). Stopping sends SIGRTMIN+14 (an
+//! immediate poweroff), then removes the cgroup depth-first; at the test
+//! process's exit, systemd is SIGKILLed, which ends its PID namespace.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cluster::{as_pg_user, pg_bin, run, wait_until};
+use super::tools::{kill_at_exit, require_tool};
+
+/// The stand-in targets of the private unit path (empty units).
+const STAND_INS: [&str; 11] = [
+    "sysinit",
+    "basic",
+    "sockets",
+    "timers",
+    "local-fs",
+    "paths",
+    "slices",
+    "network",
+    "network-online",
+    "multi-user",
+    "pgsql-state-test",
+];
+
+/// A booted systemd in its namespaces.
+pub struct SystemdNs {
+    /// This run's directory (units, configs, data dirs).
+    pub dir: PathBuf,
+    /// The private unit path.
+    pub units: PathBuf,
+    /// systemd's PID, as the host sees it.
+    pub pid: i32,
+    cgroup: PathBuf,
+    launcher: Child,
+}
+
+impl SystemdNs {
+    /// Boots systemd in new namespaces, brings up `lo` and starts journald.
+    pub fn boot(tag: &str) -> SystemdNs {
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the real-systemd tests need root (unshare, cgroups); run ./scripts/test.sh as root"
+        );
+        for tool in ["unshare", "nsenter", "ip", "systemctl", "journalctl"] {
+            require_tool(tool);
+        }
+        assert!(
+            Path::new("/lib/systemd/systemd").exists(),
+            "/lib/systemd/systemd is missing: apt-get install systemd"
+        );
+        sweep_dead_cgroups();
+        let name = format!("pgsql-state-test-{}-{tag}", std::process::id());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let units = dir.join("units");
+        std::fs::create_dir_all(&units).expect("create the unit dir");
+        for d in [Path::new(env!("CARGO_TARGET_TMPDIR")), &dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        for unit in [
+            "systemd-journald.service",
+            "systemd-journald.socket",
+            "systemd-journald-dev-log.socket",
+        ] {
+            std::fs::copy(
+                Path::new("/lib/systemd/system").join(unit),
+                units.join(unit),
+            )
+            .unwrap_or_else(|e| panic!("copy {unit}: {e}"));
+        }
+        for target in STAND_INS {
+            std::fs::write(
+                units.join(format!("{target}.target")),
+                format!("[Unit]\nDescription=stand-in {target}\n"),
+            )
+            .expect("write a stand-in target");
+        }
+        let cgroup = Path::new("/sys/fs/cgroup/unified").join(&name);
+        let inner = "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
+             mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /var/lib && \
+             mount -t tmpfs tmpfs /var/log && umount -R /sys/fs/cgroup && \
+             mount -t cgroup2 cgroup2 /sys/fs/cgroup && mount --bind -o ro /proc/sys /proc/sys && \
+             mount --bind /dev/null /dev/console && \
+             exec /lib/systemd/systemd --system --unit=pgsql-state-test.target";
+        let outer = format!(
+            "mkdir -p {cg} && echo $$ > {cg}/cgroup.procs && exec unshare --cgroup --fork --pid \
+             --mount --uts --net --mount-proc --propagation private env container=other \
+             SYSTEMD_UNIT_PATH={units} sh -c '{inner}'",
+            cg = cgroup.display(),
+            units = units.display(),
+        );
+        let launcher = Command::new("sh")
+            .args(["-c", &outer])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("boot.log")).expect("boot log"))
+            .spawn()
+            .expect("start unshare");
+        // systemd is unshare's only child.
+        let children = format!("/proc/{0}/task/{0}/children", launcher.id());
+        let mut pid = 0;
+        wait_until(Duration::from_secs(15), "systemd to start", || {
+            pid = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            pid != 0
+                && std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| exe.ends_with("systemd"))
+        });
+        kill_at_exit(pid as u32);
+        let ns = SystemdNs {
+            dir,
+            units,
+            pid,
+            cgroup,
+            launcher,
+        };
+        wait_until(Duration::from_secs(30), "systemd to answer", || {
+            ns.cmd("systemctl")
+                .args(["is-system-running"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
+        ns.ok(ns.cmd("ip").args(["link", "set", "lo", "up"]));
+        ns.systemctl(&[
+            "start",
+            "systemd-journald.socket",
+            "systemd-journald-dev-log.socket",
+            "systemd-journald.service",
+        ]);
+        ns
+    }
+
+    /// `program` run inside the namespaces (mount, PID, network).
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid.to_string(), "-m", "-p", "-n", "--", program]);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cmd`, panicking with its output when it fails; returns stdout.
+    pub fn ok(&self, cmd: &mut Command) -> String {
+        String::from_utf8_lossy(&run(cmd).stdout).into_owned()
+    }
+
+    /// `systemctl ARGS` inside; panics when it fails.
+    pub fn systemctl(&self, args: &[&str]) -> String {
+        self.ok(self.cmd("systemctl").args(args))
+    }
+
+    /// `systemctl ARGS` inside, whatever it returns.
+    pub fn systemctl_output(&self, args: &[&str]) -> Output {
+        self.cmd("systemctl")
+            .args(args)
+            .output()
+            .expect("run systemctl")
+    }
+
+    /// One property of a unit (`systemctl show -P`).
+    pub fn property(&self, unit: &str, property: &str) -> String {
+        self.systemctl(&["show", "-P", property, unit])
+            .trim()
+            .to_string()
+    }
+
+    /// Writes a unit (or a drop-in, `name` = `x.service.d/y.conf`) into the
+    /// private unit path and reloads.
+    pub fn add_unit(&self, name: &str, text: &str) {
+        let path = self.units.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create the unit's dir");
+        }
+        std::fs::write(&path, text).expect("write a unit");
+        self.systemctl(&["daemon-reload"]);
+    }
+
+    /// The journal of `unit`, message text only.
+    pub fn journal(&self, unit: &str) -> String {
+        self.ok(self
+            .cmd("journalctl")
+            .args(["--no-pager", "-o", "cat", "-u", unit]))
+    }
+
+    /// Runs `f` on a thread inside the network namespace (only): sockets it
+    /// opens live there.
+    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn_in_netns(f)
+            .join()
+            .expect("the thread in the network namespace panicked")
+    }
+
+    /// Starts `f` on a thread of its own inside the network namespace.
+    pub fn spawn_in_netns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let netns = std::fs::File::open(format!("/proc/{}/ns/net", self.pid))
+            .expect("open the network namespace");
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace fd we hold; it moves only this
+            // thread, which ends after `f`.
+            let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
+    /// A PostgreSQL primary at `addr`:5432 run as a unit `pg-NAME.service`
+    /// by this systemd (Type=notify, as the postgres user). Returns its
+    /// data dir; its Unix socket is in `<data dir>.s`.
+    pub fn postgres(&self, name: &str, addr: Ipv4Addr) -> PathBuf {
+        let data = self.dir.join(format!("pg-{name}"));
+        let socket = self.dir.join(format!("pg-{name}.s"));
+        std::fs::create_dir_all(&socket).expect("create the socket dir");
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::create_dir_all(&data).expect("create the data dir");
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown the data dir");
+        run(as_pg_user(&pg_bin("initdb")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-D",
+            data.to_str().expect("utf-8"),
+        ]));
+        let conf = format!(
+            "listen_addresses = '{addr}'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 300\n",
+            socket.display()
+        );
+        append(&data.join("postgresql.conf"), &conf);
+        self.add_unit(
+            &format!("pg-{name}.service"),
+            &format!(
+                "[Unit]\nDescription=PostgreSQL {name}\n[Service]\nType=notify\nUser=postgres\n\
+                 ExecStart={} -D {}\nKillMode=mixed\nKillSignal=SIGINT\nTimeoutStopSec=10s\n",
+                pg_bin("postgres").display(),
+                data.display()
+            ),
+        );
+        self.systemctl(&["start", &format!("pg-{name}.service")]);
+        data
+    }
+
+    /// Stops systemd and removes its cgroup.
+    fn stop(&mut self) {
+        // SAFETY: signalling the systemd we started.
+        unsafe { libc::kill(self.pid, libc::SIGRTMIN() + 14) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.launcher.try_wait() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                // SAFETY: as above; ending PID 1 ends its namespace.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                let _ = self.launcher.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        remove_cgroup(&self.cgroup);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for SystemdNs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `postgres` user's uid and gid.
+pub fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        String::from_utf8_lossy(&run(Command::new("id").args([flag, "postgres"])).stdout)
+            .trim()
+            .parse()
+            .expect("a numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// Removes a cgroup directory depth-first (the kernel removes only empty
+/// ones, and only leaves first).
+fn remove_cgroup(root: &Path) {
+    fn walk(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    walk(root);
+}
+
+/// Removes the cgroups and directories of earlier runs whose process is
+/// gone (a run killed before it could clean up).
+fn sweep_dead_cgroups() {
+    let roots = ["/sys/fs/cgroup/unified", env!("CARGO_TARGET_TMPDIR")];
+    for e in roots
+        .iter()
+        .filter_map(|r| std::fs::read_dir(r).ok())
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("pgsql-state-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            if e.path().starts_with("/sys/fs/cgroup") {
+                remove_cgroup(&e.path());
+            } else {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The shipped units under a real systemd 252 (PID 1 in namespaces of its
+//! own, see `common::systemd`), with PostgreSQL run inside as a unit:
+//! - `pgsql-state.socket` (Accept=yes) answers `ncat --recv-only` and `nc`;
+//! - it stays `active` through a flood of 2,000 connections/s for 10 s
+//!   from 127.0.0.66, and checks from 127.0.0.7 during and after it get
+//!   the right word; the same socket with systemd's default limits goes
+//!   `failed (trigger-limit-hit)` under the same flood (the anchor);
+//! - the peer service gets `active (running)` through READY=1 and keeps
+//!   its watchdog;
+//! - the timer runs the reconciler again and again, one decision line in
+//!   the journal per run;
+//! - the hardening holds: the services run as `postgres`, and inside their
+//!   sandbox nothing outside their write paths can be written.
+//!
+//! Only the binary's path (and `-f CONFIG`) is rewritten in the shipped
+//! units; intervals a test cannot wait for (the timer's, the watchdog's)
+//! and the pg_hba.conf directory are set by drop-ins, as a user would.
+//! One test function, steps in order: the flood would skew the others.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NODE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const FLOODER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 66);
+const HONEST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 7);
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A shipped unit with the binary (and the config) rewritten.
+fn shipped_unit(name: &str, config: &Path) -> String {
+    std::fs::read_to_string(repo(&format!("units/{name}")))
+        .unwrap_or_else(|e| panic!("read units/{name}: {e}"))
+        .replace(
+            "/usr/bin/pgsql-state ",
+            &format!("{} -f {} ", binary().display(), config.display()),
+        )
+}
+
+/// The node's config: one data node, no neighbours, shipped paths for
+/// the runtime and state directories.
+fn config(data: &Path) -> String {
+    format!(
+        "harepd:\n  nodeName: \"node_1\"\n  primaryIP: \"{NODE}\"\n  allowRO: false\n  hbaConfig: \"{data}/pg_hba.conf\"\n\
+         \x20 haproxy:\n    server: [\"127.0.0.4\"]\n    users: {{readWrite: harw}}\n\
+         \x20 gRPC:\n    bindPort: 10000\n    bindAddress: \"{NODE}\"\n    neighbours: []\n    connectionDeadline: 1\n\
+         \x20 watchDog: 5\n  checkTimeout: 1\n  postgres:\n    conninfo: \"host={data}.s port=5432 user=postgres dbname=postgres\"\n",
+        data = data.display()
+    )
+}
+
+/// What a flood saw, and the honest checks made during it.
+#[derive(Debug, Default)]
+struct Flood {
+    sent: u32,
+    /// Connections that got a word.
+    answered: u32,
+    /// Connections closed with nothing written (systemd's caps).
+    empty: u32,
+    /// Connections refused or reset.
+    failed: u32,
+    /// Connections that got no answer within 3 s.
+    timed_out: u32,
+    seconds: f64,
+    /// (word, latency) of a check from [`HONEST`] once a second.
+    honest: Vec<(String, Duration)>,
+}
+
+/// One connection: connect from `source`, read to the end, bounded.
+async fn check(source: Ipv4Addr, addr: SocketAddr, bound: Duration) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let attempt = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source.into(), 0))?;
+        let mut stream = socket.connect(addr).await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok::<_, std::io::Error>(out.trim().to_string())
+    };
+    let out = match tokio::time::timeout(bound, attempt).await {
+        Ok(Ok(word)) => word,
+        Ok(Err(e)) => format!("error: {e}"),
+        Err(_) => "timeout".to_string(),
+    };
+    (out, start.elapsed())
+}
+
+/// A current-thread runtime (built on the calling thread, so inside the
+/// namespace when called from [`SystemdNs::in_netns`]).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The word at `addr` from `source`, and how long it took.
+fn word(ns: &SystemdNs, source: Ipv4Addr, addr: SocketAddr, bound: Duration) -> (String, Duration) {
+    ns.in_netns(move || runtime().block_on(check(source, addr, bound)))
+}
+
+/// `rate` connections/s for `secs` from [`FLOODER`] to `addr`, each read
+/// to its end (3 s bound), and, on a thread of its own, a check from
+/// [`HONEST`] every second (20 s bound).
+fn flood(ns: &SystemdNs, addr: SocketAddr, rate: u32, secs: u32) -> Flood {
+    let honest = ns.spawn_in_netns(move || {
+        runtime().block_on(async move {
+            let start = tokio::time::Instant::now();
+            let mut out = Vec::new();
+            for second in 1..=secs {
+                let at = start + Duration::from_millis(u64::from(second) * 1000 - 500);
+                tokio::time::sleep_until(at).await;
+                out.push(check(HONEST, addr, Duration::from_secs(20)).await);
+            }
+            out
+        })
+    });
+    let mut f = ns.in_netns(move || {
+        runtime().block_on(async move {
+            let start = tokio::time::Instant::now();
+            let total = rate * secs;
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..total {
+                let at = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+                tokio::time::sleep_until(at).await;
+                tasks.spawn(check(FLOODER, addr, Duration::from_secs(3)));
+            }
+            let mut f = Flood {
+                sent: total,
+                ..Flood::default()
+            };
+            while let Some(done) = tasks.join_next().await {
+                let (word, _) = done.expect("a flood task");
+                match word.as_str() {
+                    "" => f.empty += 1,
+                    "timeout" => f.timed_out += 1,
+                    w if w.starts_with("error") => f.failed += 1,
+                    _ => f.answered += 1,
+                }
+            }
+            f.seconds = start.elapsed().as_secs_f64();
+            f
+        })
+    });
+    f.honest = honest.join().expect("the honest checks");
+    f
+}
+
+/// `ncat --recv-only` and `nc` inside the namespace, bounded.
+fn client(ns: &SystemdNs, program: &str, args: &[&str]) -> String {
+    let out = ns
+        .cmd("timeout")
+        .arg("10")
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The socket unit with systemd 252's defaults: the shipped one without
+/// its trigger limit, connection caps and backlog.
+fn with_default_limits(shipped: &str, port: u16) -> String {
+    shipped
+        .lines()
+        .filter(|l| {
+            !["TriggerLimit", "MaxConnections", "Backlog="]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(|l| {
+            if l.starts_with("ListenStream=") {
+                format!("ListenStream={port}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Writes `text` to `path` inside a unit's mount namespace (entered from
+/// inside the PID namespace, where `pid` is valid); true when it worked.
+fn can_write(ns: &SystemdNs, pid: &str, path: &str) -> bool {
+    ns.cmd("nsenter")
+        .args(["-t", pid, "-m", "--", "sh", "-c"])
+        .arg(format!("echo probe > {path}"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run nsenter")
+        .success()
+}
+
+#[test]
+fn the_shipped_units_under_a_real_systemd() {
+    let ns = SystemdNs::boot("units");
+    let data = ns.postgres("node_1", NODE);
+    let cfg = ns.dir.join("node_1.yml");
+    std::fs::write(&cfg, config(&data)).expect("write the config");
+    // Our tmpfiles snippet only: /run/pgsql-state and /var/lib/pgsql-state.
+    let tmpfiles = ns.dir.join("pgsql-state.conf");
+    std::fs::copy(repo("units/pgsql-state.tmpfiles"), &tmpfiles).expect("copy tmpfiles");
+    ns.ok(ns.cmd("systemd-tmpfiles").arg("--create").arg(&tmpfiles));
+    ns.ok(ns
+        .cmd("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(binary())
+        .arg("-f")
+        .arg(&cfg)
+        .args(["claims", "init"]));
+    for unit in [
+        "pgsql-state.socket",
+        "pgsql-state@.service",
+        "pgsql-state-peer.socket",
+        "pgsql-state-peer.service",
+        "pgsql-state-reconcile.service",
+        "pgsql-state-reconcile.timer",
+    ] {
+        ns.add_unit(unit, &shipped_unit(unit, &cfg));
+    }
+    // What a user sets: the timer's interval (1 s here, below watchDog), the
+    // directory of their pg_hba.conf, and (for the test) a short watchdog.
+    ns.add_unit(
+        "pgsql-state-reconcile.timer.d/interval.conf",
+        // An empty assignment resets every trigger, OnActiveSec= too.
+        "[Timer]\nOnUnitActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=1s\n",
+    );
+    ns.add_unit(
+        "pgsql-state-reconcile.service.d/hba.conf",
+        &format!("[Service]\nReadWritePaths={}\n", data.display()),
+    );
+    ns.add_unit(
+        "pgsql-state-peer.service.d/watchdog.conf",
+        "[Service]\nWatchdogSec=2s\n",
+    );
+    ns.systemctl(&[
+        "start",
+        "pgsql-state.socket",
+        "pgsql-state-peer.socket",
+        "pgsql-state-peer.service",
+        "pgsql-state-reconcile.timer",
+    ]);
+    let check = SocketAddr::new(NODE.into(), 5431);
+
+    // The peer: READY=1 took it to active (running); the watchdog is fed.
+    assert_eq!(
+        (
+            ns.property("pgsql-state-peer.service", "ActiveState"),
+            ns.property("pgsql-state-peer.service", "SubState")
+        ),
+        ("active".to_string(), "running".to_string())
+    );
+    let fed = |ns: &SystemdNs| {
+        ns.property("pgsql-state-peer.service", "WatchdogTimestampMonotonic")
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let first = fed(&ns);
+    wait_until(Duration::from_secs(10), "a later watchdog ping", || {
+        fed(&ns) > first
+    });
+    std::thread::sleep(Duration::from_secs(5)); // 2.5 watchdog periods, to see it is not killed
+    assert_eq!(ns.property("pgsql-state-peer.service", "NRestarts"), "0");
+    assert_eq!(
+        ns.property("pgsql-state-peer.service", "SubState"),
+        "running"
+    );
+    eprintln!(
+        "peer: active (running) by READY=1, watchdog fed, no restart after 5 s at WatchdogSec=2s"
+    );
+
+    // The timer runs the reconciler; strict fencing says production once
+    // the new primary has waited out W.
+    let start = Instant::now();
+    loop {
+        let (w, _) = word(&ns, HONEST, check, Duration::from_secs(5));
+        if w == "production" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "5431 says {w:?}, not production, after 60 s.\ntimer: {}\nreconciler:\n{}\nresponder:\n{}",
+            String::from_utf8_lossy(&ns.systemctl_output(&["status", "pgsql-state-reconcile.timer"]).stdout),
+            ns.journal("pgsql-state-reconcile.service"),
+            ns.journal("pgsql-state@*.service")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        client(&ns, "ncat", &["--recv-only", "127.0.0.2", "5431"]),
+        "production\n"
+    );
+    assert_eq!(client(&ns, "nc", &["127.0.0.2", "5431"]), "production\n");
+    let journal = ns.journal("pgsql-state-reconcile.service");
+    let started = journal
+        .lines()
+        .filter(|l| l.starts_with("Starting "))
+        .count();
+    let finished = journal
+        .lines()
+        .filter(|l| l.starts_with("Finished "))
+        .count();
+    let decisions = journal
+        .lines()
+        .filter(|l| l.contains("node_1: production (") || l.contains("node_1: fenced ("))
+        .count();
+    assert!(finished >= 3, "the timer ran {finished} times:\n{journal}");
+    assert!(
+        finished <= decisions && decisions <= started,
+        "{started} starts, {finished} runs finished, {decisions} decision lines:\n{journal}"
+    );
+    eprintln!("timer: {finished} reconcile runs finished, {decisions} decision lines");
+
+    // Hardening: the peer runs as postgres, and its sandbox writes only
+    // its StateDirectory (and its private /tmp).
+    let pid = ns.property("pgsql-state-peer.service", "MainPID");
+    let status = ns.ok(ns.cmd("cat").arg(format!("/proc/{pid}/status")));
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("a Uid line")
+        .to_string();
+    let postgres_uid = common::systemd::postgres_ids().0.to_string();
+    assert_eq!(uid, postgres_uid, "the peer's uid");
+    for (path, writable) in [
+        ("/var/lib/pgsql-state/probe", true),
+        ("/tmp/probe", true),
+        ("/etc/pgsql-state-probe", false),
+        ("/usr/local/pgsql-state-probe", false),
+        ("/run/pgsql-state/probe", false),
+        (&format!("{}/probe", data.display()), false),
+        (&format!("{}/probe", ns.dir.display()), false),
+    ] {
+        assert_eq!(
+            can_write(&ns, &pid, path),
+            writable,
+            "peer writing {path}; its mounts:\n{}",
+            ns.ok(ns.cmd("cat").arg(format!("/proc/{pid}/mountinfo")))
+        );
+    }
+    // The reconciler (a oneshot) ran as postgres: it wrote the verdict.
+    let owner = ns.ok(ns
+        .cmd("stat")
+        .args(["-c", "%u", "/run/pgsql-state/verdict"]));
+    assert_eq!(owner.trim(), postgres_uid, "the verdict's owner");
+    eprintln!(
+        "hardening: peer uid {uid} (postgres); writes only its StateDirectory and private /tmp"
+    );
+
+    // The flood: 2,000 connections/s for 10 s from 127.0.0.66.
+    let f = flood(&ns, check, 2000, 10);
+    assert_eq!(
+        f.sent,
+        f.answered + f.empty + f.failed + f.timed_out,
+        "{f:?}"
+    );
+    let state = ns.property("pgsql-state.socket", "ActiveState");
+    eprintln!(
+        "socket counters: NAccepted {} NConnections {} NRefused {}",
+        ns.property("pgsql-state.socket", "NAccepted"),
+        ns.property("pgsql-state.socket", "NConnections"),
+        ns.property("pgsql-state.socket", "NRefused")
+    );
+    eprintln!("flood on the shipped socket: {f:?}, socket {state}");
+    assert_eq!(state, "active", "the shipped socket after the flood: {f:?}");
+    assert!(f.honest.len() == 10, "{f:?}");
+    for (w, took) in &f.honest {
+        assert_eq!(w, "production", "an honest check during the flood: {f:?}");
+        assert!(*took < Duration::from_secs(20), "{took:?}");
+    }
+    let (after, took) = word(&ns, HONEST, check, Duration::from_secs(10));
+    assert_eq!(after, "production", "a check after the flood");
+    eprintln!("after the flood: {after} in {took:?}");
+
+    // The anchor: the same flood at a socket with systemd 252's defaults.
+    let shipped = shipped_unit("pgsql-state.socket", &cfg);
+    ns.add_unit("anchor.socket", &with_default_limits(&shipped, 5441));
+    ns.add_unit(
+        "anchor@.service",
+        &shipped_unit("pgsql-state@.service", &cfg),
+    );
+    ns.systemctl(&["start", "anchor.socket"]);
+    let anchor = SocketAddr::new(NODE.into(), 5441);
+    assert_eq!(
+        word(&ns, HONEST, anchor, Duration::from_secs(10)).0,
+        "production"
+    );
+    let f = flood(&ns, anchor, 2000, 10);
+    let (state, result) = (
+        ns.property("anchor.socket", "ActiveState"),
+        ns.property("anchor.socket", "Result"),
+    );
+    eprintln!("flood on systemd's default limits: {f:?}, socket {state} ({result})");
+    assert_eq!(
+        (state.as_str(), result.as_str()),
+        ("failed", "trigger-limit-hit")
+    );
+}
