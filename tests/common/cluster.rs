@@ -61,6 +61,20 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Runs SQL like [`Node::sql`]; `None` when psql fails (a node down).
+    pub fn try_sql(&self, sql: &str) -> Option<String> {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", "5432", "-U", "postgres", "-d", "postgres", "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// The postmaster's pid.
     pub fn postmaster_pid(&self) -> i32 {
         let text = fs::read_to_string(self.data_dir.join("postmaster.pid"))

@@ -13,10 +13,11 @@ pub mod cluster;
 pub mod haproxy;
 pub mod peers;
 pub mod proxy;
+pub mod scene;
 pub mod systemd;
 pub mod tools;
 
-pub use cluster::{pg_bin, run, wait_until, Cluster, Node};
+pub use cluster::{as_pg_user, pg_bin, run, wait_until, Cluster, Node};
 pub use haproxy::Haproxy;
 pub use peers::{start_peer, PeerConfig, TlsFiles};
 pub use proxy::Proxy;

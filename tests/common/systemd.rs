@@ -134,12 +134,20 @@ impl SystemdNs {
             cgroup,
             launcher,
         };
-        wait_until(Duration::from_secs(30), "systemd to answer", || {
-            ns.cmd("systemctl")
-                .args(["is-system-running"])
-                .output()
-                .is_ok_and(|o| !o.stdout.is_empty())
-        });
+        // Until its start-up job is done, systemd refuses new jobs.
+        wait_until(
+            Duration::from_secs(30),
+            "systemd to finish starting",
+            || {
+                ns.cmd("systemctl")
+                    .args(["is-system-running"])
+                    .output()
+                    .is_ok_and(|o| {
+                        let state = String::from_utf8_lossy(&o.stdout);
+                        matches!(state.trim(), "running" | "degraded")
+                    })
+            },
+        );
         ns.ok(ns.cmd("ip").args(["link", "set", "lo", "up"]));
         ns.systemctl(&[
             "start",

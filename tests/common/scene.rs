@@ -1,0 +1,613 @@
+//! One end-to-end scene: a primary (node_1), a streaming standby (node_2)
+//! and a witness, each with its peer; a reconciler per data node run every
+//! second as the timer runs it; responders in every format on each node
+//! (socket-activated per connection, `fencing: strict`); and one real
+//! HAProxy per shipped variant, plus the original psql one-liner unit
+//! behind the same tcp-check config. An observer samples every HAProxy's
+//! stats socket every 100 ms and writes through every `prod` every 100 ms,
+//! so a scenario can report, per variant: seconds to converge, the longest
+//! write outage, the most servers ever UP in `prod`, and where each write
+//! landed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::cluster::{pg_bin, wait_until, Cluster};
+use super::haproxy::Haproxy;
+use super::peers::{start_peer, PeerConfig};
+use super::tools::{binary, pgsql_state, require_tool, runtime_dir, Spawned};
+
+/// The port of each responder format on every node.
+pub const TEXT_PORT: u16 = 5431;
+/// `--format http`.
+pub const HTTP_PORT: u16 = 5434;
+/// `--format agent`.
+pub const AGENT_PORT: u16 = 5435;
+/// The original psql one-liner, socket-activated (inetd style).
+pub const PSQL_PORT: u16 = 5439;
+/// Where the peers listen.
+pub const PEER_PORT: u16 = 10200;
+
+/// The original pgsql-state check: psql prints the word.
+pub const PSQL_QUERY: &str =
+    "SELECT CASE pg_is_in_recovery() WHEN true THEN 'standby' ELSE 'production' END";
+
+/// One HAProxy of the scene.
+pub struct Variant {
+    /// What it is, e.g. `tcp-check`.
+    pub label: &'static str,
+    /// Whether `fencing: strict` stands behind it (the invariant applies).
+    pub ours: bool,
+    pub haproxy: Haproxy,
+}
+
+/// A sample of one HAProxy's `prod`.
+#[derive(Debug, Clone)]
+pub struct ProdSample {
+    pub at: Duration,
+    pub up: Vec<String>,
+}
+
+/// One write through one HAProxy's `prod`: the server it landed on.
+#[derive(Debug, Clone)]
+pub struct WriteSample {
+    pub at: Duration,
+    /// The write's number (its `n` column).
+    pub n: i32,
+    pub landed: Option<IpAddr>,
+}
+
+/// What the observer saw, per variant (same order as the variants).
+#[derive(Default)]
+pub struct Seen {
+    pub prod: Vec<Vec<ProdSample>>,
+    pub writes: Vec<Vec<WriteSample>>,
+}
+
+/// The figures of one variant in one scenario.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub label: &'static str,
+    pub ours: bool,
+    /// Seconds from the fault until `prod` held only the expected server
+    /// for good (`None`: never).
+    pub converge: Option<f64>,
+    /// The longest gap between successful writes after the fault, seconds.
+    pub outage: f64,
+    /// The most servers UP in `prod` at once, over the whole run.
+    pub max_up: usize,
+    /// Writes after the fault that landed on `wrong` (the old primary).
+    pub wrong_writes: usize,
+    /// Writes that landed on `wrong` after HAProxy took it out of `prod`.
+    pub wrong_after_out: usize,
+    /// The first write number after `wrong` left `prod` (to look for its
+    /// rows on the old primary).
+    pub first_n_after_out: Option<i32>,
+}
+
+pub struct Scene {
+    pub c: Cluster,
+    pub dir: PathBuf,
+    /// node_1, node_2, witness.
+    pub configs: [PathBuf; 3],
+    pub peer_addrs: [SocketAddr; 3],
+    peers: Mutex<Vec<Option<Spawned>>>,
+    _responders: Vec<Spawned>,
+    pub variants: Vec<Variant>,
+    stop: Arc<AtomicBool>,
+    /// Pauses node_1's / node_2's reconciler (a stopped timer).
+    pub paused: [Arc<AtomicBool>; 2],
+    threads: Vec<JoinHandle<()>>,
+    pub seen: Arc<Mutex<Seen>>,
+    pub start: Instant,
+}
+
+/// The HAProxy timing of the scenario suite (DESIGN: inter 1s, fastinter
+/// 500ms, rise 2, fall 1), with `timeout check 2s`; `haproxy.check` says
+/// rise 1, the agent pool's (its up is immediate), so the wait covers the
+/// slowest pool.
+fn scenario_timing(text: &str, port: u16) -> String {
+    text.replace("inter 2s fastinter 1s", "inter 1s fastinter 500ms")
+        .replace("agent-inter 2s", "agent-inter 1s")
+        .replace("timeout check 3s", "timeout check 2s")
+        .replace("port 5431", &format!("port {port}"))
+}
+
+impl Scene {
+    /// Starts everything and waits until every HAProxy routes writes to
+    /// node_1 and reads to node_2. `max_lag_bytes` bounds the standbys.
+    pub fn start(tag: &str, max_lag_bytes: Option<u64>) -> Scene {
+        for tool in ["haproxy", "systemd-socket-activate"] {
+            require_tool(tool);
+        }
+        let c = Cluster::start();
+        for sql in [
+            "CREATE ROLE harw LOGIN PASSWORD 'harw-pass'",
+            "CREATE DATABASE harw OWNER harw",
+            "CREATE TABLE writes (label text, n int, at timestamptz DEFAULT now())",
+        ] {
+            c.primary.sql(sql);
+        }
+        let dir = runtime_dir(&format!("scene-{tag}"));
+        let peer_addrs = [
+            SocketAddr::new(c.primary.addr.into(), PEER_PORT),
+            SocketAddr::new(c.standby.addr.into(), PEER_PORT),
+            SocketAddr::new(c.spare_addr(4).into(), PEER_PORT),
+        ];
+        let configs = [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, max_lag_bytes));
+        let peers = (0..3)
+            .map(|i| Some(start_node_peer(&dir, &configs[i], peer_addrs[i], i)))
+            .collect();
+        let mut responders = Vec::new();
+        for (i, node) in [&c.primary, &c.standby].into_iter().enumerate() {
+            let cfg = configs[i].to_str().expect("utf-8");
+            for (port, format) in [
+                (TEXT_PORT, "text"),
+                (HTTP_PORT, "http"),
+                (AGENT_PORT, "agent"),
+            ] {
+                responders.push(activate(
+                    SocketAddr::new(node.addr.into(), port),
+                    false,
+                    &[
+                        binary().to_str().expect("utf-8"),
+                        "-f",
+                        cfg,
+                        "respond",
+                        "--format",
+                        format,
+                    ],
+                ));
+            }
+            let sock = node.socket_dir.to_str().expect("utf-8").to_string();
+            let psql = pg_bin("psql");
+            responders.push(activate(
+                SocketAddr::new(node.addr.into(), PSQL_PORT),
+                true,
+                &[
+                    psql.to_str().expect("utf-8"),
+                    "-X",
+                    "-At",
+                    "-h",
+                    &sock,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    PSQL_QUERY,
+                ],
+            ));
+        }
+        let variants = vec![
+            variant(&c, "tcp-check", true, "haproxy.cfg", TEXT_PORT, 5),
+            variant(&c, "httpchk", true, "haproxy-httpchk.cfg", HTTP_PORT, 6),
+            variant(&c, "agent-check", true, "haproxy-agent.cfg", AGENT_PORT, 7),
+            variant(&c, "pgsql-check", false, "haproxy-pgsql-check.cfg", 0, 8),
+            variant(&c, "psql unit", false, "haproxy.cfg", PSQL_PORT, 9),
+        ];
+        let mut scene = Scene {
+            c,
+            dir,
+            configs,
+            peer_addrs,
+            peers: Mutex::new(peers),
+            _responders: responders,
+            variants,
+            stop: Arc::new(AtomicBool::new(false)),
+            paused: [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ],
+            threads: Vec::new(),
+            seen: Arc::new(Mutex::new(Seen::default())),
+            start: Instant::now(),
+        };
+        for i in 0..2 {
+            scene.threads.push(reconciler(
+                scene.configs[i].clone(),
+                scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
+                scene.stop.clone(),
+                scene.paused[i].clone(),
+            ));
+        }
+        scene.wait_routes(&["node_1"], &["node_2"], Duration::from_secs(90));
+        scene.observe();
+        scene
+    }
+
+    /// Waits until every HAProxy holds `prod` as given, and ours `stdby`
+    /// too (the pgsql-check variant's `stdby` pool checks a `haro` role
+    /// that trust authentication lets through everywhere).
+    pub fn wait_routes(&self, prod: &[&str], stdby: &[&str], bound: Duration) {
+        for v in &self.variants {
+            v.haproxy.wait_up("prod", prod, bound);
+            if v.ours {
+                v.haproxy.wait_up("stdby", stdby, bound);
+            }
+        }
+    }
+
+    /// Starts the observer: a stats sampler and one writer per variant.
+    fn observe(&mut self) {
+        let n = self.variants.len();
+        {
+            let mut seen = self.seen.lock().expect("seen");
+            seen.prod = vec![Vec::new(); n];
+            seen.writes = vec![Vec::new(); n];
+        }
+        self.start = Instant::now();
+        let stats: Vec<PathBuf> = self
+            .variants
+            .iter()
+            .map(|v| v.haproxy.stats.clone())
+            .collect();
+        let (seen, stop, start) = (self.seen.clone(), self.stop.clone(), self.start);
+        self.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let tick = Instant::now();
+                for (i, path) in stats.iter().enumerate() {
+                    if let Some(up) = prod_up(path) {
+                        let sample = ProdSample {
+                            at: start.elapsed(),
+                            up,
+                        };
+                        seen.lock().expect("seen").prod[i].push(sample);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+            }
+        }));
+        for (i, v) in self.variants.iter().enumerate() {
+            let (seen, stop, prod, label) = (
+                self.seen.clone(),
+                self.stop.clone(),
+                v.haproxy.prod,
+                v.label,
+            );
+            self.threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let tick = Instant::now();
+                    n += 1;
+                    // When the write started: HAProxy routed it then.
+                    let at = start.elapsed();
+                    let landed = rt.block_on(write_through(prod, label, n));
+                    let sample = WriteSample { at, n, landed };
+                    seen.lock().expect("seen").writes[i].push(sample);
+                    std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+                }
+            }));
+        }
+    }
+
+    /// Seconds since the observer started.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Stops (SIGKILL) or restarts the peer of node `i` (0, 1, 2 = witness).
+    pub fn kill_peer(&self, i: usize) {
+        if let Some(p) = self.peers.lock().expect("peers")[i].take() {
+            drop(p);
+        }
+    }
+
+    /// Sends `signal` to the peer of node `i`.
+    pub fn signal_peer(&self, i: usize, signal: i32) {
+        if let Some(p) = &self.peers.lock().expect("peers")[i] {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(p.child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits until every variant's `prod` holds exactly `servers`.
+    pub fn wait_prod(&self, servers: &[&str], bound: Duration, which: impl Fn(&Variant) -> bool) {
+        for v in self.variants.iter().filter(|v| which(v)) {
+            v.haproxy.wait_up("prod", servers, bound);
+        }
+    }
+
+    /// The figures per variant, for a fault at `fault` after which `prod`
+    /// should hold `expected` alone and no write should land on `wrong`.
+    pub fn figures(&self, fault: Duration, expected: &str, wrong: Option<IpAddr>) -> Vec<Figures> {
+        let seen = self.seen.lock().expect("seen");
+        self.variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let prod = &seen.prod[i];
+                let max_up = prod.iter().map(|s| s.up.len()).max().unwrap_or(0);
+                let last_bad = prod
+                    .iter()
+                    .filter(|s| s.at >= fault && s.up != [expected])
+                    .map(|s| s.at)
+                    .last();
+                let after: Vec<&ProdSample> = prod.iter().filter(|s| s.at >= fault).collect();
+                let converge = match (last_bad, after.last()) {
+                    (_, None) => None,
+                    (Some(bad), Some(last)) if bad >= last.at => None,
+                    (Some(bad), _) => after
+                        .iter()
+                        .find(|s| s.at > bad)
+                        .map(|s| (s.at - fault).as_secs_f64()),
+                    (None, _) => Some(0.0),
+                };
+                let writes = &seen.writes[i];
+                let mut outage = 0.0f64;
+                let mut last_ok = fault;
+                for w in writes.iter().filter(|w| w.at >= fault) {
+                    if w.landed.is_some() {
+                        outage = outage.max((w.at - last_ok).as_secs_f64());
+                        last_ok = w.at;
+                    }
+                }
+                if let Some(end) = writes.last() {
+                    outage = outage.max((end.at - last_ok).as_secs_f64());
+                }
+                let wrong_writes = writes
+                    .iter()
+                    .filter(|w| w.at >= fault && w.landed.is_some() && w.landed == wrong)
+                    .count();
+                // The first sample that no longer saw the wrong server UP
+                // in prod for good: writes started after it must not land
+                // there (one started between two samples may).
+                let wrong_name = wrong.and_then(|ip| self.name_of(ip));
+                let is_up =
+                    |s: &ProdSample| wrong_name.is_some_and(|n| s.up.iter().any(|u| u == n));
+                let last_up = prod
+                    .iter()
+                    .filter(|s| s.at >= fault && is_up(s))
+                    .map(|s| s.at)
+                    .last();
+                let out_at = match last_up {
+                    Some(t) => prod.iter().find(|s| s.at > t).map_or(t, |s| s.at),
+                    None => fault,
+                };
+                let wrong_after_out = writes
+                    .iter()
+                    .filter(|w| w.at > out_at && w.landed.is_some() && w.landed == wrong)
+                    .count();
+                let first_n_after_out = writes.iter().find(|w| w.at > out_at).map(|w| w.n);
+                Figures {
+                    label: v.label,
+                    ours: v.ours,
+                    converge,
+                    outage,
+                    max_up,
+                    wrong_writes,
+                    wrong_after_out,
+                    first_n_after_out,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Scene {
+    /// The node name (`node_1`, `node_2`) of a data node's address.
+    pub fn name_of(&self, ip: IpAddr) -> Option<&'static str> {
+        if ip == IpAddr::from(self.c.primary.addr) {
+            Some("node_1")
+        } else if ip == IpAddr::from(self.c.standby.addr) {
+            Some("node_2")
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prints a scenario's figures as the rows of the closing note's table.
+pub fn report(scenario: &str, figures: &[Figures]) {
+    let psql = figures.iter().find(|f| f.label == "psql unit");
+    for f in figures.iter().filter(|f| f.label != "psql unit") {
+        let converge = f
+            .converge
+            .map_or("never".to_string(), |s| format!("{s:.1} s"));
+        eprintln!(
+            "| {scenario} | {} | {converge} | {:.1} s | {} (psql unit: {}) | writes on the old primary: {}, after it left prod: {} (psql unit: {}) |",
+            f.label,
+            f.outage,
+            f.max_up,
+            psql.map_or(0, |p| p.max_up),
+            f.wrong_writes,
+            f.wrong_after_out,
+            psql.map_or(0, |p| p.wrong_writes),
+        );
+    }
+}
+
+/// A HAProxy running a shipped config with the scenario timing, its check
+/// port rewritten to `port`, on 127.0.K.`octet`.
+fn variant(
+    c: &Cluster,
+    label: &'static str,
+    ours: bool,
+    config: &str,
+    port: u16,
+    octet: u8,
+) -> Variant {
+    let haproxy = Haproxy::start_ports(c, config, c.spare_addr(octet), 5432, 5433, |t| {
+        scenario_timing(t, port)
+    });
+    Variant {
+        label,
+        ours,
+        haproxy,
+    }
+}
+
+/// The servers UP in `prod`, from the stats socket at `path`.
+fn prod_up(path: &Path) -> Option<Vec<String>> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"show stat\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("# pxname").then(|| {
+        out.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| {
+                f.len() > 17 && f[0] == "prod" && f[1].starts_with("node_") && f[17] == "UP"
+            })
+            .map(|f| f[1].to_string())
+            .collect()
+    })
+}
+
+/// One write through HAProxy at `prod` on a new connection (HAProxy picks
+/// a server per connection), bounded by 1 s; the server it landed on.
+async fn write_through(prod: SocketAddr, label: &str, n: i32) -> Option<IpAddr> {
+    let conninfo = format!(
+        "host={} port={} user=postgres dbname=postgres connect_timeout=1",
+        prod.ip(),
+        prod.port()
+    );
+    let attempt = async {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        let driver = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "INSERT INTO writes (label, n) VALUES ($1, $2) RETURNING host(inet_server_addr())",
+                &[&label, &n],
+            )
+            .await
+            .ok()?;
+        drop(client);
+        let _ = driver.await;
+        row.get::<_, String>(0).parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A node's config: fencing strict, watchDog 1, the scenario timing.
+fn write_config(
+    c: &Cluster,
+    dir: &Path,
+    i: usize,
+    peers: [SocketAddr; 3],
+    max_lag_bytes: Option<u64>,
+) -> PathBuf {
+    let name = ["node_1", "node_2", "witness"][i];
+    let runtime = dir.join(format!("run-{name}"));
+    let state = dir.join(format!("state-{name}"));
+    for d in [&runtime, &state] {
+        std::fs::create_dir_all(d).expect("create a node dir");
+    }
+    let (conninfo, hba) = match i {
+        0 => (c.primary.conninfo(), c.primary.data_dir.join("pg_hba.conf")),
+        1 => (c.standby.conninfo(), c.standby.data_dir.join("pg_hba.conf")),
+        _ => ("host=/nonexistent".into(), PathBuf::from("/nonexistent")),
+    };
+    let neighbours = match i {
+        0 => vec![peers[1].to_string()],
+        1 => vec![peers[0].to_string()],
+        _ => vec![peers[0].to_string(), peers[1].to_string()],
+    };
+    let lag = max_lag_bytes.map_or(String::new(), |b| format!("  maxLagBytes: {b}\n"));
+    let yaml = PeerConfig {
+        node_name: name,
+        primary_ip: &peers[i].ip().to_string(),
+        bind: peers[i],
+        neighbours,
+        witness: peers[2].to_string(),
+        conninfo,
+        runtime_dir: &runtime,
+        tls: None,
+        connection_deadline: 1.0,
+    }
+    .yaml()
+    .replace(
+        "hbaConfig: \"/nonexistent/pg_hba.conf\"",
+        &format!("hbaConfig: \"{}\"", hba.display()),
+    )
+    .replace("  watchDog: 2\n", "  watchDog: 1\n")
+    .replace(
+        "      readWrite: \"harw\"\n",
+        "      readWrite: \"harw\"\n    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+    ) + &format!(
+        "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n{lag}",
+        state.display()
+    );
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(&config, yaml).expect("write a config");
+    let path = config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", path, "claims", "init"]);
+    assert_eq!(code, 0, "claims init: {out}{err}");
+    config
+}
+
+fn start_node_peer(dir: &Path, config: &Path, bind: SocketAddr, i: usize) -> Spawned {
+    start_peer(config, bind, &dir.join(format!("peer-{i}.log")))
+}
+
+/// `systemd-socket-activate --accept [--inetd] -l addr -- argv`.
+fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
+    let mut cmd = Command::new(require_tool("systemd-socket-activate"));
+    cmd.arg("-l").arg(addr.to_string()).arg("--accept");
+    if inetd {
+        cmd.arg("--inetd");
+    }
+    cmd.arg("--").args(argv).stderr(Stdio::null());
+    Spawned::listening(cmd, addr, "socket-activated responder")
+}
+
+/// A reconciler run every second, as the timer runs it, until `stop`;
+/// skipped while `paused`.
+fn reconciler(
+    config: PathBuf,
+    log: PathBuf,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let tick = Instant::now();
+            if !paused.load(Ordering::Relaxed) {
+                let log_file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("open the reconcile log");
+                let _ = Command::new(binary())
+                    .arg("-f")
+                    .arg(&config)
+                    .arg("reconcile")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .status();
+            }
+            std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+        }
+    })
+}
+
+/// Waits for `bound` at most until `check`; used between phases.
+pub fn settle(bound: Duration, what: &str, check: impl FnMut() -> bool) {
+    wait_until(bound, what, check);
+}
