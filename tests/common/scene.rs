@@ -329,9 +329,9 @@ impl Scene {
                 let max_up = prod.iter().map(|s| s.up.len()).max().unwrap_or(0);
                 let last_bad = prod
                     .iter()
-                    .filter(|s| s.at >= fault && s.up != [expected])
-                    .map(|s| s.at)
-                    .last();
+                    .rev()
+                    .find(|s| s.at >= fault && s.up != [expected])
+                    .map(|s| s.at);
                 let after: Vec<&ProdSample> = prod.iter().filter(|s| s.at >= fault).collect();
                 let converge = match (last_bad, after.last()) {
                     (_, None) => None,
@@ -366,9 +366,9 @@ impl Scene {
                     |s: &ProdSample| wrong_name.is_some_and(|n| s.up.iter().any(|u| u == n));
                 let last_up = prod
                     .iter()
-                    .filter(|s| s.at >= fault && is_up(s))
-                    .map(|s| s.at)
-                    .last();
+                    .rev()
+                    .find(|s| s.at >= fault && is_up(s))
+                    .map(|s| s.at);
                 let out_at = match last_up {
                     Some(t) => prod.iter().find(|s| s.at > t).map_or(t, |s| s.at),
                     None => fault,
