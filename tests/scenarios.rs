@@ -14,7 +14,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::scene::{report, Figures, Scene};
+use common::scene::{report, Figures, Options, Scene};
 use common::*;
 
 /// Asserts the invariant on our variants: never two UP in prod, and no
@@ -60,7 +60,7 @@ fn promote(node: &Node) {
 
 #[test]
 fn zombie_promotion_while_the_old_primary_runs_on_then_restarts() {
-    let s = Scene::start("zombie", None);
+    let s = Scene::start("zombie", Options::default());
     std::thread::sleep(Duration::from_secs(2));
     let old = Some(IpAddr::from(s.c.primary.addr));
     let fault = s.now();
@@ -100,7 +100,7 @@ fn zombie_promotion_while_the_old_primary_runs_on_then_restarts() {
 
 #[test]
 fn a_planned_switchover_stops_then_promotes() {
-    let s = Scene::start("switchover", None);
+    let s = Scene::start("switchover", Options::default());
     std::thread::sleep(Duration::from_secs(2));
     let fault = s.now();
     s.c.primary.stop("fast");
@@ -114,7 +114,7 @@ fn a_planned_switchover_stops_then_promotes() {
 
 #[test]
 fn failover_after_the_primary_is_killed() {
-    let s = Scene::start("failover", None);
+    let s = Scene::start("failover", Options::default());
     std::thread::sleep(Duration::from_secs(2));
     let fault = s.now();
     s.c.primary.signal(libc::SIGKILL);
@@ -124,4 +124,139 @@ fn failover_after_the_primary_is_killed() {
     let figures = s.figures(fault, "node_2", None);
     report("failover (primary killed)", &figures);
     assert_ours(&s, "failover", &figures, None);
+}
+
+#[test]
+fn a_non_transitive_partition_then_a_promotion() {
+    let s = Scene::start(
+        "partition",
+        Options {
+            ab_proxies: true,
+            ..Options::default()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let old = Some(IpAddr::from(s.c.primary.addr));
+    // A-B down, A-W and B-W up; then the HA tool promotes node_2.
+    let fault = s.now();
+    s.cut_ab();
+    promote(&s.c.standby);
+    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
+    std::thread::sleep(Duration::from_secs(3));
+    let figures = s.figures(fault, "node_2", old);
+    report(
+        "non-transitive partition (A-B cut), then promotion",
+        &figures,
+    );
+    assert_ours(&s, "non-transitive partition", &figures, old);
+}
+
+/// A fault after which nothing should change: node_1 stays alone in prod.
+fn nothing_changes(
+    tag: &str,
+    scenario: &str,
+    fault: impl FnOnce(&Scene),
+    heal: impl FnOnce(&Scene),
+) {
+    let s = Scene::start(tag, Options::default());
+    std::thread::sleep(Duration::from_secs(2));
+    let at = s.now();
+    fault(&s);
+    std::thread::sleep(Duration::from_secs(10));
+    heal(&s);
+    std::thread::sleep(Duration::from_secs(3));
+    let figures = s.figures(at, "node_1", None);
+    report(scenario, &figures);
+    assert_ours(&s, scenario, &figures, None);
+    for f in figures.iter().filter(|f| f.ours) {
+        assert_eq!(
+            f.converge,
+            Some(0.0),
+            "{scenario}, {}: prod changed",
+            f.label
+        );
+        assert!(
+            f.outage < 1.0,
+            "{scenario}, {}: writes stopped for {:.1} s",
+            f.label,
+            f.outage
+        );
+    }
+}
+
+#[test]
+fn the_witness_lost() {
+    nothing_changes("witness", "the witness lost", |s| s.kill_peer(2), |_| {});
+}
+
+#[test]
+fn the_primarys_peer_hung() {
+    nothing_changes(
+        "peer-hung",
+        "a peer hung (node_1's, SIGSTOP 10 s)",
+        |s| s.signal_peer(0, libc::SIGSTOP),
+        |s| s.signal_peer(0, libc::SIGCONT),
+    );
+}
+
+#[test]
+fn the_primarys_postmaster_hung() {
+    let s = Scene::start("postmaster-hung", Options::default());
+    std::thread::sleep(Duration::from_secs(2));
+    let fault = s.now();
+    s.c.primary.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(6));
+    let resumed = s.now();
+    s.c.primary.signal(libc::SIGCONT);
+    s.wait_prod(&["node_1"], Duration::from_secs(30), |v| v.ours);
+    std::thread::sleep(Duration::from_secs(2));
+    let figures = s.figures(fault, "node_1", None);
+    report("a postmaster hung (node_1, SIGSTOP 6 s)", &figures);
+    assert_ours(&s, "postmaster hung", &figures, None);
+    let back = s.figures(resumed, "node_1", None);
+    for f in back.iter().filter(|f| f.ours) {
+        eprintln!(
+            "postmaster hung, {}: prod holds node_1 again {:.1} s after SIGCONT",
+            f.label,
+            f.converge.unwrap_or(f64::NAN)
+        );
+    }
+}
+
+#[test]
+fn a_standby_over_the_lag_bound_leaves_stdby() {
+    let s = Scene::start(
+        "lag",
+        Options {
+            max_lag_bytes: Some(1 << 20),
+            ..Options::default()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    s.c.standby.sql("SELECT pg_wal_replay_pause()");
+    let fault = s.now();
+    s.c.primary
+        .sql("CREATE TABLE ballast AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 40000) g");
+    let bound = Duration::from_secs(30);
+    for v in s.variants.iter().filter(|v| v.ours) {
+        v.haproxy.wait_up("stdby", &[], bound);
+    }
+    let left = (s.now() - fault).as_secs_f64();
+    let psql_stdby = s
+        .variants
+        .iter()
+        .find(|v| v.label == "psql unit")
+        .expect("the psql unit")
+        .haproxy
+        .up("stdby");
+    eprintln!(
+        "| a standby over the lag bound (1 MiB) | tcp-check, httpchk, agent-check | left stdby {left:.1} s after the WAL | - | psql unit keeps it in stdby: {psql_stdby:?} |"
+    );
+    assert_eq!(psql_stdby, ["node_2"], "the psql unit knows no lag");
+    s.c.standby.sql("SELECT pg_wal_replay_resume()");
+    for v in s.variants.iter().filter(|v| v.ours) {
+        v.haproxy.wait_up("stdby", &["node_2"], bound);
+    }
+    let figures = s.figures(fault, "node_1", None);
+    assert_ours(&s, "lag", &figures, None);
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::cluster::{pg_bin, wait_until, Cluster};
 use super::haproxy::Haproxy;
 use super::peers::{start_peer, PeerConfig};
+use super::proxy::Proxy;
 use super::tools::{binary, pgsql_state, require_tool, runtime_dir, Spawned};
 
 /// The port of each responder format on every node.
@@ -90,8 +91,20 @@ pub struct Figures {
     pub first_n_after_out: Option<i32>,
 }
 
+/// What a scene is started with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `maxLagBytes` of the data nodes.
+    pub max_lag_bytes: Option<u64>,
+    /// node_1 and node_2 reach each other's peer only through proxies
+    /// (`Scene::cut_ab` cuts them); both reach the witness directly.
+    pub ab_proxies: bool,
+}
+
 pub struct Scene {
     pub c: Cluster,
+    /// The A-B proxies (node_1 → node_2's peer, node_2 → node_1's).
+    ab: Vec<Proxy>,
     pub dir: PathBuf,
     /// node_1, node_2, witness.
     pub configs: [PathBuf; 3],
@@ -121,7 +134,7 @@ fn scenario_timing(text: &str, port: u16) -> String {
 impl Scene {
     /// Starts everything and waits until every HAProxy routes writes to
     /// node_1 and reads to node_2. `max_lag_bytes` bounds the standbys.
-    pub fn start(tag: &str, max_lag_bytes: Option<u64>) -> Scene {
+    pub fn start(tag: &str, options: Options) -> Scene {
         for tool in ["haproxy", "systemd-socket-activate"] {
             require_tool(tool);
         }
@@ -139,7 +152,27 @@ impl Scene {
             SocketAddr::new(c.standby.addr.into(), PEER_PORT),
             SocketAddr::new(c.spare_addr(4).into(), PEER_PORT),
         ];
-        let configs = [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, max_lag_bytes));
+        let ab: Vec<Proxy> = if options.ab_proxies {
+            vec![
+                Proxy::start(
+                    SocketAddr::new(c.spare_addr(10).into(), PEER_PORT),
+                    peer_addrs[1],
+                ),
+                Proxy::start(
+                    SocketAddr::new(c.spare_addr(11).into(), PEER_PORT),
+                    peer_addrs[0],
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
+        // Whom each data node asks for the other.
+        let reach = match ab.as_slice() {
+            [to_2, to_1] => [to_2.listen, to_1.listen],
+            _ => [peer_addrs[1], peer_addrs[0]],
+        };
+        let configs =
+            [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, reach, options.max_lag_bytes));
         let peers = (0..3)
             .map(|i| Some(start_node_peer(&dir, &configs[i], peer_addrs[i], i)))
             .collect();
@@ -193,6 +226,7 @@ impl Scene {
         ];
         let mut scene = Scene {
             c,
+            ab,
             dir,
             configs,
             peer_addrs,
@@ -287,6 +321,14 @@ impl Scene {
                     std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
                 }
             }));
+        }
+    }
+
+    /// Cuts the A-B link both ways (the scene must have `ab_proxies`).
+    pub fn cut_ab(&self) {
+        assert_eq!(self.ab.len(), 2, "the scene has no A-B proxies");
+        for p in &self.ab {
+            p.cut();
         }
     }
 
@@ -510,6 +552,7 @@ fn write_config(
     dir: &Path,
     i: usize,
     peers: [SocketAddr; 3],
+    reach: [SocketAddr; 2],
     max_lag_bytes: Option<u64>,
 ) -> PathBuf {
     let name = ["node_1", "node_2", "witness"][i];
@@ -524,8 +567,8 @@ fn write_config(
         _ => ("host=/nonexistent".into(), PathBuf::from("/nonexistent")),
     };
     let neighbours = match i {
-        0 => vec![peers[1].to_string()],
-        1 => vec![peers[0].to_string()],
+        0 => vec![reach[0].to_string()],
+        1 => vec![reach[1].to_string()],
         _ => vec![peers[0].to_string(), peers[1].to_string()],
     };
     let lag = max_lag_bytes.map_or(String::new(), |b| format!("  maxLagBytes: {b}\n"));
