@@ -10,16 +10,19 @@
 # would, a pgsql-state responder on each node's port 5431 (socket-activated
 # per connection, as systemd's Accept=yes does, with `fencing: strict`), and
 # HAProxy (127.0.0.4) with the shipped haproxy/haproxy.cfg, addresses
-# rewritten. It shows what `nc` answers, `pgsql-state status`, where HAProxy
-# routes, and a failover: the primary stops, the standby is promoted, sits
-# out the old primary's lease, and HAProxy follows.
+# rewritten, its servers starting DOWN from the server-state file. It shows
+# what `nc` answers, `pgsql-state status`, where HAProxy routes, and then a
+# zombie: node_2 is promoted while node_1 keeps running. Second by second it
+# prints both nodes' words, node_1's verdict and HAProxy's prod pool as the
+# zombie is fenced and node_2 waits out W, then where a write went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=no
 [ "${1:-}" = "--keep" ] && keep=yes
 
 ./scripts/install-deps.sh
-cargo build --locked --release --quiet
+printf '\n\033[1m== %s\033[0m\n' "Building pgsql-state (release; the first build takes a few minutes)"
+cargo build --locked --release
 bin=$PWD/target/release/pgsql-state
 base=${PLAYGROUND_DIR:-/tmp/pgsql-state-playground}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
@@ -163,23 +166,35 @@ status
 echo "\$ psql -h 127.0.0.4 -p 5432 -c 'SELECT inet_server_addr(), pg_is_in_recovery()'"
 "$pgbin/psql" -X -At -h 127.0.0.4 -p 5432 -U postgres -d postgres -c "SELECT inet_server_addr(), pg_is_in_recovery()"
 
-say "Failover: node_1 stops, node_2 is promoted"
-as_pg "$pgbin/pg_ctl" -D "$base/n1" -m fast -w stop >/dev/null
-answers
+say "A zombie: node_2 is promoted while node_1 keeps running (a split brain in the making)"
 as_pg "$pgbin/pg_ctl" -D "$base/n2" -w promote >/dev/null
-answers
-echo "(node_1's Postgres is seen stopped, so node_2 skips the lease and waits only HAProxy's term H, about 7 s, before it says production)"
-wait_word 2 production
-grep -E 'node_2: (production|fenced) \(' "$base/reconcile-node_2.log" | tail -n 1
-answers
-wait_status prod node_2 UP && wait_status prod node_1 DOWN && wait_status stdby node_2 DOWN
+promoted=$(date +%s.%N)
+echo "Both Postgres servers now accept writes:"
+for n in 1 2; do echo "  node_$n: pg_is_in_recovery = $(psql_node "$n" 'SELECT pg_is_in_recovery()')"; done
+verdict() { sed -n 's/^verdict=//p; s/^reason=//p' "$base/run-$1/verdict" 2>/dev/null | paste -sd' ' - ; }
+echo "Every second: what each node's 5431 answers, its verdict, and HAProxy's prod pool."
+for _ in $(seq 1 60); do
+  t=$(awk -v a="$(date +%s.%N)" -v b="$promoted" 'BEGIN { printf "%5.1f", a - b }')
+  w1=$(nc "$(node_addr 1)" 5431 2>/dev/null); w2=$(nc "$(node_addr 2)" 5431 2>/dev/null)
+  prod=$(status | awk '$1 == "prod" && $3 == "UP" {print $2}' | paste -sd, -)
+  echo "t+${t}s  node_1: ${w1:-?}  node_2: ${w2:-?}  prod UP: [${prod}]"
+  echo "          node_1 verdict: $(verdict node_1)"
+  [ "$w2" = production ] && [ "$prod" = node_2 ] && break
+  sleep 1
+done
+wait_status prod node_2 UP && wait_status prod node_1 DOWN
 status
+echo "(node_1 was fenced at its reconciler's next run; node_2 sat out node_1's lease and HAProxy's term, W, before it said production. At no instant did both say production.)"
+grep -E 'node_1: (production|fenced) \(' "$base/reconcile-node_1.log" | tail -n 1
+grep -E 'node_2: (production|fenced) \(' "$base/reconcile-node_2.log" | tail -n 1
 sleep 1.1 # the witness caches its view for a second
 echo "\$ pgsql-state -f node_2.yml status"
 "$bin" -f "$base/node_2.yml" status
-echo "\$ psql -h 127.0.0.4 -p 5432 -c 'CREATE TABLE after_failover …'"
+echo "\$ psql -h 127.0.0.4 -p 5432 -c 'CREATE TABLE after_failover …' (through HAProxy)"
 "$pgbin/psql" -X -At -h 127.0.0.4 -p 5432 -U postgres -d postgres \
-  -c "CREATE TABLE after_failover AS SELECT 1 AS ok" -c "SELECT inet_server_addr(), pg_is_in_recovery()"
+  -c "CREATE TABLE after_failover AS SELECT 1 AS ok" -c "SELECT 'the write went to ' || inet_server_addr() || ', in recovery: ' || pg_is_in_recovery()"
+echo "On the zombie node_1, that table does not exist: $(psql_node 1 "SELECT coalesce(to_regclass('after_failover')::text, 'no such table')")"
+echo "(The zombie still runs; pg_hba's managed block now rejects harw there, and its open write sessions were ended. Rebuild it as a standby with pg_rewind or pg_basebackup.)"
 
 if [ "$keep" = yes ]; then
   say "Left running in $base. Try: nc 127.0.0.3 5431; $bin respond --conninfo '$(conninfo 2)'"
