@@ -34,12 +34,12 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 /// A shipped unit with the binary (and the config) rewritten.
-fn shipped_unit(name: &str, config: &Path) -> String {
+fn shipped_unit(ns: &SystemdNs, name: &str, config: &Path) -> String {
     std::fs::read_to_string(repo(&format!("units/{name}")))
         .unwrap_or_else(|e| panic!("read units/{name}: {e}"))
         .replace(
             "/usr/bin/pgsql-state ",
-            &format!("{} -f {} ", binary().display(), config.display()),
+            &format!("{} -f {} ", ns.binary().display(), config.display()),
         )
 }
 
@@ -214,7 +214,7 @@ fn the_shipped_units_under_a_real_systemd() {
     ns.ok(ns
         .cmd("runuser")
         .args(["-u", "postgres", "--"])
-        .arg(binary())
+        .arg(ns.binary())
         .arg("-f")
         .arg(&cfg)
         .args(["claims", "init"]));
@@ -226,7 +226,7 @@ fn the_shipped_units_under_a_real_systemd() {
         "pgsql-state-reconcile.service",
         "pgsql-state-reconcile.timer",
     ] {
-        ns.add_unit(unit, &shipped_unit(unit, &cfg));
+        ns.add_unit(unit, &shipped_unit(&ns, unit, &cfg));
     }
     // What a user sets: the timer's interval (1 s here, below watchDog), the
     // directory of their pg_hba.conf, and (for the test) a short watchdog.
@@ -384,11 +384,11 @@ fn the_shipped_units_under_a_real_systemd() {
     eprintln!("after the flood: {after} in {took:?}");
 
     // The anchor: the same flood at a socket with systemd 252's defaults.
-    let shipped = shipped_unit("pgsql-state.socket", &cfg);
+    let shipped = shipped_unit(&ns, "pgsql-state.socket", &cfg);
     ns.add_unit("anchor.socket", &with_default_limits(&shipped, 5441));
     ns.add_unit(
         "anchor@.service",
-        &shipped_unit("pgsql-state@.service", &cfg),
+        &shipped_unit(&ns, "pgsql-state@.service", &cfg),
     );
     ns.systemctl(&["start", "anchor.socket"]);
     let anchor = SocketAddr::new(NODE.into(), 5441);

@@ -8,8 +8,9 @@
 //! stand-in targets. The host's units are never booted: in a shared mount
 //! namespace their tmpfiles would empty the machine's real /tmp.
 //!
-//! Everything of a run lives in a directory under cargo's target/tmp
-//! (not /tmp, which is a tmpfs inside). Commands enter the namespaces with
+//! Everything of a run, a copy of the binary included, lives in a
+//! directory under /var/cache/pgsql-state-test (not /tmp, a tmpfs inside,
+//! nor the checkout, which may be under /tmp), removed when the run stops. Commands enter the namespaces with
 //! `nsenter`; Rust code enters the network namespace alone, on a thread of
 //! its own ([`SystemdNs::in_netns`]). Stopping sends SIGRTMIN+14 (an
 //! immediate poweroff), then removes the cgroup depth-first; at the test
@@ -22,7 +23,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cluster::{as_pg_user, pg_bin, run, wait_until};
-use super::tools::{kill_at_exit, require_tool};
+use super::tools::{binary, kill_at_exit, require_tool};
 
 /// The stand-in targets of the private unit path (empty units).
 const STAND_INS: [&str; 11] = [
@@ -38,6 +39,11 @@ const STAND_INS: [&str; 11] = [
     "multi-user",
     "pgsql-state-test",
 ];
+
+/// Where runs live: not under /tmp, /var/tmp, /var/lib or /var/log (a
+/// tmpfs inside the namespaces), nor under a checkout in /tmp (a CI clone),
+/// which the units' PrivateTmp= would hide.
+const RUNS: &str = "/var/cache/pgsql-state-test";
 
 /// A booted systemd in its namespaces.
 pub struct SystemdNs {
@@ -68,13 +74,17 @@ impl SystemdNs {
         );
         sweep_dead_cgroups();
         let name = format!("pgsql-state-test-{}-{tag}", std::process::id());
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let dir = Path::new(RUNS).join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         let units = dir.join("units");
         std::fs::create_dir_all(&units).expect("create the unit dir");
-        for d in [Path::new(env!("CARGO_TARGET_TMPDIR")), &dir] {
+        for d in [Path::new(RUNS), &dir] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
+        // The binary under test, where a sandboxed unit sees it (the
+        // checkout may be under /tmp, which PrivateTmp= hides).
+        std::fs::create_dir_all(dir.join("bin")).expect("create bin/");
+        std::fs::copy(binary(), dir.join("bin/pgsql-state")).expect("copy the binary");
         for unit in [
             "systemd-journald.service",
             "systemd-journald.socket",
@@ -156,6 +166,11 @@ impl SystemdNs {
             "systemd-journald.service",
         ]);
         ns
+    }
+
+    /// The copy of the binary under test that the units run.
+    pub fn binary(&self) -> PathBuf {
+        self.dir.join("bin/pgsql-state")
     }
 
     /// `program` run inside the namespaces (mount, PID, network).
@@ -341,7 +356,7 @@ fn remove_cgroup(root: &Path) {
 /// Removes the cgroups and directories of earlier runs whose process is
 /// gone (a run killed before it could clean up).
 fn sweep_dead_cgroups() {
-    let roots = ["/sys/fs/cgroup/unified", env!("CARGO_TARGET_TMPDIR")];
+    let roots = ["/sys/fs/cgroup/unified", RUNS];
     for e in roots
         .iter()
         .filter_map(|r| std::fs::read_dir(r).ok())
