@@ -18,10 +18,15 @@ have nc || missing+=(netcat-openbsd)
 have systemd-socket-activate || missing+=(systemd)
 have systemd-analyze || missing+=(systemd)
 have runuser || missing+=(util-linux)
+have nsenter || missing+=(util-linux)
+have unshare || missing+=(util-linux)
+[ -x /lib/systemd/systemd ] || missing+=(systemd)
 have ip || missing+=(iproute2)
 have spin || missing+=(spin)
 # /metrics is checked with the reference OpenMetrics parser.
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
+# benches/patroni.rs makes a venv with Debian's python3.
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 have cc || missing+=(gcc)
 # The Debian package's test: lintian, and man to render the pages.
 have lintian || missing+=(lintian)

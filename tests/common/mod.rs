@@ -17,7 +17,7 @@ pub mod scene;
 pub mod systemd;
 pub mod tools;
 
-pub use cluster::{as_pg_user, pg_bin, run, wait_until, Cluster, Node};
+pub use cluster::{as_pg_user, pg_bin, pg_bindir, run, wait_until, Cluster, Node};
 pub use haproxy::Haproxy;
 pub use peers::{start_peer, PeerConfig, TlsFiles};
 pub use proxy::Proxy;
