@@ -78,6 +78,16 @@ pub fn parse_lag(text: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
+/// Whether a request needs the lag and the identity whatever the settings:
+/// `/metrics` (the timeline, the lag) and `?lag=` on any path.
+pub fn needs_full_facts(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let target = line.split(' ').nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    path == "/metrics" || query.split('&').any(|pair| pair.starts_with("lag="))
+}
+
 /// The HTTP response for a request head (possibly cut short). The body is
 /// the word, or a short explanation for 4xx answers; HEAD and OPTIONS get
 /// the status line and headers only.
@@ -428,5 +438,26 @@ mod tests {
         assert!(head_complete(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(head_complete(b"GET / HTTP/1.0\n\n"));
         assert!(!head_complete(b"GET / HTTP/1.0\r\nHost: x\r\n"));
+    }
+
+    #[test]
+    fn only_metrics_and_lag_requests_need_the_full_facts() {
+        for (head, full) in [
+            (&b"GET /primary HTTP/1.0\r\n\r\n"[..], false),
+            (b"OPTIONS / HTTP/1.0\r\n\r\n", false),
+            (b"GET /replica HTTP/1.1\r\nHost: x\r\n\r\n", false),
+            (b"GET /metrics HTTP/1.1\r\n\r\n", true),
+            (b"GET /replica?lag=1MB HTTP/1.0\r\n\r\n", true),
+            (b"GET /read-only?x=1&lag=100 HTTP/1.0\r\n\r\n", true),
+            (b"GET /primary?flag=1 HTTP/1.0\r\n\r\n", false),
+            (b"", false),
+        ] {
+            assert_eq!(
+                needs_full_facts(head),
+                full,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 }

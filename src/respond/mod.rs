@@ -41,6 +41,9 @@ pub struct Responder {
     settings: ResponderSettings,
     pg_config: Result<tokio_postgres::Config, Arc<ProbeError>>,
     query: ProbeQuery,
+    /// The query with the lag and the identity too, for `/metrics` and
+    /// `?lag=` (http format).
+    full_query: ProbeQuery,
     /// The warm connection of a long-lived server; `None` for one-shot.
     warm: Option<WarmConnection>,
     /// Whether the "cannot see the WAL receiver" warning was logged.
@@ -62,17 +65,19 @@ impl Responder {
     pub fn new(settings: ResponderSettings, mode: Mode) -> Responder {
         let pg_config = pg::parse_conninfo(&settings.conninfo).map_err(Arc::new);
         // The http format answers `?lag=` on the replica paths and reports
-        // the timeline on `/metrics`, so it always asks for both.
-        let http = settings.format == Format::Http;
+        // the timeline on `/metrics`: those requests ask for both (the full
+        // query); every other answer asks only what the settings need.
         let query = ProbeQuery::new(
-            settings.max_lag_bytes.is_some() || http,
-            settings.fencing == Fencing::Strict || http,
+            settings.max_lag_bytes.is_some(),
+            settings.fencing == Fencing::Strict,
         );
+        let full_query = ProbeQuery::new(true, true);
         let warm = (mode == Mode::LongLived).then(WarmConnection::default);
         Responder {
             settings,
             pg_config,
             query,
+            full_query,
             warm,
             warned_receiver: AtomicBool::new(false),
         }
@@ -87,7 +92,7 @@ impl Responder {
     /// WAL receiver is reported in the log before the first check.
     pub async fn startup_check(&self) {
         if self.settings.max_lag_bytes.is_some() {
-            let (facts, goodbye) = self.facts().await;
+            let (facts, goodbye) = self.facts(false).await;
             close_goodbye(goodbye).await;
             match facts {
                 Ok(f) => self.warn_if_receiver_hidden(&f),
@@ -99,12 +104,13 @@ impl Responder {
     /// Chooses the word now. A one-shot also returns its Postgres connection,
     /// to be closed after the client has its answer.
     pub async fn word(&self) -> (Word, Option<Goodbye>) {
-        let (view, goodbye) = self.view().await;
+        let (view, goodbye) = self.view(false).await;
         (view.word, goodbye)
     }
 
-    /// The word and, when asked for, a standby's lag (for `?lag=`).
-    pub async fn view(&self) -> (format::HttpView, Option<Goodbye>) {
+    /// The word and the facts behind it; `full` also asks for the lag and
+    /// the identity whatever the settings (for `/metrics` and `?lag=`).
+    pub async fn view(&self, full: bool) -> (format::HttpView, Option<Goodbye>) {
         let started = std::time::Instant::now();
         let dir = &self.settings.runtime_dir;
         if runtime_files::maintenance_on(dir) {
@@ -112,7 +118,7 @@ impl Responder {
             view.facts.check_seconds = started.elapsed().as_secs_f64();
             return (view, None);
         }
-        let (facts, goodbye) = self.facts().await;
+        let (facts, goodbye) = self.facts(full).await;
         if let Ok(f) = &facts {
             self.warn_if_receiver_hidden(f);
         }
@@ -189,7 +195,8 @@ impl Responder {
         }
     }
 
-    async fn facts(&self) -> (Result<RoleFacts, ProbeError>, Option<Goodbye>) {
+    async fn facts(&self, full: bool) -> (Result<RoleFacts, ProbeError>, Option<Goodbye>) {
+        let query = if full { &self.full_query } else { &self.query };
         let config = match &self.pg_config {
             Ok(config) => config,
             Err(why) => return (Err(ProbeError::Shared(why.clone())), None),
@@ -197,7 +204,6 @@ impl Responder {
         let timeout = self.settings.check_timeout;
         match &self.warm {
             Some(warm) => {
-                let query = &self.query;
                 let facts = warm
                     .run(
                         config,
@@ -207,7 +213,7 @@ impl Responder {
                     .await;
                 (facts, None)
             }
-            None => probe::probe_once(config, &self.query, timeout).await,
+            None => probe::probe_once(config, query, timeout).await,
         }
     }
 
@@ -222,13 +228,15 @@ impl Responder {
                 (format::text_reply(word), goodbye)
             }
             Format::Http => {
+                // The request says which facts it needs; HAProxy sends it
+                // with the connection, so reading it first costs nothing.
                 let head_bound = bound.min(HEAD_TIMEOUT);
-                let (head, (view, goodbye)) =
-                    tokio::join!(read_http_head(&mut conn, head_bound), self.view());
+                let head = read_http_head(&mut conn, head_bound).await;
+                let (view, goodbye) = self.view(format::needs_full_facts(&head)).await;
                 (format::http_reply(&head, view), goodbye)
             }
             Format::Agent => {
-                let (sent, (view, goodbye)) = read_while(&mut conn, self.view()).await;
+                let (sent, (view, goodbye)) = read_while(&mut conn, self.view(false)).await;
                 (
                     format::agent_reply(
                         format::AgentPool::from_request(&sent),
