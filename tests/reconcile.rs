@@ -87,25 +87,12 @@ fn node_yaml_with(
         tls: None,
         connection_deadline: 1.0,
     }
-    .yaml()
-    .replace(
-        "hbaConfig: \"/nonexistent/pg_hba.conf\"",
-        &format!("hbaConfig: \"{}\"", hba.display()),
-    )
-    .replace("  watchDog: 2\n", "  watchDog: 1\n")
-    .replace(
-        "      readWrite: \"harw\"\n",
-        &format!("      readWrite: \"harw\"\n{HAPROXY_CHECK}"),
-    )
+    .reconciled_yaml(&hba, HAPROXY_CHECK)
         + &format!(
             "  stateDir: \"{}\"\n  fencing: strict\n  fenceUsers: [app]\n  authModes:\n    allow: md5\n    deny: reject\n",
             state.display()
         );
-    let config = dir.join(format!("{name}.yml"));
-    std::fs::write(&config, yaml).expect("write a config");
-    let path = config.to_str().expect("utf-8");
-    let (code, out, err) = pgsql_state(&["-f", path, "claims", "init"]);
-    assert_eq!(code, 0, "claims init: {out}{err}");
+    let config = write_with_claims(dir, name, &yaml);
     NodeFiles {
         name,
         config,

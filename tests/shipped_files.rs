@@ -14,16 +14,21 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// The shipped HAProxy configs for pgsql-state (not Patroni's example).
+const OUR_HAPROXY_CONFIGS: [&str; 4] = [
+    "haproxy/haproxy.cfg",
+    "haproxy/haproxy-httpchk.cfg",
+    "haproxy/haproxy-pgsql-check.cfg",
+    "haproxy/haproxy-agent.cfg",
+];
+
 #[test]
 fn haproxy_configs_pass_haproxy_c() {
     let haproxy = require_tool("haproxy");
-    for cfg in [
-        "haproxy/haproxy.cfg",
-        "haproxy/haproxy-httpchk.cfg",
-        "haproxy/haproxy-pgsql-check.cfg",
-        "haproxy/haproxy-patroni.cfg",
-        "haproxy/haproxy-agent.cfg",
-    ] {
+    for cfg in OUR_HAPROXY_CONFIGS
+        .into_iter()
+        .chain(["haproxy/haproxy-patroni.cfg"])
+    {
         let out = Command::new(&haproxy)
             .arg("-c")
             .arg("-f")
@@ -41,12 +46,7 @@ fn haproxy_configs_pass_haproxy_c() {
 #[test]
 fn haproxy_state_writes_a_down_row_for_every_server_of_each_shipped_config() {
     let dir = runtime_dir("server-state");
-    for cfg in [
-        "haproxy/haproxy.cfg",
-        "haproxy/haproxy-httpchk.cfg",
-        "haproxy/haproxy-pgsql-check.cfg",
-        "haproxy/haproxy-agent.cfg",
-    ] {
+    for cfg in OUR_HAPROXY_CONFIGS {
         let text = std::fs::read_to_string(repo(cfg)).expect("read");
         for line in [
             "server-state-file /var/lib/haproxy/pgsql-state.servers",

@@ -230,7 +230,8 @@ impl Cluster {
     }
 }
 
-fn init_primary(node: &Node) {
+/// `initdb` of a data dir as the unprivileged user: trust, UTF8, C.
+pub fn initdb(data_dir: &Path) {
     run(as_pg_user(&pg_bin("initdb"))
         .args([
             "-U",
@@ -242,7 +243,11 @@ fn init_primary(node: &Node) {
             "--locale=C",
             "-D",
         ])
-        .arg(&node.data_dir));
+        .arg(data_dir));
+}
+
+fn init_primary(node: &Node) {
+    initdb(&node.data_dir);
     let conf = format!(
         "listen_addresses = '{addr}'\nport = 5432\nunix_socket_directories = '{sock}'\n\
          wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n\

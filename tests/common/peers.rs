@@ -61,12 +61,39 @@ impl PeerConfig<'_> {
         )
     }
 
+    /// [`PeerConfig::yaml`] for a data node under the reconciler: its
+    /// pg_hba.conf, `watchDog: 1`, and `haproxy_check` (the `check:` block
+    /// under `haproxy:`, indented four spaces).
+    pub fn reconciled_yaml(&self, hba: &Path, haproxy_check: &str) -> String {
+        self.yaml()
+            .replace(
+                "hbaConfig: \"/nonexistent/pg_hba.conf\"",
+                &format!("hbaConfig: \"{}\"", hba.display()),
+            )
+            .replace("  watchDog: 2\n", "  watchDog: 1\n")
+            .replace(
+                "      readWrite: \"harw\"\n",
+                &format!("      readWrite: \"harw\"\n{haproxy_check}"),
+            )
+    }
+
     /// Writes the config into `dir` and returns its path.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join(format!("{}-{}.yml", self.node_name, self.bind.port()));
         std::fs::write(&path, self.yaml()).expect("write a peer config");
         path
     }
+}
+
+/// Writes `yaml` as `dir/NAME.yml` and runs `claims init` on it (as a
+/// node's install does); returns the config's path.
+pub fn write_with_claims(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(&config, yaml).expect("write a config");
+    let path = config.to_str().expect("utf-8");
+    let (code, out, err) = super::tools::pgsql_state(&["-f", path, "claims", "init"]);
+    assert_eq!(code, 0, "claims init: {out}{err}");
+    config
 }
 
 /// Starts `pgsql-state -f config peer`, logging to `log`, and waits until it listens.

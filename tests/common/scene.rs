@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{pg_bin, wait_until, Cluster};
 use super::haproxy::Haproxy;
-use super::peers::{start_peer, PeerConfig};
+use super::peers::{start_peer, write_with_claims, PeerConfig};
 use super::proxy::Proxy;
 use super::tools::{binary, pgsql_state, require_tool, runtime_dir, Spawned};
 
@@ -583,25 +583,14 @@ fn write_config(
         tls: None,
         connection_deadline: 1.0,
     }
-    .yaml()
-    .replace(
-        "hbaConfig: \"/nonexistent/pg_hba.conf\"",
-        &format!("hbaConfig: \"{}\"", hba.display()),
-    )
-    .replace("  watchDog: 2\n", "  watchDog: 1\n")
-    .replace(
-        "      readWrite: \"harw\"\n",
-        "      readWrite: \"harw\"\n    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+    .reconciled_yaml(
+        &hba,
+        "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
     ) + &format!(
         "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n{lag}",
         state.display()
     );
-    let config = dir.join(format!("{name}.yml"));
-    std::fs::write(&config, yaml).expect("write a config");
-    let path = config.to_str().expect("utf-8");
-    let (code, out, err) = pgsql_state(&["-f", path, "claims", "init"]);
-    assert_eq!(code, 0, "claims init: {out}{err}");
-    config
+    write_with_claims(dir, name, &yaml)
 }
 
 fn start_node_peer(dir: &Path, config: &Path, bind: SocketAddr, i: usize) -> Spawned {

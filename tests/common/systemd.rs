@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cluster::{as_pg_user, pg_bin, run, wait_until};
+use super::cluster::{initdb, pg_bin, run, wait_until};
 use super::tools::{binary, kill_at_exit, require_tool};
 
 /// The stand-in targets of the private unit path (empty units).
@@ -260,17 +260,7 @@ impl SystemdNs {
         std::fs::create_dir_all(&data).expect("create the data dir");
         let (uid, gid) = postgres_ids();
         std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown the data dir");
-        run(as_pg_user(&pg_bin("initdb")).args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-N",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-            data.to_str().expect("utf-8"),
-        ]));
+        initdb(&data);
         let conf = format!(
             "listen_addresses = '{addr}'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 300\n",
             socket.display()
