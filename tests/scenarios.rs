@@ -260,3 +260,44 @@ fn a_standby_over_the_lag_bound_leaves_stdby() {
     let figures = s.figures(fault, "node_1", None);
     assert_ours(&s, "lag", &figures, None);
 }
+
+#[test]
+fn a_primary_partitioned_from_its_peers_in_a_network_namespace() {
+    let s = Scene::start(
+        "netns",
+        Options {
+            node_1_netns: true,
+            ..Options::default()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let old = Some(IpAddr::from(s.c.primary.addr));
+    // node_1 loses its peers (HAProxy still reaches it); the HA tool,
+    // seeing it gone, promotes node_2.
+    let fault = s.now();
+    s.partition_node_1(true);
+    promote(&s.c.standby);
+    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
+    std::thread::sleep(Duration::from_secs(3));
+    let figures = s.figures(fault, "node_2", old);
+    report(
+        "the primary partitioned from its peers (netns, veth down)",
+        &figures,
+    );
+    assert_ours(&s, "netns partition", &figures, old);
+    // The partition heals: node_1 learns node_2's claim and stays out.
+    let healed = s.now();
+    s.partition_node_1(false);
+    std::thread::sleep(Duration::from_secs(6));
+    let figures = s.figures(healed, "node_2", old);
+    report("the partition healed", &figures);
+    assert_ours(&s, "netns partition healed", &figures, old);
+    for f in figures.iter().filter(|f| f.ours) {
+        assert_eq!(
+            f.converge,
+            Some(0.0),
+            "{}: node_1 came back into prod",
+            f.label
+        );
+    }
+}

@@ -99,10 +99,114 @@ pub struct Options {
     /// node_1 and node_2 reach each other's peer only through proxies
     /// (`Scene::cut_ab` cuts them); both reach the witness directly.
     pub ab_proxies: bool,
+    /// node_1's peer and reconciler run in a network namespace of their
+    /// own, joined to the host by a veth pair: the peers talk over
+    /// 10.231.K.0/24 (node_1 .2 in the namespace; node_2 .3 and the
+    /// witness .4 on the host end), so `Scene::partition_node_1` can cut
+    /// node_1 from its peers while HAProxy and replication (loopback, and
+    /// the Unix socket to its own Postgres) carry on.
+    pub node_1_netns: bool,
+}
+
+/// A network namespace with a veth pair to the host, removed when dropped.
+struct NetNs {
+    name: String,
+    host_if: String,
+    ns_if: String,
+}
+
+impl NetNs {
+    /// `pst-K` with `vpaK` (host, 10.231.K.1, .3 and .4) and `vpbK`
+    /// (inside, 10.231.K.2).
+    fn create(slot: u8) -> NetNs {
+        let ns = NetNs {
+            name: format!("pgsql-state-test-{}-{slot}", std::process::id()),
+            host_if: format!("vpa{slot}"),
+            ns_if: format!("vpb{slot}"),
+        };
+        // A run that died may have left its pair behind.
+        let _ = Command::new("ip")
+            .args(["link", "del", &ns.host_if])
+            .output();
+        let ip = |args: &[&str]| {
+            super::cluster::run(Command::new(require_tool("ip")).args(args));
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns.ns_if,
+        ]);
+        ip(&["link", "set", &ns.ns_if, "netns", &ns.name]);
+        for host in [1, 3, 4] {
+            ip(&[
+                "addr",
+                "add",
+                &format!("10.231.{slot}.{host}/24"),
+                "dev",
+                &ns.host_if,
+            ]);
+        }
+        ip(&["link", "set", &ns.host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&[
+            "addr",
+            "add",
+            &format!("10.231.{slot}.2/24"),
+            "dev",
+            &ns.ns_if,
+        ]);
+        inside(&["link", "set", &ns.ns_if, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `program` run inside the namespace.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Takes the namespace's end of the pair down (or up again).
+    fn link(&self, up: bool) {
+        super::cluster::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.name,
+            "ip",
+            "link",
+            "set",
+            &self.ns_if,
+            if up { "up" } else { "down" },
+        ]));
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
 }
 
 pub struct Scene {
     pub c: Cluster,
+    /// node_1's network namespace, with `node_1_netns`.
+    netns: Option<Arc<NetNs>>,
     /// The A-B proxies (node_1 → node_2's peer, node_2 → node_1's).
     ab: Vec<Proxy>,
     pub dir: PathBuf,
@@ -147,11 +251,22 @@ impl Scene {
             c.primary.sql(sql);
         }
         let dir = runtime_dir(&format!("scene-{tag}"));
-        let peer_addrs = [
-            SocketAddr::new(c.primary.addr.into(), PEER_PORT),
-            SocketAddr::new(c.standby.addr.into(), PEER_PORT),
-            SocketAddr::new(c.spare_addr(4).into(), PEER_PORT),
-        ];
+        let netns = options
+            .node_1_netns
+            .then(|| Arc::new(NetNs::create(c.slot)));
+        let peer_addrs = match &netns {
+            Some(_) => [2, 3, 4].map(|h| {
+                SocketAddr::new(
+                    std::net::Ipv4Addr::new(10, 231, c.slot, h).into(),
+                    PEER_PORT,
+                )
+            }),
+            None => [
+                SocketAddr::new(c.primary.addr.into(), PEER_PORT),
+                SocketAddr::new(c.standby.addr.into(), PEER_PORT),
+                SocketAddr::new(c.spare_addr(4).into(), PEER_PORT),
+            ],
+        };
         let ab: Vec<Proxy> = if options.ab_proxies {
             vec![
                 Proxy::start(
@@ -174,7 +289,10 @@ impl Scene {
         let configs =
             [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, reach, options.max_lag_bytes));
         let peers = (0..3)
-            .map(|i| Some(start_node_peer(&dir, &configs[i], peer_addrs[i], i)))
+            .map(|i| {
+                let ns = netns.as_deref().filter(|_| i == 0);
+                Some(start_node_peer(&dir, &configs[i], peer_addrs[i], i, ns))
+            })
             .collect();
         let mut responders = Vec::new();
         for (i, node) in [&c.primary, &c.standby].into_iter().enumerate() {
@@ -226,6 +344,7 @@ impl Scene {
         ];
         let mut scene = Scene {
             c,
+            netns,
             ab,
             dir,
             configs,
@@ -248,6 +367,7 @@ impl Scene {
                 scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
                 scene.stop.clone(),
                 scene.paused[i].clone(),
+                scene.netns.clone().filter(|_| i == 0),
             ));
         }
         scene.wait_routes(&["node_1"], &["node_2"], Duration::from_secs(90));
@@ -330,6 +450,15 @@ impl Scene {
         for p in &self.ab {
             p.cut();
         }
+    }
+
+    /// Cuts node_1's peer and reconciler from the other peers (its end of
+    /// the veth pair down), or heals the cut.
+    pub fn partition_node_1(&self, cut: bool) {
+        self.netns
+            .as_ref()
+            .expect("the scene has no network namespace")
+            .link(!cut);
     }
 
     /// Seconds since the observer started.
@@ -574,7 +703,11 @@ fn write_config(
     let lag = max_lag_bytes.map_or(String::new(), |b| format!("  maxLagBytes: {b}\n"));
     let yaml = PeerConfig {
         node_name: name,
-        primary_ip: &peers[i].ip().to_string(),
+        primary_ip: &match i {
+            0 => c.primary.addr.to_string(),
+            1 => c.standby.addr.to_string(),
+            _ => peers[2].ip().to_string(),
+        },
         bind: peers[i],
         neighbours,
         witness: peers[2].to_string(),
@@ -593,8 +726,27 @@ fn write_config(
     write_with_claims(dir, name, &yaml)
 }
 
-fn start_node_peer(dir: &Path, config: &Path, bind: SocketAddr, i: usize) -> Spawned {
-    start_peer(config, bind, &dir.join(format!("peer-{i}.log")))
+fn start_node_peer(
+    dir: &Path,
+    config: &Path,
+    bind: SocketAddr,
+    i: usize,
+    netns: Option<&NetNs>,
+) -> Spawned {
+    let log = dir.join(format!("peer-{i}.log"));
+    match netns {
+        None => start_peer(config, bind, &log),
+        Some(ns) => {
+            let mut cmd = ns.command(&binary());
+            cmd.arg("-f")
+                .arg(config)
+                .arg("peer")
+                .env("PGSQL_STATE_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("create the peer log"));
+            Spawned::listening(cmd, bind, &format!("peer on {bind} in {}", ns.name))
+        }
+    }
 }
 
 /// `systemd-socket-activate --accept [--inetd] -l addr -- argv`.
@@ -615,6 +767,7 @@ fn reconciler(
     log: PathBuf,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    netns: Option<Arc<NetNs>>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
@@ -625,7 +778,11 @@ fn reconciler(
                     .append(true)
                     .open(&log)
                     .expect("open the reconcile log");
-                let _ = Command::new(binary())
+                let mut cmd = match &netns {
+                    Some(ns) => ns.command(&binary()),
+                    None => Command::new(binary()),
+                };
+                let _ = cmd
                     .arg("-f")
                     .arg(&config)
                     .arg("reconcile")
