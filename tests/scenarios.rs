@@ -301,3 +301,30 @@ fn a_primary_partitioned_from_its_peers_in_a_network_namespace() {
         );
     }
 }
+
+#[test]
+fn a_zombie_whose_reconciler_stopped_shows_what_pgsql_check_cannot_promise() {
+    let s = Scene::start("stopped-reconciler", Options::default());
+    std::thread::sleep(Duration::from_secs(2));
+    let old = Some(IpAddr::from(s.c.primary.addr));
+    // node_1's timer stops, then node_2 is promoted while node_1 runs on.
+    let fault = s.now();
+    s.paused[0].store(true, std::sync::atomic::Ordering::Relaxed);
+    promote(&s.c.standby);
+    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
+    std::thread::sleep(Duration::from_secs(4));
+    let figures = s.figures(fault, "node_2", old);
+    report("zombie whose reconciler stopped", &figures);
+    // The lease lapses on its own: ours never hold two.
+    assert_ours(&s, "stopped reconciler", &figures, old);
+    // pgsql-check relies on pg_hba edits alone: nobody edits node_1's, so
+    // it stays UP beside node_2.
+    let pgsql_check = figures
+        .iter()
+        .find(|f| f.label == "pgsql-check")
+        .expect("the pgsql-check variant");
+    assert_eq!(
+        pgsql_check.max_up, 2,
+        "pgsql-check keeps a zombie whose reconciler stopped"
+    );
+}
