@@ -309,7 +309,7 @@ fn a_zombie_whose_reconciler_stopped_shows_what_pgsql_check_cannot_promise() {
     let old = Some(IpAddr::from(s.c.primary.addr));
     // node_1's timer stops, then node_2 is promoted while node_1 runs on.
     let fault = s.now();
-    s.paused[0].store(true, std::sync::atomic::Ordering::Relaxed);
+    s.stop_reconciler(0);
     promote(&s.c.standby);
     s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
     std::thread::sleep(Duration::from_secs(4));

@@ -219,6 +219,8 @@ pub struct Scene {
     stop: Arc<AtomicBool>,
     /// Pauses node_1's / node_2's reconciler (a stopped timer).
     pub paused: [Arc<AtomicBool>; 2],
+    /// Whether node_1's / node_2's reconciler is in a run right now.
+    running: [Arc<AtomicBool>; 2],
     threads: Vec<JoinHandle<()>>,
     pub seen: Arc<Mutex<Seen>>,
     pub start: Instant,
@@ -357,6 +359,10 @@ impl Scene {
                 Arc::new(AtomicBool::new(false)),
                 Arc::new(AtomicBool::new(false)),
             ],
+            running: [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ],
             threads: Vec::new(),
             seen: Arc::new(Mutex::new(Seen::default())),
             start: Instant::now(),
@@ -367,6 +373,7 @@ impl Scene {
                 scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
                 scene.stop.clone(),
                 scene.paused[i].clone(),
+                scene.running[i].clone(),
                 scene.netns.clone().filter(|_| i == 0),
             ));
         }
@@ -450,6 +457,15 @@ impl Scene {
         for p in &self.ab {
             p.cut();
         }
+    }
+
+    /// Stops node `i`'s reconciler as a stopped timer would, and waits
+    /// until a run in progress has ended.
+    pub fn stop_reconciler(&self, i: usize) {
+        self.paused[i].store(true, Ordering::SeqCst);
+        wait_until(Duration::from_secs(30), "the reconcile run to end", || {
+            !self.running[i].load(Ordering::SeqCst)
+        });
     }
 
     /// Cuts node_1's peer and reconciler from the other peers (its end of
@@ -767,12 +783,14 @@ fn reconciler(
     log: PathBuf,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
     netns: Option<Arc<NetNs>>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let tick = Instant::now();
-            if !paused.load(Ordering::Relaxed) {
+            running.store(true, Ordering::SeqCst);
+            if !paused.load(Ordering::SeqCst) {
                 let log_file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -791,6 +809,7 @@ fn reconciler(
                     .stderr(log_file)
                     .status();
             }
+            running.store(false, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
         }
     })
