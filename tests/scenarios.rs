@@ -58,72 +58,103 @@ fn promote(node: &Node) {
     ]));
 }
 
-#[test]
-fn zombie_promotion_while_the_old_primary_runs_on_then_restarts() {
-    let s = Scene::start("zombie", Options::default());
+/// Lets the observer gather a baseline, then `fault` and the HA tool's
+/// promotion of node_2; waits until our variants hold node_2 alone in
+/// `prod`, samples `tail` more, reports and asserts the invariant. `old`
+/// is the old primary's address when it runs on (writes there count).
+fn fault_then_promotion(
+    s: &Scene,
+    scenario: &str,
+    old: bool,
+    tail: Duration,
+    fault: impl FnOnce(&Scene),
+) -> Vec<Figures> {
     std::thread::sleep(Duration::from_secs(2));
-    let old = Some(IpAddr::from(s.c.primary.addr));
-    let fault = s.now();
+    let old = old.then(|| IpAddr::from(s.c.primary.addr));
+    let at = s.now();
+    fault(s);
     promote(&s.c.standby);
     s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(3));
-    let figures = s.figures(fault, "node_2", old);
-    report("promotion while the old primary runs on (zombie)", &figures);
-    assert_ours(&s, "zombie", &figures, old);
-    let psql = figures
-        .iter()
-        .find(|f| f.label == "psql unit")
-        .expect("the psql unit");
-    assert_eq!(
-        psql.max_up, 2,
-        "the psql unit is known to show two UP in prod"
-    );
+    std::thread::sleep(tail);
+    let figures = s.figures(at, "node_2", old);
+    report(scenario, &figures);
+    assert_ours(s, scenario, &figures, old);
+    figures
+}
 
-    // The zombie restarts: a primary again on its old timeline, and still
-    // fenced; it never re-enters prod.
-    let fault = s.now();
-    s.c.primary.stop("fast");
-    s.c.primary.start();
-    std::thread::sleep(Duration::from_secs(8));
-    let figures = s.figures(fault, "node_2", old);
-    report("the zombie restarting", &figures);
-    assert_ours(&s, "zombie restart", &figures, old);
+/// After `change` (the zombie restarting, the partition healing), the old
+/// primary never re-enters `prod` in `watch`.
+fn old_primary_stays_out(s: &Scene, scenario: &str, watch: Duration, change: impl FnOnce(&Scene)) {
+    let old = Some(IpAddr::from(s.c.primary.addr));
+    let at = s.now();
+    change(s);
+    std::thread::sleep(watch);
+    let figures = s.figures(at, "node_2", old);
+    report(scenario, &figures);
+    assert_ours(s, scenario, &figures, old);
     for f in figures.iter().filter(|f| f.ours) {
         assert_eq!(
             f.converge,
             Some(0.0),
-            "{}: node_1 came back into prod",
+            "{scenario}, {}: node_1 came back into prod",
             f.label
         );
     }
 }
 
+/// The figures of one variant.
+fn of<'a>(figures: &'a [Figures], label: &str) -> &'a Figures {
+    figures
+        .iter()
+        .find(|f| f.label == label)
+        .unwrap_or_else(|| panic!("no variant {label}"))
+}
+
+#[test]
+fn zombie_promotion_while_the_old_primary_runs_on_then_restarts() {
+    let s = Scene::start("zombie", Options::default());
+    let figures = fault_then_promotion(
+        &s,
+        "promotion while the old primary runs on (zombie)",
+        true,
+        Duration::from_secs(3),
+        |_| {},
+    );
+    assert_eq!(
+        of(&figures, "psql unit").max_up,
+        2,
+        "the psql unit is known to show two UP in prod"
+    );
+    // The zombie restarts: a primary again on its old timeline, and still
+    // fenced.
+    old_primary_stays_out(&s, "the zombie restarting", Duration::from_secs(8), |s| {
+        s.c.primary.stop("fast");
+        s.c.primary.start();
+    });
+}
+
 #[test]
 fn a_planned_switchover_stops_then_promotes() {
     let s = Scene::start("switchover", Options::default());
-    std::thread::sleep(Duration::from_secs(2));
-    let fault = s.now();
-    s.c.primary.stop("fast");
-    promote(&s.c.standby);
-    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(2));
-    let figures = s.figures(fault, "node_2", None);
-    report("planned switchover (stop, then promote)", &figures);
-    assert_ours(&s, "switchover", &figures, None);
+    fault_then_promotion(
+        &s,
+        "planned switchover (stop, then promote)",
+        false,
+        Duration::from_secs(2),
+        |s| s.c.primary.stop("fast"),
+    );
 }
 
 #[test]
 fn failover_after_the_primary_is_killed() {
     let s = Scene::start("failover", Options::default());
-    std::thread::sleep(Duration::from_secs(2));
-    let fault = s.now();
-    s.c.primary.signal(libc::SIGKILL);
-    promote(&s.c.standby);
-    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(2));
-    let figures = s.figures(fault, "node_2", None);
-    report("failover (primary killed)", &figures);
-    assert_ours(&s, "failover", &figures, None);
+    fault_then_promotion(
+        &s,
+        "failover (primary killed)",
+        false,
+        Duration::from_secs(2),
+        |s| s.c.primary.signal(libc::SIGKILL),
+    );
 }
 
 #[test]
@@ -135,20 +166,14 @@ fn a_non_transitive_partition_then_a_promotion() {
             ..Options::default()
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
-    let old = Some(IpAddr::from(s.c.primary.addr));
     // A-B down, A-W and B-W up; then the HA tool promotes node_2.
-    let fault = s.now();
-    s.cut_ab();
-    promote(&s.c.standby);
-    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(3));
-    let figures = s.figures(fault, "node_2", old);
-    report(
+    fault_then_promotion(
+        &s,
         "non-transitive partition (A-B cut), then promotion",
-        &figures,
+        true,
+        Duration::from_secs(3),
+        Scene::cut_ab,
     );
-    assert_ours(&s, "non-transitive partition", &figures, old);
 }
 
 /// A fault after which nothing should change: node_1 stays alone in prod.
@@ -270,61 +295,38 @@ fn a_primary_partitioned_from_its_peers_in_a_network_namespace() {
             ..Options::default()
         },
     );
-    std::thread::sleep(Duration::from_secs(2));
-    let old = Some(IpAddr::from(s.c.primary.addr));
     // node_1 loses its peers (HAProxy still reaches it); the HA tool,
     // seeing it gone, promotes node_2.
-    let fault = s.now();
-    s.partition_node_1(true);
-    promote(&s.c.standby);
-    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(3));
-    let figures = s.figures(fault, "node_2", old);
-    report(
+    fault_then_promotion(
+        &s,
         "the primary partitioned from its peers (netns, veth down)",
-        &figures,
+        true,
+        Duration::from_secs(3),
+        |s| s.partition_node_1(true),
     );
-    assert_ours(&s, "netns partition", &figures, old);
     // The partition heals: node_1 learns node_2's claim and stays out.
-    let healed = s.now();
-    s.partition_node_1(false);
-    std::thread::sleep(Duration::from_secs(6));
-    let figures = s.figures(healed, "node_2", old);
-    report("the partition healed", &figures);
-    assert_ours(&s, "netns partition healed", &figures, old);
-    for f in figures.iter().filter(|f| f.ours) {
-        assert_eq!(
-            f.converge,
-            Some(0.0),
-            "{}: node_1 came back into prod",
-            f.label
-        );
-    }
+    old_primary_stays_out(&s, "the partition healed", Duration::from_secs(6), |s| {
+        s.partition_node_1(false)
+    });
 }
 
 #[test]
 fn a_zombie_whose_reconciler_stopped_shows_what_pgsql_check_cannot_promise() {
     let s = Scene::start("stopped-reconciler", Options::default());
-    std::thread::sleep(Duration::from_secs(2));
-    let old = Some(IpAddr::from(s.c.primary.addr));
-    // node_1's timer stops, then node_2 is promoted while node_1 runs on.
-    let fault = s.now();
-    s.stop_reconciler(0);
-    promote(&s.c.standby);
-    s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
-    std::thread::sleep(Duration::from_secs(4));
-    let figures = s.figures(fault, "node_2", old);
-    report("zombie whose reconciler stopped", &figures);
-    // The lease lapses on its own: ours never hold two.
-    assert_ours(&s, "stopped reconciler", &figures, old);
+    // node_1's timer stops, then node_2 is promoted while node_1 runs on;
+    // its lease lapses on its own, so ours never hold two.
+    let figures = fault_then_promotion(
+        &s,
+        "zombie whose reconciler stopped",
+        true,
+        Duration::from_secs(4),
+        |s| s.stop_reconciler(0),
+    );
     // pgsql-check relies on pg_hba edits alone: nobody edits node_1's, so
     // it stays UP beside node_2.
-    let pgsql_check = figures
-        .iter()
-        .find(|f| f.label == "pgsql-check")
-        .expect("the pgsql-check variant");
     assert_eq!(
-        pgsql_check.max_up, 2,
+        of(&figures, "pgsql-check").max_up,
+        2,
         "pgsql-check keeps a zombie whose reconciler stopped"
     );
 }
