@@ -79,48 +79,55 @@ impl Haproxy {
         unsafe { libc::kill(self.process.child.id() as i32, libc::SIGUSR2) };
     }
 
-    /// `show stat` rows: (proxy, server, status), for servers only.
+    /// `show stat` rows: (proxy, server, status), for servers only. Waits
+    /// up to 10 s for the stats socket: right after a start the master has
+    /// bound the listeners before the worker answers on it (CI saw a busy
+    /// machine fail a single try).
     pub fn servers(&self) -> Vec<(String, String, String)> {
-        self.try_servers()
-            .unwrap_or_else(|| panic!("no answer on the stats socket {}", self.stats.display()))
+        server_rows(&self.show_stat())
     }
 
     /// [`Haproxy::servers`], or `None` while the stats socket does not
     /// answer (during a reload the new worker rebinds it).
     pub fn try_servers(&self) -> Option<Vec<(String, String, String)>> {
-        let mut s = UnixStream::connect(&self.stats).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"show stat\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        if !out.starts_with("# pxname") {
-            return None;
-        }
-        let rows = out
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                // Field 18 (counting from 1) is the status.
-                (f.len() > 17 && f[1].starts_with("node_"))
-                    .then(|| (f[0].into(), f[1].into(), f[17].into()))
-            })
-            .collect();
-        Some(rows)
+        Some(server_rows(&self.try_show_stat()?))
     }
 
     /// `show stat`'s current weight of one server (field 19 counting
     /// from 1).
     pub fn weight(&self, proxy: &str, server: &str) -> u32 {
-        let mut s = UnixStream::connect(&self.stats).expect("connect to the stats socket");
-        s.write_all(b"show stat\n").expect("ask show stat");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read show stat");
+        let out = self.show_stat();
         out.lines()
             .map(|l| l.split(',').collect::<Vec<_>>())
             .find(|f| f.len() > 18 && f[0] == proxy && f[1] == server)
             .and_then(|f| f[18].parse().ok())
             .unwrap_or_else(|| panic!("no weight for {proxy}/{server} in {out}"))
+    }
+
+    /// `show stat`'s CSV, waiting up to 10 s for the socket to answer.
+    fn show_stat(&self) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(out) = self.try_show_stat() {
+                return out;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no answer on the stats socket {} within 10 s",
+                self.stats.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One `show stat`, or `None` when the socket does not answer with it.
+    fn try_show_stat(&self) -> Option<String> {
+        let mut s = UnixStream::connect(&self.stats).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"show stat\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.starts_with("# pxname").then_some(out)
     }
 
     /// The status of one server ("UP", "DOWN", …).
@@ -156,6 +163,19 @@ impl Haproxy {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The server rows of `show stat`'s CSV: (proxy, server, status).
+fn server_rows(out: &str) -> Vec<(String, String, String)> {
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            // Field 18 (counting from 1) is the status.
+            (f.len() > 17 && f[1].starts_with("node_"))
+                .then(|| (f[0].into(), f[1].into(), f[17].into()))
+        })
+        .collect()
 }
 
 /// `pgsql-state haproxy-state CONFIG` when the config names a
