@@ -65,21 +65,47 @@ pub fn take_inherited() -> io::Result<Inherited> {
     Ok(Inherited::Nothing)
 }
 
-/// Whether stderr is a socket, as in inetd mode where stdout and stderr
-/// inherit the connection. Logs must then never go to stderr.
-pub fn stderr_is_socket() -> bool {
-    is_socket(io::stderr().as_fd())
+/// Whether stderr may be the client's connection, as in inetd mode where
+/// stdout and stderr inherit it: a socket that is not systemd's journal
+/// stream. Logs must then never go to stderr.
+pub fn stderr_is_client_socket() -> bool {
+    is_client_socket(io::stderr().as_fd())
 }
 
-/// Whether stdout is a socket (inetd mode): only the answer may go there.
-pub fn stdout_is_socket() -> bool {
-    is_socket(io::stdout().as_fd())
+/// Whether stdout may be the client's connection (inetd mode): only the
+/// answer may go there.
+pub fn stdout_is_client_socket() -> bool {
+    is_client_socket(io::stdout().as_fd())
+}
+
+/// A socket, and not the journal stream systemd names in `JOURNAL_STREAM`
+/// (`StandardError=journal` makes stderr a Unix socket too; taking that for
+/// the client silenced every log line of the per-connection unit).
+fn is_client_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let Ok(st) = rustix::fs::fstat(fd) else {
+        return false;
+    };
+    is_socket(fd)
+        && !is_journal_stream(
+            st.st_dev,
+            st.st_ino,
+            std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        )
 }
 
 fn is_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     rustix::fs::fstat(fd)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
         .unwrap_or(false)
+}
+
+/// Whether a file with device `dev` and inode `ino` is the stream named by
+/// `JOURNAL_STREAM` (`DEVICE:INODE`, both decimal, as systemd.exec(5) says).
+pub fn is_journal_stream(dev: u64, ino: u64, journal_stream: Option<&str>) -> bool {
+    journal_stream
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
 }
 
 fn classify(fd: OwnedFd) -> io::Result<Inherited> {
@@ -107,4 +133,29 @@ fn classify(fd: OwnedFd) -> io::Result<Inherited> {
         (false, false) => Inherited::Client(ClientSocket::Tcp(fd.into())),
         (false, true) => Inherited::Client(ClientSocket::Unix(fd.into())),
     })
+}
+
+#[cfg(test)]
+mod journal_stream_tests {
+    use super::is_journal_stream;
+
+    #[test]
+    fn only_the_named_device_and_inode_is_the_journal() {
+        let cases: [(u64, u64, Option<&str>, bool); 7] = [
+            (9, 123456, Some("9:123456"), true),
+            (9, 123456, Some("9:123457"), false),
+            (8, 123456, Some("9:123456"), false),
+            (9, 123456, None, false),
+            (9, 123456, Some(""), false),
+            (9, 123456, Some("9"), false),
+            (9, 123456, Some("x:123456"), false),
+        ];
+        for (dev, ino, env, expected) in cases {
+            assert_eq!(
+                is_journal_stream(dev, ino, env),
+                expected,
+                "{dev}:{ino} vs {env:?}"
+            );
+        }
+    }
 }

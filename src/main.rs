@@ -9,7 +9,7 @@ use clap::Parser;
 use pgsql_state::{activation, commands, logging};
 
 fn main() {
-    let quiet = activation::stderr_is_socket() || activation::stdout_is_socket();
+    let quiet = activation::stderr_is_client_socket() || activation::stdout_is_client_socket();
     if quiet {
         std::panic::set_hook(Box::new(|info| {
             logging::to_syslog(logging::SYSLOG_ERR, &format!("panic: {info}"));
