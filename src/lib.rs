@@ -49,6 +49,7 @@ pub mod peer;
 pub mod pg;
 pub mod respond;
 pub mod runtime_files;
+pub mod sandbox;
 pub mod status;
 pub mod systemd;
 pub mod timing;

@@ -243,6 +243,11 @@ fn the_shipped_units_under_a_real_systemd() {
         "pgsql-state-peer.service.d/watchdog.conf",
         "[Service]\nWatchdogSec=2s\n",
     );
+    // The responder says at debug level how its Landlock sandbox went.
+    ns.add_unit(
+        "pgsql-state@.service.d/debug.conf",
+        "[Service]\nEnvironment=PGSQL_STATE_LOG=debug\n",
+    );
     ns.systemctl(&[
         "start",
         "pgsql-state.socket",
@@ -349,13 +354,25 @@ fn the_shipped_units_under_a_real_systemd() {
             ns.ok(ns.cmd("cat").arg(format!("/proc/{pid}/mountinfo")))
         );
     }
+    // The per-connection responder builds no mount namespace (it costs
+    // about 25 ms a check); it confines itself with Landlock, and the
+    // unit's seccomp options must leave Landlock's calls to it.
+    let responders = ns.journal("pgsql-state@*.service");
+    let confined = responders
+        .lines()
+        .filter(|l| l.contains("sandbox: Landlock fully enforced"))
+        .count();
+    assert!(
+        confined >= 2 && !responders.contains("not confined"),
+        "the responders' sandbox, per their journal:\n{responders}"
+    );
     // The reconciler (a oneshot) ran as postgres: it wrote the verdict.
     let owner = ns.ok(ns
         .cmd("stat")
         .args(["-c", "%u", "/run/pgsql-state/verdict"]));
     assert_eq!(owner.trim(), postgres_uid, "the verdict's owner");
     eprintln!(
-        "hardening: peer uid {uid} (postgres); writes only its StateDirectory and private /tmp"
+        "hardening: peer uid {uid} (postgres); writes only its StateDirectory and private /tmp; {confined} responders confined by Landlock"
     );
 
     // The flood: 2,000 connections/s for 10 s from 127.0.0.66.

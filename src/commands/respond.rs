@@ -12,12 +12,13 @@ use crate::cli::RespondArgs;
 use crate::config::{self, Format, FragmentSource, ResponderFragment, ResponderSettings};
 use crate::respond::server::{self, Listener};
 use crate::respond::{self as responder, Mode, Responder};
+use crate::sandbox::Confinement;
 
 pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
     // Before anything else: listenfd edits the environment, and must run
     // before the tokio runtime starts.
     let inherited = activation::take_inherited().context("cannot take the inherited socket")?;
-    crate::logging::init(activation::stderr_is_socket());
+    crate::logging::init(activation::stderr_is_client_socket());
     let settings = match settings(explicit, &args) {
         Ok(settings) => settings,
         Err(error) => {
@@ -33,11 +34,38 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
         // Test builds only: lets a test show where a panic message goes.
         panic!("a test asked for a panic (this text must never reach a client)");
     }
+    // Confined before a byte arrives from the network and before any
+    // thread starts, once `--listen` has made its socket: the responder
+    // only reads from then on.
     match (inherited, args.listen.as_deref()) {
-        (Inherited::Client(client), _) => one_shot(client, settings),
-        (_, Some(addr)) => serve(bind(addr)?, settings),
-        (Inherited::Listener(listener), None) => serve(listener, settings),
-        (Inherited::Nothing, None) => terminal(settings),
+        (Inherited::Client(client), _) => {
+            confine();
+            one_shot(client, settings)
+        }
+        (_, Some(addr)) => {
+            let listener = bind(addr)?;
+            confine();
+            serve(listener, settings)
+        }
+        (Inherited::Listener(listener), None) => {
+            confine();
+            serve(listener, settings)
+        }
+        (Inherited::Nothing, None) => {
+            confine();
+            terminal(settings)
+        }
+    }
+}
+
+/// Applies [`crate::sandbox`]. A kernel that refuses it leaves the unit's
+/// own hardening and a warning; the answer matters more than the extra
+/// layer, so the responder goes on.
+fn confine() {
+    match crate::sandbox::confine_to_reading() {
+        Ok(Confinement::None) => log::info!("sandbox: {}", Confinement::None.describe()),
+        Ok(confinement) => log::debug!("sandbox: {}", confinement.describe()),
+        Err(error) => log::warn!("sandbox: {error}; not confined"),
     }
 }
 
