@@ -3,7 +3,9 @@
 //! (HTTP/1.0, as HAProxy's httpchk does), in one run, round-robin. Patroni
 //! (from PyPI, pinned, in a venv under target/) runs one node with its
 //! raft DCS and its own PostgreSQL; ours runs beside the test cluster's
-//! primary. Also both processes' resident memory.
+//! primary. The client's floor runs beside them: a server that reads the
+//! request and writes a constant 200, so that what ours adds (its round
+//! trip to Postgres) shows. Also both processes' resident memory.
 //!
 //!     cargo bench --bench patroni            (CYCLES=400 by default)
 
@@ -131,6 +133,23 @@ fn cycle(addr: SocketAddr) -> f64 {
     took
 }
 
+/// A server that reads the request and writes a constant `200`, as ours
+/// does but without asking anything: the client's floor.
+fn constant_http_server(addr: SocketAddr) {
+    let listener = std::net::TcpListener::bind(addr).expect("bind the floor server");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_nodelay(true);
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nproduction\n",
+            );
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    });
+}
+
 fn percentile(times: &mut [f64], p: f64) -> f64 {
     times.sort_by(|a, b| a.total_cmp(b));
     times[((times.len() as f64 - 1.0) * p).round() as usize]
@@ -169,8 +188,11 @@ fn main() {
     let dir = runtime_dir("patroni");
     let patroni = start_patroni(&venv, &dir, cluster.spare_addr(20));
     let patroni_api = SocketAddr::new(cluster.spare_addr(20).into(), 8008);
+    let floor_addr = SocketAddr::new(cluster.spare_addr(21).into(), 8008);
+    constant_http_server(floor_addr);
     let targets = [
         ("Patroni 4.1.5 GET /primary", patroni_api),
+        ("floor: a server writing a constant 200", floor_addr),
         (
             "pgsql-state respond --format http --listen, GET /primary",
             ours_addr,
@@ -197,13 +219,21 @@ fn main() {
     for ((name, _), (p50, p99)) in targets.iter().zip(&results) {
         println!("{name:<58} p50 {p50:>7.3} ms  p99 {p99:>7.3} ms");
     }
-    let (theirs, mine) = (results[0].0, results[1].0);
+    let (theirs, floor, mine) = (results[0].0, results[1].0, results[2].0);
     println!();
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!(
         "| Patroni p50 / ours p50 | {:.1}× faster ({theirs:.3} / {mine:.3} ms) | ≥ 5× |",
         theirs / mine
+    );
+    println!(
+        "| ours p50 − the client's floor: the round trip to Postgres | {:.3} ms | |",
+        mine - floor
+    );
+    println!(
+        "| Patroni p50 / the floor: the best any server could reach here | {:.1}× | |",
+        theirs / floor
     );
     println!(
         "| RSS: ours (VmHWM) / Patroni (VmRSS) | {:.1} / {:.1} MiB = 1/{:.1} | < 1/5 |",
