@@ -85,7 +85,7 @@ fn is_client_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     let Ok(st) = rustix::fs::fstat(fd) else {
         return false;
     };
-    is_socket(fd)
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
         && !is_journal_stream(
             st.st_dev,
             st.st_ino,
