@@ -21,7 +21,7 @@
 //!   sockets, for `respond` and `peer`), [`conn_limit`] (per-source caps
 //!   and head timeouts on accepted connections), [`runtime_files`] (the
 //!   verdict and maintenance files), [`sandbox`] (the responder's Landlock
-//!   confinement), [`claims_store`] (the durable claim
+//!   confinement and seccomp filters), [`claims_store`] (the durable claim
 //!   record), [`fsutil`] (atomic writes that keep
 //!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id),
 //!   [`systemd`], [`logging`].

@@ -1,5 +1,6 @@
-//! The responder's own sandbox: Landlock, which the process applies to
-//! itself before it reads a byte from the network.
+//! The responder's own sandbox, which the process applies to itself
+//! before it reads a byte from the network: Landlock (here) and seccomp
+//! filters ([`syscalls`]: sockets, namespaces, writable-executable memory).
 //!
 //! The responder answers strangers on 5431 and needs only to read its
 //! config, the verdict and maintenance files, and to talk to Postgres. So
@@ -22,6 +23,10 @@
 //! The rules are pinned to ABI 6: later ABIs add rights (ABI 9 controls
 //! connecting to Unix sockets) that would otherwise be denied by default
 //! and cut the responder off from Postgres's socket.
+
+pub mod syscalls;
+
+pub use syscalls::{restrict_syscalls, SyscallFilterError};
 
 use landlock::{
     Access, AccessFs, CompatLevel, Compatible, RestrictionStatus, Ruleset, RulesetAttr,

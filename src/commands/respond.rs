@@ -58,14 +58,24 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Applies [`crate::sandbox`]. A kernel that refuses it leaves the unit's
-/// own hardening and a warning; the answer matters more than the extra
-/// layer, so the responder goes on.
+/// Applies [`crate::sandbox`]: Landlock, then the system-call filters. A
+/// kernel that refuses either leaves the unit's own hardening and a
+/// warning; the answer matters more than the extra layer, so the
+/// responder goes on.
 fn confine() {
+    let filters = match crate::sandbox::restrict_syscalls() {
+        Ok(()) => "system calls filtered (sockets AF_UNIX/AF_INET/AF_INET6 only, no namespaces, no writable-executable memory)".to_string(),
+        Err(error) => {
+            log::warn!("sandbox: {error}; system calls not filtered");
+            "system calls not filtered".to_string()
+        }
+    };
     match crate::sandbox::confine_to_reading() {
-        Ok(Confinement::None) => log::info!("sandbox: {}", Confinement::None.describe()),
-        Ok(confinement) => log::debug!("sandbox: {}", confinement.describe()),
-        Err(error) => log::warn!("sandbox: {error}; not confined"),
+        Ok(Confinement::None) => {
+            log::info!("sandbox: {}; {filters}", Confinement::None.describe())
+        }
+        Ok(confinement) => log::debug!("sandbox: {}; {filters}", confinement.describe()),
+        Err(error) => log::warn!("sandbox: {error}; not confined; {filters}"),
     }
 }
 
