@@ -127,6 +127,12 @@ fn main() {
         ProtectKernelLogs=yes\nProtectControlGroups=yes\n";
     ns.add_unit("mountns.socket", &socket(5441));
     ns.add_unit("mountns@.service", &format!("{ours}{mount_sandbox}"));
+    // The shipped unit with the three seccomp options it moved into the
+    // process (src/sandbox/syscalls.rs): what systemd's filters cost.
+    let systemd_seccomp = "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+        RestrictNamespaces=yes\nMemoryDenyWriteExecute=yes\n";
+    ns.add_unit("seccomp.socket", &socket(5443));
+    ns.add_unit("seccomp@.service", &format!("{ours}{systemd_seccomp}"));
     // The shipped unit with none of its hardening but User=: what the
     // remaining per-exec options (seccomp filters and the like) cost.
     let exec = ours
@@ -145,6 +151,7 @@ fn main() {
         "psql-unit.socket",
         "echo.socket",
         "mountns.socket",
+        "seccomp.socket",
     ]);
     let targets = [
         ("floor part: /bin/echo as postgres, Accept=yes", 5438u16),
@@ -152,6 +159,7 @@ fn main() {
         ("the seed's psql unit", 5439),
         ("pgsql-state respond + mount-namespace sandbox", 5441),
         ("pgsql-state respond, User= and nothing else", 5442),
+        ("pgsql-state respond + systemd's seccomp options", 5443),
     ];
     let scratch = data.parent().expect("the run directory").to_path_buf();
     let connect_before = pgbench_connect(&sock, &scratch);
@@ -190,12 +198,13 @@ fn main() {
         "{:<48} mean {connect:>6.3} ms",
         "pgbench -C: connect + SELECT pg_is_in_recovery()"
     );
-    let (echo, ours, psql, mountns, plain) = (
+    let (echo, ours, psql, mountns, plain, seccomp) = (
         results[0].0,
         results[1].0,
         results[2].0,
         results[3].0,
         results[4].0,
+        results[5].0,
     );
     let floor = echo + connect;
     println!();
@@ -218,7 +227,11 @@ fn main() {
         mountns / ours
     );
     println!(
-        "| ours with no hardening but User= p50 | {plain:.2} ms ({:.2} ms less) | |",
+        "| ours with no hardening but User= p50 | {plain:.2} ms (ours {:+.2} ms) | |",
         ours - plain
+    );
+    println!(
+        "| ours with systemd's three seccomp options too p50 | {seccomp:.2} ms ({:.2} ms more) | |",
+        seccomp - ours
     );
 }
