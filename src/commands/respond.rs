@@ -63,11 +63,12 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
 /// warning; the answer matters more than the extra layer, so the
 /// responder goes on.
 fn confine() {
+    // Words, not a String: this runs at every one-shot check's start.
     let filters = match crate::sandbox::restrict_syscalls() {
-        Ok(()) => "system calls filtered (sockets AF_UNIX/AF_INET/AF_INET6 only, no namespaces, no writable-executable memory)".to_string(),
+        Ok(()) => "system calls filtered (sockets AF_UNIX/AF_INET/AF_INET6 only, no namespaces, no writable-executable memory)",
         Err(error) => {
             log::warn!("sandbox: {error}; system calls not filtered");
-            "system calls not filtered".to_string()
+            "system calls not filtered"
         }
     };
     match crate::sandbox::confine_to_reading() {
