@@ -1,6 +1,7 @@
 //! What the reconciler asks of its local Postgres besides the facts:
-//! whether pg_hba.conf on disk parses, a reload, and ending a fenced
-//! node's write sessions. Each is one round trip.
+//! whether pg_hba.conf on disk parses, when the configuration was last
+//! loaded, a reload, and ending a fenced node's write sessions. Each is one
+//! round trip.
 
 use tokio_postgres::Client;
 
@@ -35,6 +36,21 @@ pub async fn reload(client: &Client) -> Result<(), ProbeError> {
         .await
         .map_err(ProbeError::Query)?;
     Ok(())
+}
+
+/// When Postgres last read its configuration files, pg_hba.conf among them
+/// (`pg_conf_load_time()`: a reload, or the start), in µs since the Unix
+/// epoch. Postgres takes this instant before it reads pg_hba.conf, so a
+/// file changed before it was read by that load.
+pub async fn conf_load_time_us(client: &Client) -> Result<i64, ProbeError> {
+    let row = client
+        .query_one(
+            "SELECT (extract(epoch FROM pg_conf_load_time()) * 1000000)::int8",
+            &[],
+        )
+        .await
+        .map_err(ProbeError::Query)?;
+    Ok(row.get(0))
 }
 
 /// Ends the client sessions of `users` (never a superuser's, never a
