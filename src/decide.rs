@@ -35,6 +35,8 @@ mod display;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
+
 use crate::claims::{Claim, Highest};
 use crate::verdict::{Identity, VerdictKind};
 
@@ -45,8 +47,14 @@ pub struct LocalFacts {
     pub in_recovery: bool,
     /// Who this postmaster is: cluster, timeline, start.
     pub identity: Identity,
-    /// A standby's upstream address (`sender_host`), when streaming.
+    /// A standby's upstream (`sender_host`) as Postgres reports it: what
+    /// `primary_conninfo` says, a host name, an address in any spelling, or
+    /// a socket directory.
     pub upstream: Option<String>,
+    /// The addresses `upstream` stands for, found at the edge: an address
+    /// normalised, a name through the system resolver (bounded in time).
+    /// Empty when it could not be resolved.
+    pub upstream_addrs: Vec<IpAddr>,
     /// Whether a standby's WAL receiver is streaming.
     pub streaming: bool,
     /// A standby's replay lag in bytes.
@@ -78,6 +86,12 @@ pub struct PeerAnswer {
     /// record (it abstains); `Some(None)` when the record holds no claim
     /// for our cluster yet.
     pub record: Option<Option<Highest>>,
+    /// Every address this node is known by: its `primaryIP`, and the
+    /// address this run asked its peer at.
+    pub addrs: Vec<IpAddr>,
+    /// The standbys it reports streaming from it, by `application_name`
+    /// (repmgr sets it to the node name).
+    pub streaming_standbys: Vec<String>,
 }
 
 /// A peer this run asked: answered, or not.
@@ -429,17 +443,6 @@ fn standby(
     peers: &[&PeerAnswer],
     mut d: Decision,
 ) -> Decision {
-    // The legitimate primary's replication address.
-    let legit_ip = d.legitimate.as_ref().and_then(|c| {
-        if c.node == inputs.me {
-            Some(inputs.my_ip.to_string())
-        } else {
-            peers
-                .iter()
-                .find(|a| a.node == c.node)
-                .map(|a| a.ip.clone())
-        }
-    });
     if let Some(l) = &d.legitimate {
         d.timeline = l.timeline;
     }
@@ -451,22 +454,20 @@ fn standby(
         d
     };
     if let Some(upstream) = &local.upstream {
-        let wrong = match (&d.legitimate, &legit_ip) {
-            (Some(_), Some(ip)) => ip != upstream,
-            // The legitimate primary's address is unknown this run: no
-            // reason to doubt the upstream.
-            (Some(_), None) => false,
-            (None, _) => d.tie,
+        let wrong = match &d.legitimate {
+            Some(legit) => match upstream_node(inputs, local, peers, &legit.node) {
+                UpstreamNode::Legitimate | UpstreamNode::Unknown => None,
+                UpstreamNode::Other(other) => Some(format!(
+                    "streams from {upstream} ({other}), not from {}",
+                    legit.node
+                )),
+            },
+            None if d.tie => Some(format!(
+                "streams from {upstream}, and no primary is legitimate (a tie)"
+            )),
+            None => None,
         };
-        if wrong {
-            let reason = match &d.legitimate {
-                Some(c) => format!(
-                    "streams from {upstream}, not from {} ({})",
-                    c.node,
-                    legit_ip.unwrap_or_default()
-                ),
-                None => format!("streams from {upstream}, and no primary is legitimate (a tie)"),
-            };
+        if let Some(reason) = wrong {
             return lagging(d, reason);
         }
     }
@@ -486,4 +487,72 @@ fn standby(
     d.read_write_allowed = false;
     d.read_only_allowed = true;
     d
+}
+
+/// Which node a standby streams from, as far as this run can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UpstreamNode {
+    /// The legitimate primary.
+    Legitimate,
+    /// Another node, named for the operator.
+    Other(String),
+    /// Nothing this run knows ties the upstream to a node: not doubted.
+    Unknown,
+}
+
+/// Tells which node this standby streams from, by evidence that does not
+/// depend on how `primary_conninfo` spells it:
+/// 1. a node that lists this standby (by `application_name`) among those
+///    streaming from it;
+/// 2. a node one of whose addresses (its `primaryIP`, the address its peer
+///    was asked at) is one the upstream resolved to.
+///
+/// The legitimate primary's evidence is taken first. An upstream that
+/// matches no node (a name that did not resolve, a socket directory, an
+/// address no node is known by) is `Unknown`, and a healthy stream is
+/// then not called lagging.
+fn upstream_node(
+    inputs: &Inputs<'_>,
+    local: &LocalFacts,
+    peers: &[&PeerAnswer],
+    legit: &str,
+) -> UpstreamNode {
+    let lists_me = |a: &PeerAnswer| a.streaming_standbys.iter().any(|s| s == inputs.me);
+    let resolves_to = |addrs: &[IpAddr]| {
+        addrs
+            .iter()
+            .any(|a| local.upstream_addrs.contains(&a.to_canonical()))
+    };
+    let my_ip: Vec<IpAddr> = inputs.my_ip.parse().into_iter().collect();
+    // The legitimate primary's own evidence, then everyone else's.
+    let legit_answer = peers.iter().find(|a| a.node == legit);
+    if legit == inputs.me && resolves_to(&my_ip) {
+        return UpstreamNode::Legitimate;
+    }
+    if legit_answer.is_some_and(|a| lists_me(a) || resolves_to(&a.addrs)) {
+        return UpstreamNode::Legitimate;
+    }
+    let other = peers
+        .iter()
+        .filter(|a| a.node != legit && !a.witness)
+        .find(|a| lists_me(a) || resolves_to(&a.addrs));
+    if let Some(a) = other {
+        return UpstreamNode::Other(a.node.clone());
+    }
+    // A configured peer that did not answer is still some node, and not the
+    // legitimate one when that one answered at another address.
+    if legit_answer.is_some() {
+        let silent = inputs.peers.iter().find_map(|(addr, state)| match state {
+            PeerState::Unreachable => {
+                let host = crate::config::host_of(addr);
+                let ip = host.parse::<IpAddr>().ok()?.to_canonical();
+                local.upstream_addrs.contains(&ip).then(|| addr.clone())
+            }
+            PeerState::Answered(_) => None,
+        });
+        if let Some(addr) = silent {
+            return UpstreamNode::Other(format!("the node whose peer {addr} did not answer"));
+        }
+    }
+    UpstreamNode::Unknown
 }

@@ -23,7 +23,8 @@
 //!   verdict and maintenance files), [`sandbox`] (the responder's Landlock
 //!   confinement and seccomp filters), [`claims_store`] (the durable claim
 //!   record), [`fsutil`] (atomic writes that keep
-//!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id),
+//!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id), [`resolve`] (host names to
+//!   addresses, bounded in time),
 //!   [`systemd`], [`logging`].
 //! - Commands: [`cli`] (clap) and [`commands`], one function per
 //!   subcommand with anyhow context, and the exit-code mapping;
@@ -48,6 +49,7 @@ pub mod hba;
 pub mod logging;
 pub mod peer;
 pub mod pg;
+pub mod resolve;
 pub mod respond;
 pub mod runtime_files;
 pub mod sandbox;

@@ -822,3 +822,136 @@ fn a_planned_switchover_waits_haproxy_s_term_only() {
     let (_, out) = reconcile(&s.nodes[1], &["--dry-run"]);
     assert!(out.contains("node_2: production"), "{out}");
 }
+
+/// A line of /etc/hosts the test adds, removed when dropped (also when the
+/// test fails).
+struct HostsLine {
+    line: String,
+}
+
+impl HostsLine {
+    fn add(ip: std::net::Ipv4Addr, name: &str) -> HostsLine {
+        let line = format!("{ip} {name}\n");
+        let text = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
+        std::fs::write("/etc/hosts", format!("{text}{line}")).expect("write /etc/hosts");
+        HostsLine { line }
+    }
+}
+
+impl Drop for HostsLine {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string("/etc/hosts") {
+            let _ = std::fs::write("/etc/hosts", text.replace(&self.line, ""));
+        }
+    }
+}
+
+/// Points node_2's `primary_conninfo` at `host` (with an
+/// `application_name` that is not its node name, so only the spelling of
+/// the host can tie it to node_1), and waits until it streams from there.
+fn stream_from(c: &Cluster, host: &str) {
+    c.standby.sql(&format!(
+        "ALTER SYSTEM SET primary_conninfo = 'host={host} port=5432 user=postgres application_name=walreceiver'"
+    ));
+    c.standby.sql("SELECT pg_reload_conf()");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("node_2 streaming from {host}"),
+        || {
+            c.standby
+                .sql("SELECT status || '|' || sender_host FROM pg_stat_wal_receiver")
+                == format!("streaming|{host}")
+        },
+    );
+}
+
+/// Review item 18.1: a standby whose `primary_conninfo` names the primary
+/// by host name, or by its address in an IPv6 spelling, streams from the
+/// legitimate primary and is a `standby`, not `lagging` forever.
+#[test]
+fn a_standby_naming_its_primary_by_host_name_or_ipv6_spelling_is_a_standby() {
+    let c = Cluster::start();
+    let dir = runtime_dir("upstream-names");
+    let [p1, p2, w] = peer_addrs(&c, 10500);
+    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
+    let c = &s.cluster;
+    let _peers = start_peers(&s);
+    until_healthy(&s);
+    let name = format!("pgsql-state-test-node-1-{}", std::process::id());
+    let _hosts = HostsLine::add(c.primary.addr, &name);
+    let mapped = format!("::ffff:{}", c.primary.addr);
+    for host in [name.as_str(), mapped.as_str()] {
+        stream_from(c, host);
+        run_until(
+            &s,
+            Duration::from_secs(20),
+            &format!("node_2 a standby streaming from {host}"),
+            |w1, w2| w1 == "production" && w2 == "standby",
+        );
+        let (code, out) = reconcile(&s.nodes[1], &["--dry-run"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("node_2: standby (timeline 1, 3/3 voters; streams from "),
+            "{out}"
+        );
+        let verdict =
+            std::fs::read_to_string(s.nodes[1].runtime.join("verdict")).expect("node_2's verdict");
+        assert!(
+            verdict.contains(&format!("streams from {host}")),
+            "{verdict}"
+        );
+    }
+}
+
+/// Review item 18.2: a run killed between writing pg_hba.conf and reloading
+/// Postgres leaves the new text on disk and the old rules loaded. The next
+/// run renders the same text; it must still see that Postgres has not
+/// loaded it, and reload.
+#[test]
+fn a_pg_hba_written_but_never_loaded_is_reloaded_by_the_next_run() {
+    let s = setup();
+    let node = &s.nodes[0];
+    let c = &s.cluster;
+    let hba = c.primary.data_dir.join("pg_hba.conf");
+    // No peers run: node_1 is isolated, and its run fences it.
+    let (code, log) = reconcile(node, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("node_1: fenced"), "{log}");
+    let fenced = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    let rule = "host harw harw 127.0.0.1/32 reject\n";
+    assert!(fenced.contains(rule), "{fenced}");
+    login(&c.primary, "harw", "harw-pass").expect_err("harw refused once fenced");
+    // The allowing text, loaded: what the node ran with before the fence.
+    let allowing = fenced.replace(rule, "host harw harw 127.0.0.1/32 md5\n");
+    std::fs::write(&hba, &allowing).expect("write the allowing text");
+    c.primary.sql("SELECT pg_reload_conf()");
+    wait_until(Duration::from_secs(10), "harw let in again", || {
+        login(&c.primary, "harw", "harw-pass").is_ok()
+    });
+    // A killed run's leftovers: the fenced text written, never loaded.
+    std::fs::write(&hba, &fenced).expect("write the fenced text");
+    login(&c.primary, "harw", "harw-pass").expect("the fenced text is not loaded yet");
+    let (code, log) = reconcile(node, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&hba).expect("read"),
+        fenced,
+        "the text was already right"
+    );
+    assert!(
+        log.contains("newer than what Postgres had loaded") && log.contains("reloaded"),
+        "{log}"
+    );
+    wait_until(Duration::from_secs(10), "harw refused again", || {
+        login(&c.primary, "harw", "harw-pass").is_err()
+    });
+    let refused = login(&c.primary, "harw", "harw-pass").expect_err("refused");
+    assert!(
+        refused.contains("pg_hba.conf rejects connection"),
+        "{refused}"
+    );
+    // Loaded now: the next run reloads nothing.
+    let (code, log) = reconcile(node, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("reloaded"), "{log}");
+}

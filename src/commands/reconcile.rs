@@ -28,6 +28,8 @@ use crate::{claims_store, runtime_files, timing};
 
 /// The lock that serialises runs, in `runtimeDir`.
 const LOCK_FILE: &str = "reconcile.lock";
+/// The longest a host name may take to resolve (within `checkTimeout`).
+const RESOLVE_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
     // t0 comes first: before the config, the facts, or any ask.
@@ -93,6 +95,7 @@ fn local_facts(f: &NodeFacts) -> Option<LocalFacts> {
             postmaster_start_us: f.postmaster_start_us,
         },
         upstream: f.sender_host.clone(),
+        upstream_addrs: Vec::new(),
         streaming: f.streaming(),
         lag_bytes: f.lag_bytes(),
     })
@@ -128,7 +131,14 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
             (None, None)
         }
     };
-    let local = facts.as_ref().and_then(local_facts);
+    let mut local = facts.as_ref().and_then(local_facts);
+    // What the standby's upstream stands for, whatever its spelling.
+    let resolve_bound = bound.min(RESOLVE_BOUND);
+    if let Some(l) = local.as_mut().filter(|l| l.in_recovery) {
+        if let Some(host) = &l.upstream {
+            l.upstream_addrs = crate::resolve::addresses(host, resolve_bound).await;
+        }
+    }
 
     // Every peer, with this node's claim in the ask.
     let asker = WhatYouKnow {
@@ -163,10 +173,21 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         return Ok(());
     };
     let sysid = local.identity.system_identifier;
-    let peers: Vec<(String, PeerState)> = views
+    let mut peers: Vec<(String, PeerState)> = views
         .iter()
-        .map(|(addr, view)| (addr.clone(), opinion::as_peer_state(view, sysid)))
+        .map(|(addr, view)| (addr.clone(), opinion::as_peer_state(addr, view, sysid)))
         .collect();
+    // A peer configured by host name is also known by what the name
+    // stands for (only a standby's decision needs it).
+    if local.in_recovery {
+        for (addr, state) in &mut peers {
+            let host = crate::config::host_of(addr);
+            if let (PeerState::Answered(a), Err(_)) = (state, host.parse::<std::net::IpAddr>()) {
+                a.addrs
+                    .extend(crate::resolve::addresses(host, resolve_bound).await);
+            }
+        }
+    }
 
     // Raise this voter's record with what this run saw, then read it back.
     let observed = decide::observed_claims(&config.node_name, Some(&local), &peers, sysid);
@@ -225,7 +246,19 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
     if dry_run {
         println!("{decision}");
         match hba_texts(config, &decision) {
-            Ok((path, old, new)) => print_diff(path, &old, &new),
+            Ok((path, old, new)) => {
+                print_diff(path, &old, &new);
+                if let (true, Some(client)) = (old == new, &client) {
+                    match apply::loaded(client, path, bound).await {
+                        Ok(true) => {}
+                        Ok(false) => println!(
+                            "--- {}: newer than what Postgres loaded; a run would reload it",
+                            path.display()
+                        ),
+                        Err(e) => println!("--- {}: {e}", path.display()),
+                    }
+                }
+            }
             Err(e) => println!("--- pg_hba.conf: {e:#}"),
         }
         println!("--- the verdict it would write:\n{}", verdict.render());
@@ -243,12 +276,28 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
     // rules are loaded, so they cannot log straight back in.
     let hba = async {
         let (path, old, new) = hba_texts(config, &decision)?;
+        let context = || format!("pg_hba.conf {}", path.display());
         if new != old {
-            apply::apply(&client, path, &old, &new)
+            apply::apply(&client, path, &old, &new, bound)
                 .await
-                .with_context(|| format!("pg_hba.conf {} left as it was", path.display()))?;
+                .with_context(context)?;
             log::info!(
                 "{}: pg_hba.conf's managed block rewritten and reloaded",
+                path.display()
+            );
+        } else if !apply::loaded(&client, path, bound)
+            .await
+            .with_context(context)?
+        {
+            // What a run killed between its rename and its reload leaves
+            // (or a reload that failed, or an edit by hand): the text is
+            // right, the rules Postgres runs are not.
+            apply::reload_stale(&client, bound)
+                .await
+                .with_context(context)?;
+            log::warn!(
+                "{}: pg_hba.conf on disk was newer than what Postgres had loaded \
+                 (a run killed before its reload, or an edit by hand); reloaded",
                 path.display()
             );
         }

@@ -121,6 +121,16 @@ pub fn host_port(text: &str, default_port: u16) -> Result<String, String> {
     }
 }
 
+/// The host part of a `host:port` written by [`host_port`]: a name, an
+/// IPv4 address, or an IPv6 address without its brackets.
+pub fn host_of(host_port: &str) -> &str {
+    host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
 fn is_hostname(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 253

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use grpc::host_port;
+pub use grpc::{host_of, host_port};
 use raw::RawFile;
 pub use validate::{FragmentSource, ResponderFragment};
 

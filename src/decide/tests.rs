@@ -38,16 +38,29 @@ fn primary(timeline: u32) -> LocalFacts {
         in_recovery: false,
         identity: id(timeline),
         upstream: None,
+        upstream_addrs: vec![],
         streaming: false,
         lag_bytes: None,
     }
 }
 
+/// A standby whose `sender_host` is `upstream`, an address (what a name
+/// resolves to is [`named_standby`]'s).
 fn standby_of(upstream: &str, timeline: u32, lag: u64) -> LocalFacts {
+    named_standby(upstream, &[upstream], timeline, lag)
+}
+
+/// A standby whose `sender_host` is `upstream`, which resolved to
+/// `resolved` (nothing: it did not resolve).
+fn named_standby(upstream: &str, resolved: &[&str], timeline: u32, lag: u64) -> LocalFacts {
     LocalFacts {
         in_recovery: true,
         identity: id(timeline),
         upstream: Some(upstream.into()),
+        upstream_addrs: resolved
+            .iter()
+            .map(|a| a.parse::<IpAddr>().expect("an address").to_canonical())
+            .collect(),
         streaming: true,
         lag_bytes: Some(lag),
     }
@@ -84,7 +97,20 @@ fn data(
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
         record,
+        addrs: vec![ip.parse().expect("an address")],
+        streaming_standbys: vec![],
     })
+}
+
+/// A primary at `ip` that lists `standbys` as streaming from it.
+fn primary_with(node: &str, ip: &str, timeline: u32, standbys: &[&str]) -> PeerState {
+    match data(node, ip, true, timeline, &[ip], rec(timeline, &[node])) {
+        PeerState::Answered(a) => PeerState::Answered(PeerAnswer {
+            streaming_standbys: standbys.iter().map(|s| s.to_string()).collect(),
+            ..a
+        }),
+        PeerState::Unreachable => unreachable!("data() answers"),
+    }
 }
 
 /// A data node whose Postgres is not running (refused, no socket).
@@ -99,6 +125,8 @@ fn stopped(node: &str, ip: &str, record: Option<Option<Highest>>) -> PeerState {
         system_identifier: 0,
         master: vec![],
         record,
+        addrs: vec![ip.parse().expect("an address")],
+        streaming_standbys: vec![],
     })
 }
 
@@ -124,6 +152,8 @@ fn witness(master: &[&str], record: Option<Option<Highest>>) -> PeerState {
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
         record,
+        addrs: vec!["10.0.0.9".parse().expect("an address")],
+        streaming_standbys: vec![],
     })
 }
 
@@ -136,6 +166,8 @@ struct Row {
     me: (&'static str, &'static str),
     local: Option<LocalFacts>,
     peers: Vec<PeerState>,
+    /// The addresses the peers were asked at (`peer<i>:10000` when empty).
+    asked: Vec<&'static str>,
     own: Option<Option<Highest>>,
     /// `Some(wait_until)`: the previous verdict was for this postmaster.
     previous: Option<u64>,
@@ -152,6 +184,7 @@ fn row(name: &'static str) -> Row {
         me: (A, IP_A),
         local: Some(primary(1)),
         peers: vec![],
+        asked: vec![],
         own: rec(1, &[A]),
         previous: Some(0),
         voters: 3,
@@ -166,7 +199,10 @@ fn run(r: &Row) -> Decision {
         .peers
         .iter()
         .enumerate()
-        .map(|(i, p)| (format!("peer{i}:10000"), p.clone()))
+        .map(|(i, p)| match r.asked.get(i) {
+            Some(addr) => (addr.to_string(), p.clone()),
+            None => (format!("peer{i}:10000"), p.clone()),
+        })
         .collect();
     let previous = r.previous.zip(r.local.as_ref()).map(|(w, l)| Primacy {
         identity: l.identity.clone(),
@@ -285,8 +321,71 @@ fn rows() -> Vec<Row> {
             own: rec(2, &[B]),
             voters: 4,
             want: Some(Lagging),
-            because: "streams from 10.0.0.1, not from node_b (10.0.0.2)",
+            because: "streams from 10.0.0.1 (node_a), not from node_b",
             ..row("a standby streaming from the fenced zombie serves no reads")
+        },
+        Row {
+            me: (C, IP_C),
+            local: Some(named_standby("node-a-host", &[IP_A], 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_A, IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Lagging),
+            because: "streams from node-a-host (node_a), not from node_b",
+            ..row("the zombie named by host name is found through the resolver")
+        },
+        Row {
+            me: (C, IP_C),
+            local: Some(named_standby("10.8.8.1", &["10.8.8.1"], 1, 0)),
+            peers: vec![primary_with(A, IP_A, 1, &[C]), data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_A, IP_B], rec(2, &[B]))],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Lagging),
+            because: "streams from 10.8.8.1 (node_a), not from node_b",
+            ..row("the zombie on another of its addresses is found by the standby list")
+        },
+        Row {
+            me: (C, IP_C),
+            local: Some(standby_of(IP_A, 1, 0)),
+            peers: vec![PeerState::Unreachable, data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            asked: vec!["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.9:10000"],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Lagging),
+            because: "streams from 10.0.0.1 (the node whose peer 10.0.0.1:10000 did not answer), not from node_b",
+            ..row("the zombie whose peer is silent is still not the legitimate primary")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(named_standby("node-a-host", &[IP_A], 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            want: Some(Standby),
+            because: "streams from node-a-host",
+            ..row("item 18.1: the primary named by host name in primary_conninfo")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(named_standby("::ffff:10.0.0.1", &[IP_A], 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            want: Some(Standby),
+            because: "streams from ::ffff:10.0.0.1",
+            ..row("the primary's address in an IPv6 spelling")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(named_standby("10.8.8.1", &["10.8.8.1"], 1, 0)),
+            peers: vec![primary_with(A, IP_A, 1, &[B]), witness(&[IP_A], rec(1, &[A]))],
+            want: Some(Standby),
+            because: "streams from 10.8.8.1",
+            ..row("the primary on another of its addresses lists the standby by name")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(named_standby("node-a-host", &[], 1, 0)),
+            peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
+            want: Some(Standby),
+            because: "streams from node-a-host",
+            ..row("a name that does not resolve: a healthy stream is not doubted")
         },
         Row {
             me: (B, IP_B),
@@ -318,6 +417,8 @@ fn rows() -> Vec<Row> {
                     system_identifier: SYSID + 1,
                     master: vec!["10.9.9.9".into()],
                     record: rec(9, &["stranger"]),
+                    addrs: vec![],
+                    streaming_standbys: vec![],
                 }),
                 witness(&[IP_A], rec(1, &[A])),
             ],

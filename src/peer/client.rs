@@ -124,10 +124,7 @@ impl PeerClient {
             .connect_timeout(deadline)
             .timeout(deadline);
         if let Some(tls) = &self.inner.tls {
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr, |(h, _)| h)
-                .trim_matches(['[', ']']);
+            let host = crate::config::host_of(addr);
             let name = self.inner.server_host_override.as_deref().unwrap_or(host);
             endpoint = endpoint
                 .tls_config(tls.clone().domain_name(name))

@@ -231,8 +231,11 @@ pub fn witness_answer(me: &Me, views: &[(String, PeerView)]) -> IKnow {
 #[cfg(test)]
 mod tests;
 
-/// A peer's answer as `decide` reads it, for the cluster `cluster`.
-pub fn as_peer_state(view: &PeerView, cluster: u64) -> crate::decide::PeerState {
+/// A peer's answer, asked at `addr` (`host:port`), as `decide` reads it,
+/// for the cluster `cluster`. The node's addresses are its `primaryIP` and
+/// `addr`'s host when that is an address (the caller adds what a host
+/// name resolves to).
+pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide::PeerState {
     use crate::decide::{PeerAnswer, PeerState};
     let a = match view {
         PeerView::Answered(a) => a,
@@ -262,5 +265,16 @@ pub fn as_peer_state(view: &PeerView, cluster: u64) -> crate::decide::PeerState 
         system_identifier: a.system_identifier,
         master: a.master.clone(),
         record,
+        addrs: [a.ip.as_str(), crate::config::host_of(addr)]
+            .iter()
+            .filter_map(|text| text.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect(),
+        streaming_standbys: a
+            .standbys
+            .iter()
+            .filter(|s| s.state == "streaming")
+            .map(|s| s.name.clone())
+            .collect(),
     })
 }
