@@ -61,6 +61,53 @@ pub enum ClaimParseError {
     Duplicate(usize, u64),
 }
 
+/// The longest node name, in bytes: Postgres keeps 63 bytes of an
+/// `application_name` (NAMEDATALEN − 1), which is how a primary lists its
+/// standbys, and repmgr's `node_name` has the same bound.
+pub const MAX_NODE_NAME_BYTES: usize = 63;
+
+/// Why a text cannot be a node name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    /// Nothing.
+    #[error("it is empty")]
+    Empty,
+    /// Longer than [`MAX_NODE_NAME_BYTES`].
+    #[error("it is longer than {MAX_NODE_NAME_BYTES} bytes")]
+    TooLong,
+    /// White space would split it in two in the claim record.
+    #[error("it contains white space")]
+    WhiteSpace,
+    /// A control character (a newline, an escape) has no place in a name.
+    #[error("it contains a control character")]
+    Control,
+}
+
+/// Checks that `name` can be a node name: one word of at most
+/// [`MAX_NODE_NAME_BYTES`] bytes, with no white space and no control
+/// character. Every name the config accepts, and every name a claim record
+/// holds, passes this, so the record's text form (names joined by spaces)
+/// always reads back the same names.
+pub fn check_node_name(name: &str) -> Result<(), NodeNameError> {
+    if name.is_empty() {
+        Err(NodeNameError::Empty)
+    } else if name.len() > MAX_NODE_NAME_BYTES {
+        Err(NodeNameError::TooLong)
+    } else if name.chars().any(char::is_whitespace) {
+        Err(NodeNameError::WhiteSpace)
+    } else if name.chars().any(char::is_control) {
+        Err(NodeNameError::Control)
+    } else {
+        Ok(())
+    }
+}
+
+/// At most 64 characters of a name that came from elsewhere, for a log
+/// line (print it with `{:?}`, which escapes control characters).
+pub fn clip_name(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
 /// The first line of the file, which also says what it is.
 pub const HEADER: &str = "# pgsql-state claim record v1";
 
@@ -72,8 +119,13 @@ impl ClaimRecord {
 
     /// Raises the record with `claim`; returns whether it changed. A lower
     /// timeline changes nothing; the same timeline from another node adds
-    /// it (a tie); a higher one replaces the cluster's entry.
+    /// it (a tie); a higher one replaces the cluster's entry. A claim whose
+    /// node name fails [`check_node_name`] changes nothing either: it could
+    /// not be read back (the caller says so).
     pub fn raise(&mut self, claim: &Claim) -> bool {
+        if check_node_name(&claim.node).is_err() {
+            return false;
+        }
         match self.clusters.get_mut(&claim.system_identifier) {
             None => {
                 self.clusters.insert(
@@ -205,6 +257,60 @@ mod tests {
             assert_eq!(got, *nodes, "{c}");
         }
         assert!(r.highest(8).is_none(), "another cluster has its own entry");
+    }
+
+    #[test]
+    fn node_names_are_one_word_without_control_characters() {
+        let long = "n".repeat(MAX_NODE_NAME_BYTES + 1);
+        let cases: &[(&str, Result<(), NodeNameError>)] = &[
+            ("node_1", Ok(())),
+            ("pg-01.example.com", Ok(())),
+            ("nœud#1'\"", Ok(())),
+            (&long[1..], Ok(())),
+            ("", Err(NodeNameError::Empty)),
+            (&long, Err(NodeNameError::TooLong)),
+            ("node a", Err(NodeNameError::WhiteSpace)),
+            ("node\ta", Err(NodeNameError::WhiteSpace)),
+            ("node\u{a0}a", Err(NodeNameError::WhiteSpace)),
+            ("node\n", Err(NodeNameError::WhiteSpace)),
+            ("node\u{1b}[2J", Err(NodeNameError::Control)),
+        ];
+        for (name, want) in cases {
+            assert_eq!(check_node_name(name), *want, "{name:?}");
+        }
+        // A name that is not one is never recorded: it would read back as
+        // two names, a permanent tie.
+        let mut r = ClaimRecord::default();
+        assert!(!r.raise(&claim(1, "db 1")));
+        assert!(!r.raise(&claim(1, "")));
+        assert_eq!(r, ClaimRecord::default());
+    }
+
+    proptest::proptest! {
+        /// Every name the config accepts reads back from the record's text
+        /// as itself, alone or beside others on one timeline.
+        #[test]
+        fn every_accepted_name_round_trips(
+            names in proptest::collection::vec(
+                proptest::prop_oneof!["[^\\s\\p{Cc}]{1,40}", ".{1,70}"],
+                1..4,
+            ),
+            timeline in 1u32..,
+            sysid: u64,
+        ) {
+            let accepted: Vec<&String> =
+                names.iter().filter(|n| check_node_name(n).is_ok()).collect();
+            proptest::prop_assume!(!accepted.is_empty());
+            let mut r = ClaimRecord::default();
+            for node in &accepted {
+                r.raise(&Claim { system_identifier: sysid, timeline, node: node.to_string() });
+            }
+            let back = ClaimRecord::parse(&r.render());
+            proptest::prop_assert_eq!(back.as_ref(), Ok(&r));
+            let h = r.highest(sysid).expect("raised");
+            let want: BTreeSet<String> = accepted.iter().map(|n| n.to_string()).collect();
+            proptest::prop_assert_eq!(&h.nodes, &want);
+        }
     }
 
     #[test]

@@ -71,8 +71,37 @@ fn lock(state_dir: &Path) -> Result<Locked, ClaimStoreError> {
     Ok(Locked { _file: file })
 }
 
-/// Reads the record.
+/// Takes the lock shared, for a reader: it waits while a writer holds it,
+/// so a record renamed into place but not yet fsynced (the directory) is
+/// never reported. `None` when there is no lock file yet, and so no
+/// writer: the first `claims init` creates it.
+fn lock_shared(state_dir: &Path) -> Result<Option<Locked>, ClaimStoreError> {
+    let path = state_dir.join(LOCK_FILE);
+    let io_error = |source| ClaimStoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    // flock works on a file opened for reading, so a reader that may not
+    // write the state directory (an operator's `claims show`) still waits.
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    };
+    rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockShared)
+        .map_err(|e| io_error(e.into()))?;
+    Ok(Some(Locked { _file: file }))
+}
+
+/// Reads the record as it is durably: after any raise in progress has
+/// written and synced it.
 pub fn load(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
+    let _shared = lock_shared(state_dir)?;
+    load_locked(state_dir)
+}
+
+/// Reads the record; the caller holds the lock.
+fn load_locked(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
     let path = claims_path(state_dir);
     match std::fs::read_to_string(&path) {
         Ok(text) => ClaimRecord::parse(&text).map_err(|source| ClaimStoreError::Corrupt {
@@ -91,9 +120,16 @@ pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimSto
     // Under the lock nobody else writes the record: a killed writer's temp
     // file can go.
     crate::fsutil::remove_stale_temps(&claims_path(state_dir));
-    let mut record = load(state_dir)?;
+    let mut record = load_locked(state_dir)?;
     let mut changed = false;
     for claim in claims {
+        if let Err(why) = crate::claims::check_node_name(&claim.node) {
+            log::warn!(
+                "a claim for the node {:?} is not recorded: {why}",
+                crate::claims::clip_name(&claim.node)
+            );
+            continue;
+        }
         if record.raise(claim) {
             log::info!("claim record raised: {claim}");
             changed = true;
@@ -150,5 +186,62 @@ mod tests {
         ));
         init(dir.path()).expect("re-init");
         assert_eq!(load(dir.path()).expect("load"), ClaimRecord::default());
+        // A name that would read back as two is not recorded, and the
+        // record stays readable.
+        let spaced = Claim {
+            node: "db 1".into(),
+            ..claim.clone()
+        };
+        assert_eq!(
+            raise(dir.path(), &[spaced]).expect("raise"),
+            ClaimRecord::default()
+        );
+        assert_eq!(load(dir.path()).expect("load"), ClaimRecord::default());
+    }
+
+    /// Review item 18.4: a reader must not report a record a writer has
+    /// renamed into place but not yet made durable (the directory's
+    /// fsync). The test plays the writer between its rename and its fsync,
+    /// holding the lock as `raise` does, and a `load` must wait for it.
+    #[test]
+    fn a_load_waits_for_a_raise_in_progress() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        init(dir.path()).expect("init");
+        let writer = lock(dir.path()).expect("the writer's lock");
+        let mut raised = ClaimRecord::default();
+        raised.raise(&Claim {
+            system_identifier: 9,
+            timeline: 3,
+            node: "node_2".into(),
+        });
+        // Renamed into place; the directory is not fsynced yet.
+        let tmp = dir.path().join(".claims.x.tmp");
+        std::fs::write(&tmp, raised.render()).expect("write the temp file");
+        std::fs::rename(&tmp, claims_path(dir.path())).expect("rename");
+        let (tx, rx) = mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let reader = std::thread::spawn(move || {
+            let _ = tx.send(load(&path).map(|r| r.highest(9).map(|h| h.timeline)));
+        });
+        assert!(
+            matches!(
+                rx.recv_timeout(Duration::from_millis(300)),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ),
+            "a load reported the record before the writer made it durable"
+        );
+        // The writer's fsync, then its lock goes.
+        std::fs::File::open(dir.path())
+            .and_then(|d| d.sync_all())
+            .expect("fsync the directory");
+        drop(writer);
+        let seen = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the load ends once the writer is done")
+            .expect("load");
+        assert_eq!(seen, Some(3));
+        reader.join().expect("the reader thread");
     }
 }

@@ -200,6 +200,11 @@ fn every_problem_is_reported_with_its_line() {
             "      deny: \"reject\"\n",
             &["14: harepd.authModes.deny: \"nope\" is not a pg_hba.conf auth method"],
         ),
+        (
+            "a node name with white space",
+            "  nodeName: \"node_1\"\n",
+            &["2: harepd.nodeName: \"node 1\" cannot be a node name: it contains white space (a node name is one word of at most 63 bytes, with no white space or control characters, like repmgr's node_name)"],
+        ),
     ];
     let replacements: &[&str] = &[
         "  watchDg: 15\n",
@@ -210,6 +215,7 @@ fn every_problem_is_reported_with_its_line() {
         "    witness: 10.21.57.63:http\n",
         "  watchDog: 15\n  checkTimeout: -1\n",
         "      deny: \"nope\"\n",
+        "  nodeName: \"node 1\"\n",
     ];
     for ((name, from, want), to) in cases.iter().zip(replacements) {
         let mut text = HAREPD_CONF_YML.replace(from, to);

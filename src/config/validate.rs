@@ -257,7 +257,24 @@ pub(super) fn validate(
     }
 
     let node_name = c.non_empty("harepd.nodeName", node_name);
-    let node_name = c.required("harepd.nodeName", node_name);
+    let node_name =
+        c.required("harepd.nodeName", node_name).filter(
+            |name| match crate::claims::check_node_name(name) {
+                Ok(()) => true,
+                Err(why) => {
+                    c.report(
+                        "harepd.nodeName",
+                        format!(
+                            "{name:?} cannot be a node name: {why} (a node name is one word of at \
+                         most {} bytes, with no white space or control characters, like \
+                         repmgr's node_name)",
+                            crate::claims::MAX_NODE_NAME_BYTES
+                        ),
+                    );
+                    false
+                }
+            },
+        );
     let primary_ip = c
         .required("harepd.primaryIP", primary_ip)
         .and_then(|ip| c.ip("harepd.primaryIP", &ip));

@@ -61,8 +61,7 @@ impl PeerService {
         let claims = asker.role == Role::Primary as i32
             && asker.system_identifier != 0
             && asker.timeline > 0
-            && !asker.node_name.is_empty()
-            && asker.node_name.len() <= 256;
+            && crate::claims::check_node_name(&asker.node_name).is_ok();
         let above = !answer.record_ok
             || answer.claim_system_identifier != asker.system_identifier
             || asker.timeline > answer.claim_timeline
