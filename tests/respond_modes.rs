@@ -159,11 +159,44 @@ fn agent_format_answers_haproxy_agent_checks() {
     assert_eq!(ncat_send(primary, b"replica\n"), "down #production\n");
     assert_eq!(ncat_send(standby, b"replica\n"), "up ready\n");
     assert_eq!(ncat_send(standby, b"primary\n"), "down #standby\n");
-    assert_eq!(
-        ncat_recv(standby),
-        "up ready\n",
-        "no agent-send: any serving role is up"
-    );
+    // No agent-send: the pool may be `prod`, so only the primary is up.
+    assert_eq!(ncat_recv(primary), "up ready\n");
+    assert_eq!(ncat_recv(standby), "down #standby\n");
+    // Review item 18.6: HAProxy's `agent-send` line late (a lost segment
+    // costs at least 200 ms of retransmit). A standby must not answer
+    // `up` to what may be `prod`.
+    for (addr, want) in [(standby, "down #standby\n"), (primary, "up ready\n")] {
+        assert_eq!(late_agent_send(addr, b"primary\n"), want, "{addr}");
+    }
+}
+
+/// Connects to an agent, waits 300 ms, then sends `line`; returns the
+/// answer.
+fn late_agent_send(addr: SocketAddr, line: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .expect("connect to the agent");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    // Read from the start, so an answer that comes before the line is kept
+    // even if the late send then meets a reset.
+    let mut reader = conn.try_clone().expect("clone the socket");
+    let read = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    // The fault under test is the delay itself, not a wait for a condition.
+    std::thread::sleep(Duration::from_millis(300));
+    // The agent may already have answered and closed: a failed send is fine.
+    let _ = conn.write_all(line);
+    read.join().expect("the reader thread")
 }
 
 fn word_of(node: &Node, extra: &[&str]) -> String {

@@ -145,7 +145,7 @@ fn answer_config_error(client: ClientSocket, format: Format) {
         Format::Text => crate::respond::format::text_reply(word),
         Format::Http => crate::respond::format::http_reply(b"GET / HTTP/1.0\r\n\r\n", word),
         Format::Agent => crate::respond::format::agent_reply(
-            crate::respond::format::AgentPool::Any,
+            crate::respond::format::AgentPool::Unnamed,
             word,
             crate::config::AgentMaintenance::default(),
             None,

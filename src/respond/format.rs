@@ -184,14 +184,21 @@ pub fn http_status(path: &str, max_lag: Option<u64>, view: HttpView) -> Option<b
 }
 
 /// Which pool an agent check asks about, from HAProxy's `agent-send` text.
+///
+/// The agent's `up` takes effect at once, and in `haproxy-agent.cfg` the
+/// agent alone decides the state. So a check that names no pool (no
+/// `agent-send`, or a line that came too late or garbled) is taken as the
+/// primary's pool: only `production` is `up` for it. A standby is never
+/// `up` in a pool that may be `prod`; a read pool must send
+/// `agent-send "replica\n"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentPool {
     /// `agent-send "primary\n"` (or production, master, read-write).
     Primary,
     /// `agent-send "replica\n"` (or standby, read-only).
     Replica,
-    /// Nothing sent: any serving role is `up`.
-    Any,
+    /// Nothing (or nothing known) arrived in time: served as `Primary`.
+    Unnamed,
 }
 
 impl AgentPool {
@@ -201,7 +208,7 @@ impl AgentPool {
         match text.trim() {
             "primary" | "production" | "master" | "read-write" => AgentPool::Primary,
             "replica" | "standby" | "read-only" => AgentPool::Replica,
-            _ => AgentPool::Any,
+            _ => AgentPool::Unnamed,
         }
     }
 }
@@ -236,9 +243,8 @@ pub fn agent_reply(
     let view = view.into();
     let word = view.word;
     let serves = match pool {
-        AgentPool::Primary => word == Word::Production,
+        AgentPool::Primary | AgentPool::Unnamed => word == Word::Production,
         AgentPool::Replica => word == Word::Standby,
-        AgentPool::Any => matches!(word, Word::Production | Word::Standby),
     };
     if serves {
         match agent_weight(view, max_lag_bytes) {
@@ -379,13 +385,15 @@ mod tests {
             (b"PRODUCTION\r\n", Primary, Standby, "down #standby\n"),
             (b"replica\n", Replica, Standby, "up ready\n"),
             (b"read-only\n", Replica, Production, "down #production\n"),
-            (b"", Any, Production, "up ready\n"),
-            (b"", Any, Standby, "up ready\n"),
-            (b"what\n", Any, Fenced, "down #fenced\n"),
-            (b"", Any, Maintenance, "drain #maintenance\n"),
+            (b"", Unnamed, Production, "up ready\n"),
+            // Fail closed: a pool not named in time may be `prod`.
+            (b"", Unnamed, Standby, "down #standby\n"),
+            (b"prim", Unnamed, Standby, "down #standby\n"),
+            (b"what\n", Unnamed, Fenced, "down #fenced\n"),
+            (b"", Unnamed, Maintenance, "drain #maintenance\n"),
             (
                 b"",
-                Any,
+                Unnamed,
                 Down(crate::word::DownReason::Timeout),
                 "down #timeout\n",
             ),
@@ -399,7 +407,7 @@ mod tests {
             );
         }
         assert_eq!(
-            agent_reply(Any, Maintenance, AgentMaintenance::Maint, None),
+            agent_reply(Unnamed, Maintenance, AgentMaintenance::Maint, None),
             "maint #maintenance\n"
         );
     }
@@ -425,8 +433,13 @@ mod tests {
             (Word::Production.into(), Some(64 * mb), "up ready 100%\n"),
         ];
         for (view, bound, want) in cases {
+            let pool = if view.word == Word::Production {
+                AgentPool::Primary
+            } else {
+                AgentPool::Replica
+            };
             assert_eq!(
-                agent_reply(AgentPool::Any, *view, Drain, *bound),
+                agent_reply(pool, *view, Drain, *bound),
                 *want,
                 "{view:?} {bound:?}"
             );
