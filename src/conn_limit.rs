@@ -24,6 +24,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+/// The unit a per-source cap counts: an IPv4 address, or an IPv6 /64
+/// (one host holds a whole /64, so its single addresses count for nothing).
+/// An IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// Admits connections under a per-source and a total cap. Cheap to clone.
 #[derive(Clone)]
 pub struct ConnLimiter {

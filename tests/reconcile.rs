@@ -955,3 +955,158 @@ fn a_pg_hba_written_but_never_loaded_is_reloaded_by_the_next_run() {
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("reloaded"), "{log}");
 }
+
+/// What node_1's peer at `addr` holds in its claim record, asked from
+/// 127.0.0.1.
+fn record_at(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> (u32, Vec<String>) {
+    let client = stranger_client(std::net::Ipv4Addr::LOCALHOST, Default::default());
+    match rt.block_on(client.ask(&addr.to_string())) {
+        pgsql_state::peer::client::PeerView::Answered(a) => (a.claim_timeline, a.claim_nodes),
+        other => panic!("{addr}: {other:?}"),
+    }
+}
+
+/// A peer client that asks from `source` and says `asker`.
+fn stranger_client(
+    source: std::net::Ipv4Addr,
+    asker: pgsql_state::peer::proto::WhatYouKnow,
+) -> pgsql_state::peer::client::PeerClient {
+    let grpc = pgsql_state::config::Grpc {
+        tls: Default::default(),
+        bind_address: source.to_string(),
+        bind_port: 1,
+        server_host_override: None,
+        neighbours: vec![],
+        witness: None,
+        connection_deadline: Duration::from_secs(3),
+    };
+    pgsql_state::peer::client::PeerClient::new(&grpc, asker).expect("a client")
+}
+
+/// Review item 18.5: strangers flooding a voter with made-up claims must
+/// not keep it from verifying the real new primary's claim. node_1's
+/// Postgres is stopped and the witness hangs (each verification then lasts
+/// half the deadline), so node_2 needs node_1's record to hold its claim.
+/// Sixteen stranger addresses keep claiming while node_2 is promoted.
+#[test]
+fn a_flood_of_made_up_claims_does_not_stop_the_real_one_being_verified() {
+    let c = Cluster::start();
+    let dir = runtime_dir("claim-flood");
+    let [p1, p2, w] = peer_addrs(&c, 10600);
+    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
+    let c = &s.cluster;
+    // The witness hangs: it accepts and never answers.
+    let hung = Proxy::start(w, SocketAddr::new(c.spare_addr(250).into(), 9));
+    hung.cut();
+    let _peers: Vec<Spawned> = s.nodes[..2]
+        .iter()
+        .map(|n| {
+            start_peer(
+                &n.config,
+                n.bind,
+                &s.dir.join(format!("peer-{}.log", n.name)),
+            )
+        })
+        .collect();
+    until_healthy(&s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let sysid: u64 = c
+        .primary
+        .sql("SELECT system_identifier FROM pg_control_system()")
+        .parse()
+        .expect("a system identifier");
+    c.primary.stop("fast");
+
+    // The flood: 16 sources, each claiming a made-up primary on a high
+    // timeline of our cluster, as fast as node_1's peer answers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..16u8)
+        .map(|i| {
+            let client = stranger_client(
+                c.spare_addr(100 + i),
+                pgsql_state::peer::proto::WhatYouKnow {
+                    node_name: format!("stranger_{i}"),
+                    ip: c.spare_addr(100 + i).to_string(),
+                    role: pgsql_state::peer::proto::Role::Primary as i32,
+                    timeline: 50 + u32::from(i),
+                    system_identifier: sysid,
+                    postmaster_start_us: 1,
+                    ..Default::default()
+                },
+            );
+            client
+        })
+        .collect();
+    let flood = {
+        let (stop, asks) = (stop.clone(), asks.clone());
+        let target = p1.to_string();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the flood's runtime");
+            rt.block_on(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for client in clients {
+                    let (stop, asks, target) = (stop.clone(), asks.clone(), target.clone());
+                    set.spawn(async move {
+                        let started = Instant::now();
+                        // Bounded in count and time.
+                        for _ in 0..100_000 {
+                            if stop.load(std::sync::atomic::Ordering::Relaxed)
+                                || started.elapsed() > Duration::from_secs(60)
+                            {
+                                break;
+                            }
+                            client.ask(&target).await;
+                            asks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                }
+                while set.join_next().await.is_some() {}
+            });
+        })
+    };
+    let log_1 = s.dir.join("peer-node_1.log");
+    wait_until(Duration::from_secs(20), "strangers' claims checked", || {
+        std::fs::read_to_string(&log_1)
+            .unwrap_or_default()
+            .contains("\"stranger_")
+    });
+
+    let promoted = Instant::now();
+    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+    // node_2's reconciler, once a second, as its timer would run it.
+    let mut runs = 0;
+    let verified_after = loop {
+        let (code, log) = reconcile(&s.nodes[1], &[]);
+        assert_eq!(code, 0, "{log}");
+        runs += 1;
+        if record_at(&rt, p1) == (2, vec!["node_2".to_string()]) {
+            break promoted.elapsed();
+        }
+        assert!(
+            promoted.elapsed() < Duration::from_secs(15),
+            "node_1's record never took node_2's claim during the flood ({runs} runs, {} stranger asks)",
+            asks.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().expect("the flood's thread");
+    let strangers = asks.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "claim flood: node_2's claim verified at node_1 {verified_after:?} after the promotion \
+         ({runs} reconcile runs), beside {strangers} stranger asks"
+    );
+    assert!(
+        strangers > 50,
+        "the flood was too thin to matter: {strangers} asks"
+    );
+    // No stranger's claim made it into the record.
+    assert_eq!(record_at(&rt, p1), (2, vec!["node_2".to_string()]));
+}

@@ -70,6 +70,10 @@ struct Inner {
     tls: Option<ClientTlsConfig>,
     server_host_override: Option<String>,
     deadline: Duration,
+    /// The source address of outbound asks: this node's own `bindAddress`
+    /// when it names one, so that peers know the ask comes from a
+    /// configured voter (see the peer server's verification slots).
+    local: Option<std::net::IpAddr>,
 }
 
 impl PeerClient {
@@ -81,6 +85,11 @@ impl PeerClient {
                 tls: tls::client_config(&grpc.tls)?,
                 server_host_override: grpc.server_host_override.clone(),
                 deadline: grpc.connection_deadline,
+                local: grpc
+                    .bind_address
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .filter(|ip| !ip.is_unspecified()),
             }),
         })
     }
@@ -93,6 +102,7 @@ impl PeerClient {
                 tls: self.inner.tls.clone(),
                 server_host_override: self.inner.server_host_override.clone(),
                 deadline,
+                local: self.inner.local,
             }),
         }
     }
@@ -123,6 +133,16 @@ impl PeerClient {
             .map_err(|_| bad())?
             .connect_timeout(deadline)
             .timeout(deadline);
+        // Only towards an address of the same family: a name may resolve
+        // to either, and a source of the other family cannot connect.
+        let dest = crate::config::host_of(addr)
+            .parse::<std::net::IpAddr>()
+            .ok();
+        if let (Some(local), Some(dest)) = (self.inner.local, dest) {
+            if local.is_ipv4() == dest.is_ipv4() {
+                endpoint = endpoint.local_address(Some(local));
+            }
+        }
         if let Some(tls) = &self.inner.tls {
             let host = crate::config::host_of(addr);
             let name = self.inner.server_host_override.as_deref().unwrap_or(host);

@@ -67,9 +67,10 @@ struct PeerState {
     /// a client to ask them back when an inbound claim is to be verified.
     voters: Vec<String>,
     verify_client: PeerClient,
-    /// At most one verification runs at a time, so strangers' claims
-    /// cannot become a storm of asks.
-    verifying: std::sync::atomic::AtomicBool,
+    /// Who may start a verification: one at a time for the configured
+    /// voters' addresses, one for everyone else, so strangers' claims can
+    /// neither become a storm of asks nor crowd out the real one.
+    verify_gate: VerifyGate,
 }
 
 enum Kind {
@@ -127,6 +128,12 @@ impl PeerService {
         });
         voters.dedup();
         let verify_client = client.with_deadline(crate::timing::fan_out_budget(deadline));
+        let verify_gate = VerifyGate::default();
+        verify_gate.set_voter_ips(
+            voters
+                .iter()
+                .filter_map(|v| crate::config::host_of(v).parse::<std::net::IpAddr>().ok()),
+        );
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(crate::timing::fan_out_budget(deadline)),
@@ -158,7 +165,7 @@ impl PeerService {
                 record_warned_ms: std::sync::atomic::AtomicU64::new(0),
                 voters,
                 verify_client,
-                verifying: std::sync::atomic::AtomicBool::new(false),
+                verify_gate,
             }),
         })
     }
@@ -176,6 +183,13 @@ impl PeerService {
     /// itself (its own Postgres as a primary; the witness's fan-out), and
     /// fsynced, so it never reports a claim it could forget.
     pub async fn answer(&self, cluster: u64) -> IKnow {
+        self.answer_with_cluster(cluster).await.0
+    }
+
+    /// [`PeerService::answer`], and the one cluster this voter's record
+    /// holds a claim for, if it holds exactly one (what it can tell of its
+    /// own cluster while its Postgres is down).
+    async fn answer_with_cluster(&self, cluster: u64) -> (IKnow, Option<u64>) {
         let me = &self.inner.me;
         let (mut answer, claims) = match &self.inner.kind {
             Kind::Data(node) => {
@@ -190,8 +204,8 @@ impl PeerService {
         } else {
             answer.system_identifier
         };
-        self.attach_record(&mut answer, claims, cluster).await;
-        answer
+        let record_cluster = self.attach_record(&mut answer, claims, cluster).await;
+        (answer, record_cluster)
     }
 
     /// Work a data node does in the background: refreshing its directory
@@ -200,12 +214,28 @@ impl PeerService {
         let mut tick = tokio::time::interval(DIRECTORY_REFRESH);
         loop {
             tick.tick().await;
+            self.refresh_voter_ips().await;
             if let Kind::Data(node) = &self.inner.kind {
                 node.refresh_directory().await;
             }
             let answer = self.answer(0).await;
             status(&status_line(&answer));
         }
+    }
+}
+
+impl PeerService {
+    /// Resolves the configured voters' host names again (addresses stay
+    /// as written), for [`VerifyGate`].
+    async fn refresh_voter_ips(&self) {
+        let mut ips = Vec::new();
+        for voter in &self.inner.voters {
+            ips.extend(
+                crate::resolve::addresses(crate::config::host_of(voter), Duration::from_secs(1))
+                    .await,
+            );
+        }
+        self.inner.verify_gate.set_voter_ips(ips);
     }
 }
 
@@ -359,7 +389,9 @@ impl Witness {
 }
 
 mod records;
+mod verify_gate;
 use records::{observed_claims, own_claim};
+pub use verify_gate::VerifyGate;
 
 #[tonic::async_trait]
 impl ClusterInfo for PeerService {
@@ -376,8 +408,8 @@ impl ClusterInfo for PeerService {
             clip(&asker.node_name),
             clip(&asker.ip)
         );
-        let answer = self.answer(asker.system_identifier).await;
-        self.maybe_verify(&asker, &answer);
+        let (answer, record_cluster) = self.answer_with_cluster(asker.system_identifier).await;
+        self.maybe_verify(&asker, &answer, record_cluster, from.map(|a| a.ip()));
         Ok(Response::new(answer))
     }
 }

@@ -12,7 +12,13 @@ use crate::peer::proto::{IKnow, Role, WhatYouKnow};
 
 impl PeerService {
     /// Raises (or just reads) the claim record and puts it in `answer`.
-    pub(super) async fn attach_record(&self, answer: &mut IKnow, claims: Vec<Claim>, cluster: u64) {
+    /// Returns the record's one cluster, when it holds exactly one.
+    pub(super) async fn attach_record(
+        &self,
+        answer: &mut IKnow,
+        claims: Vec<Claim>,
+        cluster: u64,
+    ) -> Option<u64> {
         let dir = self.inner.state_dir.clone();
         let record = tokio::task::spawn_blocking(move || {
             if claims.is_empty() {
@@ -24,13 +30,14 @@ impl PeerService {
         .await;
         match record {
             Ok(Ok(record)) => {
+                let only = match record.clusters.keys().collect::<Vec<_>>().as_slice() {
+                    [only] => Some(**only),
+                    _ => None,
+                };
                 // Nobody named a cluster and this node cannot tell its own
                 // (its Postgres is down): the record's only cluster is it.
-                let cluster = match (
-                    cluster,
-                    record.clusters.keys().collect::<Vec<_>>().as_slice(),
-                ) {
-                    (0, [only]) => **only,
+                let cluster = match (cluster, only) {
+                    (0, Some(only)) => only,
                     _ => cluster,
                 };
                 answer.record_ok = true;
@@ -39,14 +46,17 @@ impl PeerService {
                     answer.claim_timeline = h.timeline;
                     answer.claim_nodes = h.nodes.iter().cloned().collect();
                 }
+                only
             }
             Ok(Err(e)) => {
                 answer.record_ok = false;
                 self.warn_record(&e);
+                None
             }
             Err(e) => {
                 answer.record_ok = false;
                 log::error!("claim record task failed: {e}");
+                None
             }
         }
     }
@@ -56,28 +66,48 @@ impl PeerService {
     /// voters are asked, and only a configured peer that itself answers as
     /// that primary (same name, cluster, timeline and postmaster) raises
     /// the record. A stranger's claim changes nothing.
-    pub(super) fn maybe_verify(&self, asker: &WhatYouKnow, answer: &IKnow) {
-        use std::sync::atomic::Ordering;
+    ///
+    /// Only a claim on this voter's own cluster is verified: the one its
+    /// Postgres (or, on the witness, the data nodes) reports, else the one
+    /// its record holds. `from` decides which verification slot the ask
+    /// may take ([`super::VerifyGate`]): strangers cannot take the one kept
+    /// for the configured voters.
+    pub(super) fn maybe_verify(
+        &self,
+        asker: &WhatYouKnow,
+        answer: &IKnow,
+        record_cluster: Option<u64>,
+        from: Option<std::net::IpAddr>,
+    ) {
         let claims = asker.role == Role::Primary as i32
             && asker.system_identifier != 0
             && asker.timeline > 0
             && crate::claims::check_node_name(&asker.node_name).is_ok();
-        let above = !answer.record_ok
-            || answer.claim_system_identifier != asker.system_identifier
+        let ours = match answer.system_identifier {
+            0 => record_cluster,
+            known => Some(known),
+        };
+        let our_cluster = ours.is_none_or(|ours| ours == asker.system_identifier);
+        let above = answer.claim_system_identifier != asker.system_identifier
             || asker.timeline > answer.claim_timeline
             || (asker.timeline == answer.claim_timeline
                 && !answer.claim_nodes.contains(&asker.node_name));
-        if !claims || !above || !answer.record_ok || self.inner.voters.is_empty() {
+        if !claims || !our_cluster || !above || !answer.record_ok || self.inner.voters.is_empty() {
             return;
         }
-        if self.inner.verifying.swap(true, Ordering::AcqRel) {
+        let Some(slot) = self.inner.verify_gate.take(from, std::time::Instant::now()) else {
+            log::debug!(
+                "a claim of {:?} on timeline {} is not verified now: its slot is busy",
+                clip(&asker.node_name),
+                asker.timeline
+            );
             return;
-        }
+        };
         let service = self.clone();
         let claim = asker.clone();
         tokio::spawn(async move {
             service.verify(&claim).await;
-            service.inner.verifying.store(false, Ordering::Release);
+            drop(slot);
         });
     }
 
@@ -97,7 +127,7 @@ impl PeerService {
         });
         let Some(addr) = confirmed else {
             log::info!(
-                "an ask claimed {} is primary on timeline {}; no configured peer confirms it, so it changes nothing",
+                "an ask claimed {:?} is primary on timeline {}; no configured peer confirms it, so it changes nothing",
                 clip(&claim.node_name),
                 claim.timeline
             );

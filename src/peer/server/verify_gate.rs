@@ -1,0 +1,140 @@
+//! Who may start a verification of an inbound claim, so that strangers
+//! cannot keep a voter from verifying the real new primary's claim.
+//!
+//! A verification asks the configured voters back, and lasts up to half
+//! of `connectionDeadline` when one of them does not answer. One runs at a
+//! time per slot, and asks that find their slot busy are dropped. There
+//! are two slots:
+//! - one for asks from a configured voter's address (the neighbours and
+//!   the witness, as their peers connect: the client binds its source to
+//!   its own `bindAddress`), which strangers can never take;
+//! - one for everyone else, which one source may take at most once a
+//!   second, so a single stranger cannot hold it for good.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often one source outside the voters may take the shared slot.
+pub const STRANGER_INTERVAL: Duration = Duration::from_secs(1);
+/// How many sources the shared slot remembers; when full, it forgets all.
+const REMEMBERED_SOURCES: usize = 4096;
+
+/// The two slots, and the addresses the configured voters ask from.
+#[derive(Default)]
+pub struct VerifyGate {
+    voter_slot: Arc<AtomicBool>,
+    stranger_slot: Arc<AtomicBool>,
+    /// The configured voters' addresses, IP literals from the config and
+    /// what their host names resolve to (refreshed in the background).
+    voter_ips: RwLock<HashSet<IpAddr>>,
+    /// When each source outside the voters last took the shared slot.
+    stranger_seen: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// A taken slot, given back when dropped (with the verification's task).
+pub struct Slot {
+    busy: Arc<AtomicBool>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+impl VerifyGate {
+    /// Replaces the configured voters' addresses.
+    pub fn set_voter_ips(&self, ips: impl IntoIterator<Item = IpAddr>) {
+        let ips: HashSet<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+        match self.voter_ips.write() {
+            Ok(mut known) => *known = ips,
+            Err(poisoned) => *poisoned.into_inner() = ips,
+        }
+    }
+
+    /// Whether `source` is a configured voter's address.
+    pub fn is_voter(&self, source: IpAddr) -> bool {
+        let source = source.to_canonical();
+        match self.voter_ips.read() {
+            Ok(known) => known.contains(&source),
+            Err(poisoned) => poisoned.into_inner().contains(&source),
+        }
+    }
+
+    /// Takes the slot an ask from `source` may use, at `now`, or `None`
+    /// when it is busy (or this stranger took the shared one too lately).
+    pub fn take(&self, source: Option<IpAddr>, now: Instant) -> Option<Slot> {
+        if source.is_some_and(|ip| self.is_voter(ip)) {
+            return take(&self.voter_slot);
+        }
+        let key = source.map(|ip| crate::conn_limit::source_key(ip.to_canonical()));
+        if let Some(key) = key {
+            let seen = self
+                .stranger_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen
+                .get(&key)
+                .is_some_and(|at| now.saturating_duration_since(*at) < STRANGER_INTERVAL)
+            {
+                return None;
+            }
+        }
+        let slot = take(&self.stranger_slot)?;
+        if let Some(key) = key {
+            let mut seen = self
+                .stranger_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen.len() >= REMEMBERED_SOURCES {
+                seen.clear();
+            }
+            seen.insert(key, now);
+        }
+        Some(slot)
+    }
+}
+
+fn take(busy: &Arc<AtomicBool>) -> Option<Slot> {
+    (!busy.swap(true, Ordering::AcqRel)).then(|| Slot {
+        busy: Arc::clone(busy),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strangers_never_take_the_voters_slot_nor_keep_their_own() {
+        let gate = VerifyGate::default();
+        let voter: IpAddr = "10.0.0.2".parse().expect("an address");
+        let a: IpAddr = "192.0.2.1".parse().expect("an address");
+        let b: IpAddr = "192.0.2.2".parse().expect("an address");
+        gate.set_voter_ips([voter]);
+        let t = Instant::now();
+        // A stranger holds the shared slot; a voter still gets its own.
+        let held = gate.take(Some(a), t).expect("the shared slot is free");
+        assert!(
+            gate.take(Some(b), t).is_none(),
+            "one verification at a time"
+        );
+        let v = gate.take(Some(voter), t).expect("the voters' slot");
+        assert!(gate.take(Some(voter), t).is_none(), "busy");
+        drop(v);
+        // The voter's address in its IPv4-mapped IPv6 spelling is the voter.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().expect("an address");
+        assert!(gate.take(Some(mapped), t).is_some());
+        // The stranger gives the slot back and cannot take it again at
+        // once; another source can.
+        drop(held);
+        assert!(gate.take(Some(a), t + Duration::from_millis(10)).is_none());
+        let other = gate.take(Some(b), t + Duration::from_millis(10));
+        assert!(other.is_some(), "another source takes the free slot");
+        drop(other);
+        assert!(gate.take(Some(a), t + STRANGER_INTERVAL).is_some());
+    }
+}
