@@ -251,22 +251,30 @@ fn run_until(
     what: &str,
     done: impl FnMut(&str, &str) -> bool,
 ) -> Duration {
-    run_sampling(s, bound, what, done, &mut || {})
+    run_phased(s, bound, what, done, None)
 }
 
-/// [`run_until`], calling `sample` between runs (to watch HAProxy).
-fn run_sampling(
+/// [`run_until`], but node_1's reconciler runs only once per `node_1_every`
+/// (its timer's phase: the worst case is a run just before a promotion and
+/// the next one a whole interval later), while node_2's runs every loop.
+fn run_phased(
     s: &Setup,
     bound: Duration,
     what: &str,
     mut done: impl FnMut(&str, &str) -> bool,
-    sample: &mut dyn FnMut(),
+    node_1_every: Option<Duration>,
 ) -> Duration {
     let start = Instant::now();
     let c = &s.cluster;
+    let mut node_1_ran = Instant::now();
     loop {
-        sample();
-        for node in &s.nodes[..2] {
+        for (i, node) in s.nodes[..2].iter().enumerate() {
+            if i == 0 {
+                match node_1_every {
+                    Some(every) if node_1_ran.elapsed() < every => continue,
+                    _ => node_1_ran = Instant::now(),
+                }
+            }
             let (code, log) = reconcile(node, &[]);
             assert!(code == 0, "{} reconcile failed: {log}", node.name);
         }
@@ -405,7 +413,6 @@ fn healthy_zombie_and_isolated() {
     // user harw`): only the pg_hba.conf edits route it.
     let h = Haproxy::start(c, "haproxy-pgsql-check.cfg", c.spare_addr(6));
     h.wait_up("prod", &["node_1"], Duration::from_secs(20));
-    let mut max_up = 0;
     // The shipped tcp-check HAProxy, with each node's responder on 5431
     // (Accept=yes, `fencing: strict` from the node's config).
     let _responders: Vec<Spawned> = [(&c.primary, &s.nodes[0]), (&c.standby, &s.nodes[1])]
@@ -423,7 +430,6 @@ fn healthy_zombie_and_isolated() {
     // HAProxy 2.6 starts every server UP until its first check (issue of
     // its own); sampling starts once the checks have spoken.
     tcp.wait_up("prod", &["node_1"], Duration::from_secs(20));
-    let mut max_up_tcp = 0;
 
     // The zombie: a writer is connected to node_1, then node_2 is promoted
     // while node_1 runs on.
@@ -444,60 +450,117 @@ fn healthy_zombie_and_isolated() {
             .expect("a write");
         client
     });
+    // HAProxy is sampled every 100 ms from the promotion until node_2 has
+    // been alone in both prod pools for 3 s: through node_1's fence, while
+    // node_2 sits out its wait, and as it enters prod. That entry is when a
+    // wait too short would put two servers UP.
+    let sampling = std::sync::atomic::AtomicBool::new(true);
     let promoted = Instant::now();
-    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
-    let mut sample = || {
-        max_up = max_up.max(h.up("prod").len());
-        max_up_tcp = max_up_tcp.max(tcp.up("prod").len());
-    };
-    let fenced_after = run_sampling(
-        &s,
-        Duration::from_secs(30),
-        "the zombie fenced",
-        |w1, _| w1 == "fenced",
-        &mut sample,
-    );
-    let fenced_at = promoted.elapsed();
-    let refused = login(&c.primary, "harw", "harw-pass").expect_err("harw refused on the zombie");
-    assert!(
-        refused.contains("pg_hba.conf rejects connection"),
-        "{refused}"
-    );
-    let ended = rt.block_on(writer.execute("INSERT INTO writes VALUES (2)", &[]));
-    assert!(
-        ended.is_err(),
-        "the writer connected before the fence still writes"
-    );
-    let refused = login(&c.primary, "app", "app-pass").expect_err("app refused on the zombie");
-    assert!(
-        refused.contains("pg_hba.conf rejects connection"),
-        "{refused}"
-    );
-    let _ = fenced_after;
-    run_until(
-        &s,
-        Duration::from_secs(40),
-        "the new primary in production",
-        |w1, w2| w1 == "fenced" && w2 == "production",
-    );
-    let production_at = promoted.elapsed();
-    println!(
-        "zombie: node_1 fenced {fenced_at:?} after the promotion; node_2 production {production_at:?} after it"
-    );
-    assert!(
-        production_at > Duration::from_secs(6),
-        "the new primary did not wait out the lease: {production_at:?}"
-    );
-    login(&c.standby, "harw", "harw-pass").expect("harw logs in on the new primary");
-    // The pgsql-check pool follows the pg_hba edits alone. What it cannot
-    // promise: a zombie whose reconciler does not run keeps allowing harw,
-    // and the check passes on any authentication request.
-    h.wait_up("prod", &["node_2"], Duration::from_secs(20));
-    tcp.wait_up("prod", &["node_2"], Duration::from_secs(20));
+    let ((max_up, max_up_tcp), samples) = std::thread::scope(|scope| {
+        // Stops the sampler when this closure ends, by a panic too (the
+        // scope waits for it before the panic goes on).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop_sampling = StopOnDrop(&sampling);
+        let sampler = scope.spawn(|| {
+            let (mut most, mut most_tcp, mut samples) = (0, 0, 0u32);
+            // Bounded in time as well as by the flag.
+            while sampling.load(std::sync::atomic::Ordering::Relaxed)
+                && promoted.elapsed() < Duration::from_secs(180)
+            {
+                most = most.max(h.up("prod").len());
+                most_tcp = most_tcp.max(tcp.up("prod").len());
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ((most, most_tcp), samples)
+        });
+        // node_1's reconciler has just run, and then stalls for a whole
+        // lease (L = 3 s), the worst case the lease covers: its responder
+        // says `production` until then. node_2's runs at once. Only the
+        // wait keeps node_2 out of prod meanwhile.
+        let (code, log) = reconcile(&s.nodes[0], &[]);
+        assert_eq!(code, 0, "{log}");
+        assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+        run_phased(
+            &s,
+            Duration::from_secs(30),
+            "the zombie fenced",
+            |w1, _| w1 == "fenced",
+            Some(Duration::from_secs(3)),
+        );
+        let fenced_at = promoted.elapsed();
+        // The word may have turned with the lapsed lease before node_1's
+        // reconciler ran again; its run is what edits pg_hba.conf.
+        let (code, log) = reconcile(&s.nodes[0], &[]);
+        assert_eq!(code, 0, "{log}");
+        assert!(log.contains("node_1: fenced"), "{log}");
+        let refused =
+            login(&c.primary, "harw", "harw-pass").expect_err("harw refused on the zombie");
+        assert!(
+            refused.contains("pg_hba.conf rejects connection"),
+            "{refused}"
+        );
+        let ended = rt.block_on(writer.execute("INSERT INTO writes VALUES (2)", &[]));
+        assert!(
+            ended.is_err(),
+            "the writer connected before the fence still writes"
+        );
+        let refused = login(&c.primary, "app", "app-pass").expect_err("app refused on the zombie");
+        assert!(
+            refused.contains("pg_hba.conf rejects connection"),
+            "{refused}"
+        );
+        run_until(
+            &s,
+            Duration::from_secs(40),
+            "the new primary in production",
+            |w1, w2| w1 == "fenced" && w2 == "production",
+        );
+        let production_at = promoted.elapsed();
+        println!(
+            "zombie: node_1 fenced {fenced_at:?} after the promotion; node_2 production {production_at:?} after it"
+        );
+        assert!(
+            production_at > Duration::from_secs(6),
+            "the new primary did not wait out the lease: {production_at:?}"
+        );
+        login(&c.standby, "harw", "harw-pass").expect("harw logs in on the new primary");
+        // The pgsql-check pool follows the pg_hba edits alone. What it
+        // cannot promise: a zombie whose reconciler does not run keeps
+        // allowing harw, and the check passes on any authentication
+        // request. Both pools must then hold node_2 alone, and keep it.
+        let mut stable_since: Option<Instant> = None;
+        wait_until(
+            Duration::from_secs(30),
+            "node_2 alone in both prod pools for 3 s",
+            || {
+                // The reconcilers keep running, as their timers would.
+                for node in &s.nodes[..2] {
+                    let (code, log) = reconcile(node, &[]);
+                    assert!(code == 0, "{} reconcile failed: {log}", node.name);
+                }
+                let alone = h.up("prod") == ["node_2"] && tcp.up("prod") == ["node_2"];
+                match (alone, stable_since) {
+                    (false, _) => stable_since = None,
+                    (true, None) => stable_since = Some(Instant::now()),
+                    (true, Some(_)) => {}
+                }
+                stable_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+            },
+        );
+        drop(stop_sampling);
+        sampler.join().expect("the HAProxy sampler")
+    });
     println!(
         "zombie run: at most {max_up_tcp} server(s) UP in the tcp-check prod pool, \
-         {max_up} in the pgsql-check one"
+         {max_up} in the pgsql-check one, over {samples} samples 100 ms apart"
     );
+    assert!(samples > 50, "too few samples to show anything: {samples}");
     assert!(max_up_tcp <= 1, "two servers UP in the tcp-check prod pool");
     assert!(max_up <= 1, "two servers UP in the pgsql-check prod pool");
     // A write through HAProxy lands on the new primary, and is not on the zombie.

@@ -508,7 +508,14 @@ fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         // SAFETY: the fd is a socket we own; Stdio takes ownership.
         let stdin = unsafe { Stdio::from_raw_fd(server_side.into_raw_fd()) };
-        let conninfo = format!("{} application_name=leaves-early", c.primary.conninfo());
+        // Postgres logs a client's "unexpected EOF" at DEBUG1 (only the
+        // "with an open transaction" one reaches LOG): raise the level for
+        // these connections, so a responder that stopped saying goodbye
+        // would show.
+        let conninfo = format!(
+            "{} application_name=leaves-early options='-c log_min_messages=debug1'",
+            c.primary.conninfo()
+        );
         let out = Command::new(binary())
             .args(["respond", "--conninfo", &conninfo])
             .stdin(stdin)
@@ -533,6 +540,31 @@ fn a_client_that_leaves_early_is_no_failure_and_postgres_logs_nothing() {
         eof_lines(),
         before,
         "Postgres logged unexpected EOFs from the responder"
+    );
+    // The control: a client that drops its connection without a goodbye,
+    // at the same log level, is counted.
+    let mut psql = Command::new(pg_bin("psql"))
+        .args(["-X", "-h"])
+        .arg(&c.primary.socket_dir)
+        .args(["-p", "5432", "-U", "postgres", "-d", "postgres"])
+        .env("PGOPTIONS", "-c log_min_messages=debug1")
+        .env("PGAPPNAME", "drops-its-connection")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start psql");
+    let connected =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drops-its-connection'";
+    wait_until(Duration::from_secs(10), "psql connected", || {
+        c.primary.sql(connected) == "1"
+    });
+    psql.kill().expect("kill psql");
+    let _ = psql.wait();
+    wait_until(
+        Duration::from_secs(10),
+        "the dropped connection counted",
+        || eof_lines() > before,
     );
 }
 

@@ -139,11 +139,12 @@ impl Haproxy {
             .unwrap_or_else(|| panic!("no server {proxy}/{server}"))
     }
 
-    /// Names of the servers UP in `proxy`.
+    /// Names of the servers UP in `proxy`, counting one that is going
+    /// down (`UP 1/2`): it still takes traffic.
     pub fn up(&self, proxy: &str) -> Vec<String> {
         self.servers()
             .into_iter()
-            .filter(|(p, _, st)| p == proxy && st == "UP")
+            .filter(|(p, _, st)| p == proxy && (st == "UP" || st.starts_with("UP ")))
             .map(|(_, s, _)| s)
             .collect()
     }

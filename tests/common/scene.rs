@@ -654,7 +654,10 @@ fn prod_up(path: &Path) -> Option<Vec<String>> {
         out.lines()
             .map(|l| l.split(',').collect::<Vec<_>>())
             .filter(|f| {
-                f.len() > 17 && f[0] == "prod" && f[1].starts_with("node_") && f[17] == "UP"
+                f.len() > 17
+                    && f[0] == "prod"
+                    && f[1].starts_with("node_")
+                    && (f[17] == "UP" || f[17].starts_with("UP "))
             })
             .map(|f| f[1].to_string())
             .collect()
