@@ -128,14 +128,68 @@ mod tests {
         assert_eq!(names, [".other.x.tmp", "pg_ident.conf"]);
     }
 
+    /// Set in the child process of [`a_failed_write_leaves_the_old_file`].
+    const CHILD: &str = "PGSQL_STATE_FSUTIL_CHILD_DIR";
+
+    /// A write that fails after its temp file exists (the file-size limit
+    /// is reached while writing it, which binds root too) leaves the old
+    /// bytes and no temp file. It runs in a child process of this test
+    /// binary, since the limit is the whole process's.
     #[test]
     fn a_failed_write_leaves_the_old_file() {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("a temp dir");
         let path = dir.path().join("verdict");
         write_atomic(&path, b"old\n", 0o644).expect("create");
-        // A path whose parent is a file cannot be written.
-        let bad = path.join("child");
-        assert!(write_atomic(&bad, b"x", 0o644).is_err());
+        let mut child = std::process::Command::new(std::env::current_exe().expect("this binary"));
+        child
+            .args([
+                "--exact",
+                "fsutil::tests::a_write_over_the_size_limit_fails",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path());
+        // SAFETY: between fork and exec, only async-signal-safe calls
+        // (setrlimit, signal) with plain values.
+        unsafe {
+            child.pre_exec(|| {
+                // Writes past 4 bytes fail with EFBIG instead of killing the
+                // process with SIGXFSZ.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: 4,
+                    rlim_max: 4,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let out = child.output().expect("run the child");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{report}");
+        assert!(
+            report.contains("1 passed"),
+            "the child ran nothing: {report}"
+        );
         assert_eq!(std::fs::read(&path).expect("read"), b"old\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["verdict"], "a temp file was left behind");
+    }
+
+    /// The child's half of [`a_failed_write_leaves_the_old_file`]: under a
+    /// 4-byte file-size limit, a 64-byte write fails mid-way.
+    #[test]
+    fn a_write_over_the_size_limit_fails() {
+        let Some(dir) = std::env::var_os(CHILD) else {
+            return; // only meaningful in the child
+        };
+        let path = Path::new(&dir).join("verdict");
+        let error = write_atomic(&path, &[b'x'; 64], 0o644).expect_err("over the limit");
+        assert_eq!(error.kind(), io::ErrorKind::FileTooLarge, "{error}");
     }
 }
