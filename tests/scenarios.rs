@@ -20,6 +20,12 @@ use common::*;
 /// Asserts the invariant on our variants: never two UP in prod, and no
 /// write on the old primary after it left prod (none of its rows there).
 fn assert_ours(s: &Scene, scenario: &str, figures: &[Figures], old: Option<IpAddr>) {
+    let failures = s.reconcile_failures.lock().expect("failures").clone();
+    assert!(
+        failures.is_empty(),
+        "{scenario}: reconcile runs failed:\n{}",
+        failures.join("\n")
+    );
     for f in figures.iter().filter(|f| f.ours) {
         assert!(
             f.max_up <= 1,
@@ -39,7 +45,14 @@ fn assert_ours(s: &Scene, scenario: &str, figures: &[Figures], old: Option<IpAdd
                         "SELECT count(*) FROM writes WHERE label = '{}' AND n >= {n}",
                         f.label
                     ))
-                    .unwrap_or_else(|| "0".into());
+                    .unwrap_or_else(|| {
+                        // A failed query is not zero rows: `old` is set only
+                        // when the old primary runs on, so it must answer.
+                        panic!(
+                            "{scenario}, {}: the old primary did not answer the count of its rows",
+                            f.label
+                        )
+                    });
             assert_eq!(
                 rows, "0",
                 "{scenario}, {}: rows on the old primary",

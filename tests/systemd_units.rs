@@ -427,18 +427,31 @@ fn the_shipped_units_under_a_real_systemd() {
 /// socket (`check`). It stays active and never gives a wrong word; while
 /// PID 1 cannot keep up, honest checks may get none in time.
 fn flood_the_shipped_socket(ns: &SystemdNs, check: SocketAddr) {
+    let accepted_before: u64 = ns
+        .property("pgsql-state.socket", "NAccepted")
+        .trim()
+        .parse()
+        .expect("NAccepted is a number");
     let f = flood(ns, check, 2000, 10);
-    assert_eq!(
-        f.sent,
-        f.answered + f.empty + f.failed + f.timed_out,
-        "{f:?}"
-    );
     let state = ns.property("pgsql-state.socket", "ActiveState");
+    let accepted: u64 = ns
+        .property("pgsql-state.socket", "NAccepted")
+        .trim()
+        .parse()
+        .expect("NAccepted is a number");
     eprintln!(
-        "socket counters: NAccepted {} NConnections {} NRefused {}",
-        ns.property("pgsql-state.socket", "NAccepted"),
+        "socket counters: NAccepted {accepted} NConnections {} NRefused {}",
         ns.property("pgsql-state.socket", "NConnections"),
         ns.property("pgsql-state.socket", "NRefused")
+    );
+    // The flood must have reached PID 1 for the rest to mean anything: it
+    // drains about 1,100 connections a second here, so 10 s of flood gives
+    // it far more than 1,000.
+    assert!(
+        accepted - accepted_before >= 1_000,
+        "the flood barely reached the socket ({} accepted of {} sent): {f:?}",
+        accepted - accepted_before,
+        f.sent
     );
     eprintln!("flood on the shipped socket: {f:?}, socket {state}");
     assert_eq!(state, "active", "the shipped socket after the flood: {f:?}");

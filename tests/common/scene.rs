@@ -224,6 +224,9 @@ pub struct Scene {
     threads: Vec<JoinHandle<()>>,
     pub seen: Arc<Mutex<Seen>>,
     pub start: Instant,
+    /// Every reconcile run that exited non-zero: node, exit status, and
+    /// the end of what it logged.
+    pub reconcile_failures: Arc<Mutex<Vec<String>>>,
 }
 
 /// The HAProxy timing of the scenario suite (DESIGN: inter 1s, fastinter
@@ -366,14 +369,18 @@ impl Scene {
             threads: Vec::new(),
             seen: Arc::new(Mutex::new(Seen::default())),
             start: Instant::now(),
+            reconcile_failures: Arc::new(Mutex::new(Vec::new())),
         };
         for i in 0..2 {
             scene.threads.push(reconciler(
                 scene.configs[i].clone(),
                 scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
-                scene.stop.clone(),
-                scene.paused[i].clone(),
-                scene.running[i].clone(),
+                RunFlags {
+                    stop: scene.stop.clone(),
+                    paused: scene.paused[i].clone(),
+                    running: scene.running[i].clone(),
+                    failures: scene.reconcile_failures.clone(),
+                },
                 scene.netns.clone().filter(|_| i == 0),
             ));
         }
@@ -779,40 +786,69 @@ fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
     Spawned::listening(cmd, addr, "socket-activated responder")
 }
 
-/// A reconciler run every second, as the timer runs it, until `stop`;
-/// skipped while `paused`.
-fn reconciler(
-    config: PathBuf,
-    log: PathBuf,
+/// What a reconciler thread shares with the scene.
+struct RunFlags {
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+/// A reconciler run every second, as the timer runs it, until `stop`;
+/// skipped while `paused`. Each run's log is appended to `log`, and a run
+/// that exits non-zero (or cannot start) is recorded in `failures`.
+fn reconciler(
+    config: PathBuf,
+    log: PathBuf,
+    flags: RunFlags,
     netns: Option<Arc<NetNs>>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
+        let node = config
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        while !flags.stop.load(Ordering::Relaxed) {
             let tick = Instant::now();
-            running.store(true, Ordering::SeqCst);
-            if !paused.load(Ordering::SeqCst) {
-                let log_file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .expect("open the reconcile log");
+            flags.running.store(true, Ordering::SeqCst);
+            if !flags.paused.load(Ordering::SeqCst) {
                 let mut cmd = match &netns {
                     Some(ns) => ns.command(&binary()),
                     None => Command::new(binary()),
                 };
-                let _ = cmd
+                let out = cmd
                     .arg("-f")
                     .arg(&config)
                     .arg("reconcile")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(log_file)
-                    .status();
+                    .stderr(Stdio::piped())
+                    .output();
+                let text = match &out {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(e) => format!("cannot run reconcile: {e}\n"),
+                };
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                {
+                    use std::io::Write;
+                    let _ = f.write_all(text.as_bytes());
+                }
+                let failed = match &out {
+                    Ok(out) => (!out.status.success()).then(|| out.status.to_string()),
+                    Err(_) => Some("not started".to_string()),
+                };
+                if let Some(status) = failed {
+                    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    if let Ok(mut failures) = flags.failures.lock() {
+                        failures.push(format!("{node} ({status}): {}", tail.join(" / ")));
+                    }
+                }
             }
-            running.store(false, Ordering::SeqCst);
+            flags.running.store(false, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
         }
     })
