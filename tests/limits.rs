@@ -267,9 +267,11 @@ fn a_burst_of_asks_is_a_handful_of_postgres_queries() {
     // At least one query served the burst: a count of 0 would mean the log
     // pattern no longer matches, and the bound below would hold for
     // nothing. (Its log line may land a moment after its answer.)
-    wait_until(Duration::from_secs(5), "the burst's queries in the log", || {
-        facts_queries(s) > before
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the burst's queries in the log",
+        || facts_queries(s) > before,
+    );
     let queries = facts_queries(s) - before;
     println!(
         "500 concurrent asks: {answered} answered in {took:?} from {queries} Postgres queries"

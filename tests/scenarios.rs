@@ -14,7 +14,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::scene::{report, Figures, Options, Scene};
+use common::scene::{self, report, Figures, Options, Scene};
 use common::*;
 
 /// Asserts the invariant on our variants: never two UP in prod, and no
@@ -80,6 +80,7 @@ fn fault_then_promotion(
     scenario: &str,
     old: bool,
     tail: Duration,
+    bound: Duration,
     fault: impl FnOnce(&Scene),
 ) -> Vec<Figures> {
     std::thread::sleep(Duration::from_secs(2));
@@ -92,6 +93,16 @@ fn fault_then_promotion(
     let figures = s.figures(at, "node_2", old);
     report(scenario, &figures);
     assert_ours(s, scenario, &figures, old);
+    // The model's bound, end to end (`bound`: P3's W, or P4's H, plus
+    // three runs, the cache, HAProxy's entry and a stated margin).
+    for f in figures.iter().filter(|f| f.ours) {
+        let converge = f.converge.expect("converged");
+        assert!(
+            converge <= bound.as_secs_f64(),
+            "{scenario}, {}: node_2 alone in prod after {converge:.1} s, past the bound {bound:?}",
+            f.label
+        );
+    }
     figures
 }
 
@@ -131,6 +142,7 @@ fn zombie_promotion_while_the_old_primary_runs_on_then_restarts() {
         "promotion while the old primary runs on (zombie)",
         true,
         Duration::from_secs(3),
+        scene::failover_bound(),
         |_| {},
     );
     assert_eq!(
@@ -154,6 +166,7 @@ fn a_planned_switchover_stops_then_promotes() {
         "planned switchover (stop, then promote)",
         false,
         Duration::from_secs(2),
+        scene::switchover_bound(),
         |s| s.c.primary.stop("fast"),
     );
 }
@@ -166,6 +179,7 @@ fn failover_after_the_primary_is_killed() {
         "failover (primary killed)",
         false,
         Duration::from_secs(2),
+        scene::failover_bound(),
         |s| s.c.primary.signal(libc::SIGKILL),
     );
 }
@@ -185,6 +199,7 @@ fn a_non_transitive_partition_then_a_promotion() {
         "non-transitive partition (A-B cut), then promotion",
         true,
         Duration::from_secs(3),
+        scene::failover_bound(),
         Scene::cut_ab,
     );
 }
@@ -315,6 +330,7 @@ fn a_primary_partitioned_from_its_peers_in_a_network_namespace() {
         "the primary partitioned from its peers (netns, veth down)",
         true,
         Duration::from_secs(3),
+        scene::failover_bound(),
         |s| s.partition_node_1(true),
     );
     // The partition heals: node_1 learns node_2's claim and stays out.
@@ -333,6 +349,7 @@ fn a_zombie_whose_reconciler_stopped_shows_what_pgsql_check_cannot_promise() {
         "zombie whose reconciler stopped",
         true,
         Duration::from_secs(4),
+        scene::failover_bound(),
         |s| s.stop_reconciler(0),
     );
     // pgsql-check relies on pg_hba edits alone: nobody edits node_1's, so

@@ -120,8 +120,10 @@ fn assert_verifies(verify: &mut Command) {
     );
 }
 
+/// A lint of the shipped file's text. That HAProxy really routes by the
+/// words is tested in tests/haproxy_routing.rs and tests/scenarios.rs.
 #[test]
-fn haproxy_config_checks_the_words() {
+fn lint_haproxy_cfg_names_the_words_and_the_timing() {
     let text = std::fs::read_to_string(repo("haproxy/haproxy.cfg")).expect("read haproxy.cfg");
     for needle in [
         "listen prod",
@@ -167,8 +169,11 @@ fn units_pass_systemd_analyze_verify() {
     assert_verifies(Command::new(analyze).arg("verify").args(&units));
 }
 
+/// A lint of the shipped unit's text: the limits that keep a flood from
+/// failing the socket are set. The flood itself, under a real systemd, is
+/// tests/systemd_units.rs.
 #[test]
-fn accept_yes_socket_survives_floods_by_configuration() {
+fn lint_accept_yes_socket_sets_flood_limits() {
     let text =
         std::fs::read_to_string(repo("units/pgsql-state.socket")).expect("read the socket unit");
     let value = |key: &str| -> u64 {

@@ -587,6 +587,52 @@ impl Scene {
     }
 }
 
+/// The scene's timing: watchDog 1 s, connectionDeadline 1 s, and the
+/// `haproxy.check` of [`write_config`].
+fn scene_check() -> pgsql_state::timing::HaproxyCheck {
+    pgsql_state::timing::HaproxyCheck {
+        inter: Duration::from_secs(1),
+        fastinter: Duration::from_millis(500),
+        rise: 1,
+        fall: 1,
+        timeout_check: Duration::from_secs(2),
+    }
+}
+
+/// How long HAProxy takes, at most, to put a server that answers the word
+/// UP in `prod`: its next check within `inter`, `rise` − 1 more at
+/// `fastinter` (rise 2 in the tcp-check and httpchk pools), each within
+/// `timeout check`.
+fn haproxy_entry() -> Duration {
+    Duration::from_secs(1) + Duration::from_millis(500) + Duration::from_secs(2)
+}
+
+/// One reconcile run: one starts every second and lasts up to the
+/// deadline (1 s).
+const RUN: Duration = Duration::from_secs(2);
+/// The margin the bounds allow a busy machine.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// The model's P3 bound as HAProxy sees it: a promoted node is alone in
+/// `prod` within W, three runs and the witness's cache, plus HAProxy's
+/// entry and the margin.
+pub fn failover_bound() -> Duration {
+    let w = pgsql_state::timing::wait(
+        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+        &scene_check(),
+    );
+    w + 3 * RUN + pgsql_state::timing::WITNESS_CACHE_TTL + haproxy_entry() + MARGIN
+}
+
+/// The same for a planned switchover (P4): H alone instead of W.
+pub fn switchover_bound() -> Duration {
+    pgsql_state::timing::haproxy_term(&scene_check())
+        + 3 * RUN
+        + pgsql_state::timing::WITNESS_CACHE_TTL
+        + haproxy_entry()
+        + MARGIN
+}
+
 impl Scene {
     /// The node name (`node_1`, `node_2`) of a data node's address.
     pub fn name_of(&self, ip: IpAddr) -> Option<&'static str> {
@@ -744,6 +790,7 @@ fn write_config(
     }
     .reconciled_yaml(
         &hba,
+        // As scene_check() says.
         "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
     ) + &format!(
         "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n{lag}",
