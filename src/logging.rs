@@ -25,6 +25,11 @@ pub fn init_at(silent: bool, level: log::LevelFilter) {
     }
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     builder.format(move |out, record| {
+        // One record, one line: much of what is logged came from the
+        // network (peer names, addresses, messages), and a newline or an
+        // escape in it must not forge a journal line or repaint a terminal.
+        let message = record.args().to_string();
+        let message = crate::error_text::printable(&message);
         if journal {
             let priority = match record.level() {
                 log::Level::Error => 3,
@@ -32,13 +37,12 @@ pub fn init_at(silent: bool, level: log::LevelFilter) {
                 log::Level::Info => 6,
                 log::Level::Debug | log::Level::Trace => 7,
             };
-            writeln!(out, "<{priority}>{}", record.args())
+            writeln!(out, "<{priority}>{message}")
         } else {
             writeln!(
                 out,
-                "pgsql-state: {}: {}",
+                "pgsql-state: {}: {message}",
                 record.level().as_str().to_lowercase(),
-                record.args()
             )
         }
     });
@@ -58,7 +62,10 @@ pub fn to_syslog(priority: u8, message: &str) {
         Err(_) => return,
     };
     // Facility "daemon" (3): priority = 3 * 8 + severity.
-    let line: String = message.chars().take(1024).collect();
+    let line: String = crate::error_text::printable(message)
+        .chars()
+        .take(1024)
+        .collect();
     let datagram = format!(
         "<{}>pgsql-state[{}]: {line}",
         24 + priority,

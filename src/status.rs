@@ -72,7 +72,7 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
             _ => true,
         })
         .map(|(peer, view)| match view {
-            PeerView::Answered(a) => row_of(peer, a),
+            PeerView::Answered(a) => row_of(peer, a).printable(),
             PeerView::Unreachable(e) => Row {
                 node: if witness == Some(peer.as_str()) {
                     "witness".into()
@@ -95,10 +95,34 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
                     "?".into()
                 },
                 sees_master: vec![],
-                problem: Some(e.to_string()),
+                // The error may quote the peer's own message.
+                problem: Some(crate::error_text::printable(&e.to_string()).into_owned()),
             },
         })
         .collect()
+}
+
+impl Row {
+    /// The row with every text a peer sent made printable: names,
+    /// addresses, verdicts and their reasons, claims and messages all came
+    /// from the network, and a terminal escape in one could hide a line
+    /// (a SPLIT BRAIN among them) from the operator.
+    fn printable(self) -> Row {
+        let p = |text: String| crate::error_text::printable(&text).into_owned();
+        Row {
+            node: p(self.node),
+            peer: self.peer,
+            ip: p(self.ip),
+            role: self.role,
+            timeline: self.timeline,
+            lag_bytes: self.lag_bytes,
+            verdict: p(self.verdict),
+            claim: p(self.claim),
+            check: self.check,
+            sees_master: self.sees_master.into_iter().map(p).collect(),
+            problem: self.problem.map(p),
+        }
+    }
 }
 
 fn row_of(peer: &str, a: &IKnow) -> Row {
@@ -456,5 +480,40 @@ mod tests {
         let r = rows(&views, None);
         assert_eq!(r[0].verdict, "fenced (stale)");
         assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
+    }
+
+    /// Review item 19.4: a peer on the path of plaintext traffic must not
+    /// hide the SPLIT BRAIN line with terminal escapes (here: up a line,
+    /// erase it) in the fields it sends.
+    #[test]
+    fn terminal_escapes_from_peers_are_shown_not_obeyed() {
+        let mut sly = IKnow {
+            node_name: "node_1\u{1b}[1A\u{1b}[2K".into(),
+            ip: "10.0.0.1\n10.0.0.9".into(),
+            role: Role::Primary as i32,
+            master: vec!["10.0.0.1\r".into()],
+            ..IKnow::default()
+        };
+        sly.verdict = Some(Verdict {
+            kind: "fenced\u{1b}[8m".into(),
+            reason: "hidden\u{1b}[0m".into(),
+            fresh: true,
+        });
+        let views = vec![
+            ("a:1".to_string(), PeerView::Answered(sly)),
+            (
+                "b:1".to_string(),
+                node("node_2", "10.0.0.2", Role::Primary, &["10.0.0.2"]),
+            ),
+        ];
+        let r = rows(&views, None);
+        let text = format!("{}\n{}", render(&r), summary(&r));
+        assert!(
+            !text.chars().any(|c| c == '\u{1b}' || c == '\r'),
+            "{text:?}"
+        );
+        assert_eq!(render(&r).lines().count(), 1 + r.len(), "{text}");
+        assert!(text.contains("node_1\\u{1b}[1A"), "{text}");
+        assert!(text.contains("SPLIT BRAIN"), "{text}");
     }
 }

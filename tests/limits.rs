@@ -410,3 +410,330 @@ fn a_witness_without_postgres_keys_checks_and_serves() {
     assert_eq!(a.master, [s.p1.ip().to_string()]);
     assert_eq!(a.slaves, [s.p2.ip().to_string()]);
 }
+
+/// Opens `per_source` connections to `addr` from each of `sources`, sends
+/// `first` on each (a byte of HTTP/2's preface, or a TLS record header
+/// that promises more), and holds them.
+async fn dawdling_connections(
+    addr: SocketAddr,
+    sources: &[Ipv4Addr],
+    per_source: usize,
+    first: &'static [u8],
+) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    // All at once, so that every slot is held before the first one's
+    // set-up deadline ends.
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in sources.iter().copied() {
+        for _ in 0..per_source {
+            tasks.spawn(async move {
+                let mut stream = idle_connections(addr, source, 1).await.pop()?;
+                stream.write_all(first).await.ok()?;
+                Some(stream)
+            });
+        }
+    }
+    let mut open = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(stream)) = done {
+            open.push(stream);
+        }
+    }
+    open
+}
+
+/// How many of `held` the server has closed: what it sent (HTTP/2's
+/// SETTINGS) is read, then EOF or an error, with reads that do not wait.
+fn closed_by_server(held: &[tokio::net::TcpStream]) -> usize {
+    let mut buf = [0u8; 1024];
+    held.iter()
+        .filter(|s| loop {
+            match s.try_read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        })
+        .count()
+}
+
+/// Review item 19.1: 512 connections from 16 stranger addresses, each
+/// holding the peer port after a first byte (or a TLS record header),
+/// shut it for everyone. Now a configured voter's ask is answered at once
+/// throughout (its address is reserved), and the strangers' connections
+/// are closed when they have not sent a request within the set-up
+/// deadline. Returns the honest asks' answer times.
+fn attack_the_peer_port(
+    rt: &tokio::runtime::Runtime,
+    target: SocketAddr,
+    voter: Ipv4Addr,
+    strangers: &[Ipv4Addr],
+    first: &'static [u8],
+    tls: Tls,
+) -> Vec<Duration> {
+    let grpc_from = |source: Ipv4Addr| Grpc {
+        tls: tls.clone(),
+        bind_address: source.to_string(),
+        server_host_override: tls.enabled.then(|| "pgsql-state.test".to_string()),
+        ..grpc(Duration::from_secs(3))
+    };
+    let honest = PeerClient::new(&grpc_from(voter), anonymous()).expect("a client");
+    let opening = Instant::now();
+    let held = rt.block_on(dawdling_connections(target, strangers, 32, first));
+    println!(
+        "{} stranger connections hold {target} (opened in {:?})",
+        held.len(),
+        opening.elapsed()
+    );
+    assert!(held.len() >= 500, "only {} connections opened", held.len());
+    // A stranger's own ask, while the slots are full: it may be refused.
+    let stranger =
+        PeerClient::new(&grpc_from(Ipv4Addr::new(127, 0, 0, 201)), anonymous()).expect("a client");
+    let refused = matches!(
+        rt.block_on(stranger.ask(&target.to_string())),
+        PeerView::Unreachable(_)
+    );
+    let mut took = Vec::new();
+    let start = Instant::now();
+    // Asks through the set-up deadline (3 s) and past it.
+    while start.elapsed() < Duration::from_secs(6) {
+        let asked = Instant::now();
+        match rt.block_on(honest.ask(&target.to_string())) {
+            PeerView::Answered(a) => assert_eq!(a.node_name, "node_1"),
+            PeerView::Unreachable(e) => {
+                panic!(
+                    "the voter's ask failed {:?} into the attack: {e}",
+                    start.elapsed()
+                )
+            }
+        }
+        took.push(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let closed = closed_by_server(&held);
+    println!(
+        "attack on {target}: the voter's {} asks took {:?} at most; a stranger's ask {}; \
+         {closed} of {} stranger connections closed by the server after 6 s",
+        took.len(),
+        took.iter().max(),
+        if refused {
+            "was refused"
+        } else {
+            "was answered"
+        },
+        held.len()
+    );
+    assert!(
+        took.iter().all(|t| *t < Duration::from_secs(1)),
+        "the voter waited: {took:?}"
+    );
+    assert!(
+        closed * 10 >= held.len() * 9,
+        "only {closed} of {} dawdling connections were closed past the set-up deadline",
+        held.len()
+    );
+    took
+}
+
+/// The 16 stranger addresses of the attack: 127.0.0.100 to 127.0.0.115.
+fn stranger_addrs() -> Vec<Ipv4Addr> {
+    (100..116).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
+}
+
+#[test]
+fn strangers_holding_the_peer_port_do_not_shut_out_a_voter() {
+    let s = setup();
+    raise_fd_limit();
+    let rt = runtime();
+    // node_1's peer lists the witness (127.0.K.4) among its voters.
+    let voter = s.cluster.spare_addr(4);
+    attack_the_peer_port(&rt, s.p1, voter, &stranger_addrs(), b"P", Tls::default());
+}
+
+#[test]
+fn strangers_holding_the_tls_handshake_do_not_shut_out_a_voter() {
+    let s = setup();
+    raise_fd_limit();
+    let rt = runtime();
+    let dir = runtime_dir("limits-tls-peer");
+    let (files, _) = make_tls(&dir);
+    let files = TlsFiles {
+        require_client_cert: false,
+        ..files
+    };
+    let bind = SocketAddr::new(s.cluster.primary.addr.into(), 10111);
+    let witness = SocketAddr::new(s.cluster.spare_addr(4).into(), 10111);
+    let config = PeerConfig {
+        node_name: "node_1",
+        primary_ip: &bind.ip().to_string(),
+        bind,
+        neighbours: vec![SocketAddr::new(s.p2.ip(), 10111).to_string()],
+        witness: witness.to_string(),
+        conninfo: s.cluster.primary.conninfo(),
+        runtime_dir: &dir,
+        tls: Some(&files),
+        connection_deadline: 2.0,
+    }
+    .write(&dir);
+    let _peer = start_peer(&config, bind, &dir.join("peer-tls.log"));
+    let tls = Tls {
+        enabled: true,
+        require_client_cert: false,
+        ca: Some(files.ca.clone()),
+        cert: None,
+        key: None,
+    };
+    // A TLS handshake record header that promises 512 bytes, then nothing.
+    attack_the_peer_port(
+        &rt,
+        bind,
+        s.cluster.spare_addr(4),
+        &stranger_addrs(),
+        &[0x16, 0x03, 0x01, 0x02, 0x00],
+        tls,
+    );
+}
+
+/// Review item 19.2: eight addresses holding silent connections fill the
+/// long-lived responder (128 each, 1,024 in all; a ninth keeps them full);
+/// HAProxy's checks, from a `haproxy.server` address, keep their answers.
+#[test]
+fn silent_strangers_do_not_starve_haproxy_s_checks_of_the_long_lived_responder() {
+    let s = setup();
+    raise_fd_limit();
+    let dir = runtime_dir("limits-reserved-responder");
+    let haproxy = s.cluster.spare_addr(60);
+    let config = PeerConfig {
+        node_name: "node_2",
+        primary_ip: &s.p2.ip().to_string(),
+        bind: s.p2,
+        neighbours: vec![s.p1.to_string()],
+        witness: SocketAddr::new(s.cluster.spare_addr(4).into(), 10100).to_string(),
+        conninfo: s.cluster.standby.conninfo(),
+        runtime_dir: &dir,
+        tls: None,
+        connection_deadline: 2.0,
+    }
+    .yaml()
+    .replace(
+        "    server:\n      - \"127.0.0.1\"\n",
+        &format!("    server:\n      - \"{haproxy}\"\n"),
+    );
+    assert!(config.contains(&haproxy.to_string()), "{config}");
+    let path = dir.join("responder.yml");
+    std::fs::write(&path, config).expect("write the config");
+    let addr = SocketAddr::new(s.cluster.standby.addr.into(), 5451);
+    let _server = Spawned::listening(
+        {
+            let mut cmd = std::process::Command::new(binary());
+            cmd.arg("-f")
+                .arg(&path)
+                .args([
+                    "respond",
+                    "--format",
+                    "http",
+                    "--fencing",
+                    "off",
+                    "--listen",
+                ])
+                .arg(addr.to_string())
+                .stderr(std::process::Stdio::null());
+            cmd
+        },
+        addr,
+        "the long-lived responder",
+    );
+    let rt = runtime();
+    // Nine addresses, 128 connections each, silent (eight fill the 1,024
+    // slots; the ninth keeps them full); each one that the responder
+    // answers (400, after its 1 s head timeout) or refuses is opened
+    // again. Bounded: 20 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attack = {
+        let (stop, refused) = (stop.clone(), refused.clone());
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for source in (120..129).map(|i| Ipv4Addr::new(127, 0, 0, i)) {
+                    for _ in 0..128 {
+                        let (stop, refused) = (stop.clone(), refused.clone());
+                        tasks.spawn(async move {
+                            use tokio::io::AsyncReadExt;
+                            let started = Instant::now();
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                                && started.elapsed() < Duration::from_secs(20)
+                            {
+                                let held = Instant::now();
+                                if let Some(mut conn) =
+                                    idle_connections(addr, source, 1).await.pop()
+                                {
+                                    let mut buf = [0u8; 256];
+                                    let _ = tokio::time::timeout(
+                                        Duration::from_secs(5),
+                                        conn.read(&mut buf),
+                                    )
+                                    .await;
+                                }
+                                // Closed at once, unanswered: refused (the
+                                // slots are full). Try again soon, not in a
+                                // spin.
+                                if held.elapsed() < Duration::from_millis(100) {
+                                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                            }
+                        });
+                    }
+                }
+                while tasks.join_next().await.is_some() {}
+            })
+        })
+    };
+    // Let the attack fill the slots.
+    std::thread::sleep(Duration::from_secs(2));
+    let check_from = |source: Ipv4Addr| {
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut conn = idle_connections(addr, source, 1).await.pop()?;
+            conn.write_all(b"GET /replica HTTP/1.0\r\n\r\n")
+                .await
+                .ok()?;
+            let mut reply = String::new();
+            tokio::time::timeout(Duration::from_secs(3), conn.read_to_string(&mut reply))
+                .await
+                .ok()?
+                .ok()?;
+            Some(reply)
+        })
+    };
+    let refused_before = refused.load(std::sync::atomic::Ordering::Relaxed);
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let reply = check_from(haproxy).unwrap_or_default();
+        took.push(start.elapsed());
+        assert!(
+            reply.starts_with("HTTP/1.0 200 OK"),
+            "HAProxy's check: {reply:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The control: the strangers were being refused all the while, so
+    // the slots were full while HAProxy's checks got in.
+    let refused_during = refused.load(std::sync::atomic::Ordering::Relaxed) - refused_before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    attack.join().expect("the attack's thread");
+    println!(
+        "silent strangers on the long-lived responder: HAProxy's checks took {took:?}; \
+         the strangers were refused {refused_during} times meanwhile"
+    );
+    assert!(
+        took.iter().all(|t| *t < Duration::from_secs(2)),
+        "HAProxy's check waited: {took:?}"
+    );
+    assert!(
+        refused_during >= 100,
+        "the slots were not full: only {refused_during} stranger connections refused"
+    );
+}

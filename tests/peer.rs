@@ -483,46 +483,6 @@ fn hung_or_killed_peer_never_makes_the_witness_late() {
     );
 }
 
-/// A CA, and one certificate for every node with the cluster-wide name
-/// `pgsql-state.test` (no IP addresses, so clients need serverHostOverride).
-fn make_tls(dir: &std::path::Path) -> (TlsFiles, TlsFiles) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
-    let key = KeyPair::generate().expect("node key");
-    let cert = CertificateParams::new(vec!["pgsql-state.test".to_string()])
-        .expect("node params")
-        .signed_by(&key, &ca)
-        .expect("node cert");
-    let other_ca = CertifiedIssuer::self_signed(
-        {
-            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p
-        },
-        KeyPair::generate().expect("key"),
-    )
-    .expect("another CA");
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write PEM");
-        path
-    };
-    let files = TlsFiles {
-        ca: write("ca.pem", ca.pem()),
-        cert: write("node.pem", cert.pem()),
-        key: write("node.key", key.serialize_pem()),
-        require_client_cert: true,
-    };
-    let foreign = TlsFiles {
-        ca: write("other-ca.pem", other_ca.pem()),
-        ..files.clone()
-    };
-    (files, foreign)
-}
-
 fn tls(files: &TlsFiles, with_cert: bool) -> Tls {
     Tls {
         enabled: true,
@@ -782,4 +742,57 @@ fn a_harepd_node_and_pgsql_state_nodes_understand_each_other() {
     // And harepd's client reads our witness.
     let hw = rt.block_on(ask_as_harepd(t.w));
     assert_eq!((hw.master, hw.slaves), (vec![ip1], vec![ip2]));
+}
+
+/// Review item 19.4: a neighbour's name is logged when node_1 learns its
+/// address. A name carrying a newline and a terminal escape must not forge
+/// a journal line (here, one that reads like a warning of node_1's own) nor
+/// reach the log raw.
+#[test]
+fn a_neighbours_name_cannot_forge_a_log_line() {
+    let c = shared();
+    let t = trio(c, 10006, None, 4.0);
+    let ip2 = c.standby.addr.to_string();
+    let forged = "pgsql-state: warn: FORGED split brain cleared";
+    let evil = HarepdNode {
+        answer: harepd::IKnow {
+            ip: ip2.clone(),
+            node_id: 2,
+            node_name: format!("node_2\n{forged}\u{1b}[2K"),
+            witness: t.w.to_string(),
+            slaves: vec![ip2.clone()],
+            master: vec![],
+        },
+    };
+    let addr = t.p2;
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            tonic::transport::Server::builder()
+                .add_service(harepd::cluster_info_server::ClusterInfoServer::new(evil))
+                .serve(addr)
+                .await
+                .expect("the neighbour's server");
+        })
+    });
+    wait_until(Duration::from_secs(10), "the neighbour listens", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let log = t.log(t.p1);
+    let _p1 = start_peer(&t.configs[0], t.p1, &log);
+    // node_1 asks its neighbours every 5 s and logs what it learned.
+    wait_until(Duration::from_secs(20), "node_1 learns the name", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("FORGED")
+    });
+    let text = std::fs::read_to_string(&log).expect("node_1's log");
+    assert!(
+        !text.lines().any(|l| l.starts_with(forged)),
+        "a forged line in the log:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "a raw escape in the log:\n{text}");
+    assert!(
+        text.contains("node_2\\npgsql-state: warn: FORGED"),
+        "{text}"
+    );
 }

@@ -855,3 +855,63 @@ fn metrics_parse_with_a_real_prometheus_parser() {
         "{m}"
     );
 }
+
+/// Review item 19.2: a one-shot `http` check whose client says nothing
+/// gets its 400 without the responder asking Postgres anything. Here the
+/// "Postgres" is a listener the test owns, which counts the connections
+/// the responder makes to it; a real request, the control, makes one.
+#[test]
+fn a_one_shot_http_check_that_sends_nothing_never_reaches_postgres() {
+    use std::io::{Read, Write};
+    let c = cluster();
+    let pg = std::net::TcpListener::bind((c.spare_addr(40), 0)).expect("bind the fake Postgres");
+    pg.set_nonblocking(true).expect("nonblocking");
+    let conninfo = format!(
+        "host={} port={} user=postgres dbname=postgres connect_timeout=1",
+        c.spare_addr(40),
+        pg.local_addr().expect("its address").port()
+    );
+    let addr = at(&c.primary, 5455);
+    let _activator = socket_activate(
+        addr,
+        Activation::Accept,
+        &[],
+        &[
+            "--format",
+            "http",
+            "--check-timeout",
+            "1",
+            "--conninfo",
+            &conninfo,
+        ],
+    );
+    let exchange = |request: &[u8]| {
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        conn.write_all(request).expect("send");
+        let mut reply = String::new();
+        let _ = conn.read_to_string(&mut reply);
+        reply
+    };
+    let connections = || {
+        let mut n = 0;
+        while let Ok((held, _)) = pg.accept() {
+            drop(held);
+            n += 1;
+        }
+        n
+    };
+    // Silent, then garbled (HTTP/2's preface): 400, and Postgres unasked.
+    for request in [&b""[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        let reply = exchange(request);
+        assert!(reply.starts_with("HTTP/1.0 400 "), "{reply:?}");
+    }
+    assert_eq!(connections(), 0, "the responder asked Postgres for nothing");
+    // The control: a real request makes the responder connect.
+    let reply = exchange(b"GET /primary HTTP/1.0\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.0 503 "), "{reply:?}");
+    wait_until(Duration::from_secs(5), "the control's connection", || {
+        connections() > 0
+    });
+}

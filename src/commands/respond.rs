@@ -1,6 +1,7 @@
 //! `pgsql-state respond`: finds its socket, builds the settings from the
 //! config and flags, and answers once or serves.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
     // before the tokio runtime starts.
     let inherited = activation::take_inherited().context("cannot take the inherited socket")?;
     crate::logging::init(activation::stderr_is_client_socket());
-    let settings = match settings(explicit, &args) {
+    let (settings, haproxy) = match settings(explicit, &args) {
         Ok(settings) => settings,
         Err(error) => {
             // Still tell the client why, then fail with the config error.
@@ -45,11 +46,11 @@ pub fn run(explicit: Option<&Path>, args: RespondArgs) -> anyhow::Result<()> {
         (_, Some(addr)) => {
             let listener = bind(addr)?;
             confine();
-            serve(listener, settings)
+            serve(listener, settings, haproxy)
         }
         (Inherited::Listener(listener), None) => {
             confine();
-            serve(listener, settings)
+            serve(listener, settings, haproxy)
         }
         (Inherited::Nothing, None) => {
             confine();
@@ -80,16 +81,29 @@ fn confine() {
     }
 }
 
-/// The config's responder settings (or the defaults), with flags on top.
-/// The flags are a config fragment checked by the same validation as the
+/// The config's responder settings (or the defaults), with flags on top,
+/// and the config's `haproxy.server` addresses (none without a file). The
+/// flags are a config fragment checked by the same validation as the
 /// file's keys; a bad flag is a usage error naming the flag.
-fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<ResponderSettings> {
+fn settings(
+    explicit: Option<&Path>,
+    args: &RespondArgs,
+) -> anyhow::Result<(ResponderSettings, Vec<IpAddr>)> {
     let flags = args.fragment();
-    let (file, lease) = match super::load_config(explicit, true)? {
-        Some(loaded) => (loaded.responder_fragment, loaded.config.responder.lease),
+    let (file, lease, haproxy) = match super::load_config(explicit, true)? {
+        Some(loaded) => (
+            loaded.responder_fragment,
+            loaded.config.responder.lease,
+            // This node's own address too: an `nc` run on the node itself.
+            [loaded.config.primary_ip]
+                .into_iter()
+                .chain(loaded.config.haproxy_servers)
+                .collect(),
+        ),
         None => (
             ResponderFragment::default(),
             ResponderSettings::default().lease,
+            Vec::new(),
         ),
     };
     let flag_problems = |problems: Vec<config::Problem>| {
@@ -102,7 +116,7 @@ fn settings(explicit: Option<&Path>, args: &RespondArgs) -> anyhow::Result<Respo
         .overlay(flags)
         .validate(FragmentSource::Flags, "", lease)
         .map_err(flag_problems)?;
-    Ok(settings)
+    Ok((settings, haproxy))
 }
 
 /// A runtime for one answer: one thread, started in microseconds.
@@ -198,7 +212,14 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<()> {
+/// Serves until a signal. HAProxy's addresses and this node's own
+/// (`haproxy`) and loopback (the on-call engineer's `nc`) are never
+/// refused because strangers hold the connection slots.
+fn serve(
+    listener: ListenSocket,
+    settings: ResponderSettings,
+    haproxy: Vec<IpAddr>,
+) -> anyhow::Result<()> {
     // One thread: a check is a few microseconds of work between waits, and
     // keeping the accept loop, the answer and the Postgres connection on one
     // thread avoids cross-thread wake-ups. Measured (BENCHMARKS.md): p50
@@ -222,7 +243,8 @@ fn serve(listener: ListenSocket, settings: ResponderSettings) -> anyhow::Result<
         };
         responder.startup_check().await;
         crate::systemd::ready("answering health checks");
-        server::serve(listener, super::shutdown_signal(), responder).await?;
+        let reserved = crate::conn_limit::Reserved::new(haproxy, true);
+        server::serve(listener, super::shutdown_signal(), responder, reserved).await?;
         Ok(())
     })
 }

@@ -32,6 +32,24 @@ pub(super) fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Optio
     }
     let enabled = tls_block.enabled.or(g.enabled).unwrap_or(false);
     let require_client_cert = tls_block.require_client_cert.unwrap_or(false);
+    if require_client_cert && !enabled {
+        // A port the operator means to close to strangers would accept
+        // anyone in plain text.
+        c.report(
+            "harepd.gRPC.tls.requireClientCert",
+            "is true while harepd.gRPC.tls.enabled is false: TLS is off, so no client \
+             certificate is asked for and any client is served; set gRPC.tls.enabled: true \
+             (with cert, key and ca), or remove requireClientCert",
+        );
+    } else if !enabled && (ca.is_some() || cert.is_some() || key.is_some()) {
+        // harepd's own template sets these with TLS off, so they are not
+        // an error; they do nothing, and the operator is told.
+        c.warn(
+            "harepd.gRPC.tls",
+            "ca, cert and key are ignored while harepd.gRPC.tls.enabled is false: \
+             the peer port is plain text",
+        );
+    }
     if require_client_cert && ca.is_none() {
         c.report(
             "harepd.gRPC.tls.requireClientCert",

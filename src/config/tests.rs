@@ -123,7 +123,8 @@ fn harepd_readme_template_loads_unchanged() {
         }
     );
     let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
-    assert_eq!(warned, ["harepd.logs"]);
+    // harepd's template sets the TLS files with TLS off: told, not refused.
+    assert_eq!(warned, ["harepd.logs", "harepd.gRPC.tls"]);
     assert_eq!(loaded.warnings[0].line, Some(33));
 }
 
@@ -201,6 +202,11 @@ fn every_problem_is_reported_with_its_line() {
             &["14: harepd.authModes.deny: \"nope\" is not a pg_hba.conf auth method"],
         ),
         (
+            "requireClientCert while TLS is off",
+            "      enabled: false\n",
+            &["21: harepd.gRPC.tls.requireClientCert: is true while harepd.gRPC.tls.enabled is false: TLS is off, so no client certificate is asked for and any client is served; set gRPC.tls.enabled: true (with cert, key and ca), or remove requireClientCert"],
+        ),
+        (
             "a node name with white space",
             "  nodeName: \"node_1\"\n",
             &["2: harepd.nodeName: \"node 1\" cannot be a node name: it contains white space (a node name is one word of at most 63 bytes, with no white space or control characters, like repmgr's node_name)"],
@@ -215,6 +221,7 @@ fn every_problem_is_reported_with_its_line() {
         "    witness: 10.21.57.63:http\n",
         "  watchDog: 15\n  checkTimeout: -1\n",
         "      deny: \"nope\"\n",
+        "      enabled: false\n      requireClientCert: true\n",
         "  nodeName: \"node 1\"\n",
     ];
     for ((name, from, want), to) in cases.iter().zip(replacements) {

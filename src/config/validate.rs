@@ -86,9 +86,11 @@ impl ResponderFragment {
         lease: Duration,
     ) -> Result<ResponderSettings, Vec<Problem>> {
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         let mut c = Checker {
             text,
             problems: &mut problems,
+            warnings: &mut warnings,
         };
         let settings = self.check(&mut c, source, lease);
         if problems.is_empty() {
@@ -152,11 +154,21 @@ impl ResponderFragment {
 pub(super) struct Checker<'a> {
     pub(super) text: &'a str,
     pub(super) problems: &'a mut Vec<Problem>,
+    pub(super) warnings: &'a mut Vec<Problem>,
 }
 
 impl Checker<'_> {
     pub(super) fn report(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
+            path: path.to_string(),
+            line: locate_dotted(self.text, path),
+            message: message.into(),
+        });
+    }
+
+    /// A warning: the file loads, and the operator is told.
+    pub(super) fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
             path: path.to_string(),
             line: locate_dotted(self.text, path),
             message: message.into(),
@@ -220,7 +232,11 @@ pub(super) fn validate(
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) -> Option<(Config, ResponderFragment)> {
-    let mut c = Checker { text, problems };
+    let mut c = Checker {
+        text,
+        problems,
+        warnings,
+    };
     let Some(raw) = raw.harepd else {
         c.report(
             "harepd",
@@ -249,11 +265,7 @@ pub(super) fn validate(
         responder,
     } = raw;
     if logs.is_some() {
-        warnings.push(Problem {
-            path: "harepd.logs".into(),
-            line: locate_dotted(text, "harepd.logs"),
-            message: "ignored: pgsql-state logs to the journal".into(),
-        });
+        c.warn("harepd.logs", "ignored: pgsql-state logs to the journal");
     }
 
     let node_name = c.non_empty("harepd.nodeName", node_name);

@@ -7,8 +7,10 @@
 //! The port is open to whoever can reach the node, so an inbound ask is
 //! information, never an instruction: what this node knows about names and
 //! addresses comes from its config and from the answers to its own asks.
-//! The server caps message size, request time, streams per connection, and
-//! connections per source and in all ([`crate::conn_limit`]).
+//! The server caps message size, request time, streams per connection,
+//! connection set-up time, and connections per source and in all
+//! ([`crate::conn_limit`]); the configured voters' addresses are never
+//! refused for strangers' sake.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +34,7 @@ use crate::pg::warm::WarmConnection;
 use crate::pg::{self, ProbeError};
 use crate::runtime_files;
 
+use crate::conn_limit::{Reserved, SetupTracker};
 pub use crate::timing::{FACTS_CACHE_TTL, WITNESS_CACHE_TTL};
 /// How often a data node refreshes its name → address directory.
 pub const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
@@ -44,8 +47,10 @@ pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 pub const MAX_CONNECTIONS: usize = 512;
 /// Requests served at once on one connection.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
-/// How long a new connection may stay silent before it is closed.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a new connection may take to set up (the TLS handshake,
+/// HTTP/2's preface and SETTINGS, and its first request's headers) before
+/// it is closed. Our own asks send all of it at once.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long any connection may live; peers ask on fresh connections.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
@@ -71,6 +76,11 @@ struct PeerState {
     /// voters' addresses, one for everyone else, so strangers' claims can
     /// neither become a storm of asks nor crowd out the real one.
     verify_gate: VerifyGate,
+    /// The configured voters' addresses: the connection limiter reserves
+    /// them, and the verification gate gives them their own slot.
+    voter_addrs: Reserved,
+    /// Which connections have sent a request (their set-up deadline ends).
+    setup: SetupTracker,
 }
 
 enum Kind {
@@ -128,12 +138,13 @@ impl PeerService {
         });
         voters.dedup();
         let verify_client = client.with_deadline(crate::timing::fan_out_budget(deadline));
-        let verify_gate = VerifyGate::default();
-        verify_gate.set_voter_ips(
+        let voter_addrs = Reserved::new(
             voters
                 .iter()
                 .filter_map(|v| crate::config::host_of(v).parse::<std::net::IpAddr>().ok()),
+            false,
         );
+        let verify_gate = VerifyGate::new(voter_addrs.clone());
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(crate::timing::fan_out_budget(deadline)),
@@ -166,6 +177,8 @@ impl PeerService {
                 voters,
                 verify_client,
                 verify_gate,
+                voter_addrs,
+                setup: SetupTracker::default(),
             }),
         })
     }
@@ -226,7 +239,7 @@ impl PeerService {
 
 impl PeerService {
     /// Resolves the configured voters' host names again (addresses stay
-    /// as written), for [`VerifyGate`].
+    /// as written), for [`VerifyGate`] and the connection limiter.
     async fn refresh_voter_ips(&self) {
         let mut ips = Vec::new();
         for voter in &self.inner.voters {
@@ -235,7 +248,7 @@ impl PeerService {
                     .await,
             );
         }
-        self.inner.verify_gate.set_voter_ips(ips);
+        self.inner.voter_addrs.set(ips);
     }
 }
 
@@ -400,6 +413,10 @@ impl ClusterInfo for PeerService {
         request: Request<WhatYouKnow>,
     ) -> Result<Response<IKnow>, Status> {
         let from = request.remote_addr();
+        if let Some(from) = from {
+            // A request came: the connection has set up.
+            self.inner.setup.established(from);
+        }
         let asker = request.into_inner();
         // Logged, never trusted: nothing the asker says changes the answer.
         log::debug!(
@@ -437,12 +454,17 @@ pub async fn serve(
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(Duration::from_secs(5));
     if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
+        builder = builder.tls_config(tls.timeout(SETUP_TIMEOUT))?;
     }
     let incoming = LimitedIncoming::new(
         listener,
-        ConnLimiter::new(MAX_CONNECTIONS_PER_SOURCE, MAX_CONNECTIONS),
-        HEAD_TIMEOUT,
+        ConnLimiter::with_reserved(
+            MAX_CONNECTIONS_PER_SOURCE,
+            MAX_CONNECTIONS,
+            service.inner.voter_addrs.clone(),
+        ),
+        service.inner.setup.clone(),
+        SETUP_TIMEOUT,
         Some(Duration::from_secs(30)),
     );
     builder

@@ -81,11 +81,84 @@ pub fn parse_lag(text: &str) -> Option<u64> {
 /// Whether a request needs the lag and the identity whatever the settings:
 /// `/metrics` (the timeline, the lag) and `?lag=` on any path.
 pub fn needs_full_facts(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let target = line.split(' ').nth(1).unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    path == "/metrics" || query.split('&').any(|pair| pair.starts_with("lag="))
+    let line = first_line(head);
+    let req = RequestLine::parse(&line);
+    req.path == "/metrics" || req.lag.is_some()
+}
+
+/// An HTTP request line, as far as the responder reads it.
+struct RequestLine<'a> {
+    method: &'a str,
+    target: &'a str,
+    path: &'a str,
+    /// `?lag=`: absent, or present and parsed (`None`: not a size).
+    lag: Option<Option<u64>>,
+}
+
+impl<'a> RequestLine<'a> {
+    fn parse(line: &'a str) -> RequestLine<'a> {
+        let mut parts = line.split(' ');
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let lag = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("lag="))
+            .map(parse_lag);
+        RequestLine {
+            method,
+            target,
+            path,
+            lag,
+        }
+    }
+}
+
+/// The first line of `head`, without its line end.
+fn first_line(head: &[u8]) -> String {
+    head.split(|&b| b == b'\n')
+        .next()
+        .map(|l| {
+            String::from_utf8_lossy(l)
+                .trim_end_matches('\r')
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The answer a request gets whatever the word: 400, 404 or 405, with its
+/// body. `None` when the answer depends on the word.
+fn rejection(head: &[u8], req: &RequestLine<'_>) -> Option<(u16, &'static str)> {
+    if head.len() >= MAX_REQUEST_HEAD && !head_complete(head) {
+        Some((400, "request too large\n"))
+    } else if !matches!(req.method, "GET" | "HEAD" | "OPTIONS") || req.path.is_empty() {
+        if req.target.is_empty() || !req.path.starts_with('/') {
+            Some((400, "bad request\n"))
+        } else {
+            Some((405, "method not allowed\n"))
+        }
+    } else if req.path == "/metrics" {
+        None
+    } else if let Some(None) = req.lag {
+        Some((
+            400,
+            "lag must be bytes, or a number with B, kB, MB, GB or TB\n",
+        ))
+    } else if http_status(req.path, None, Word::Production.into()).is_none() {
+        Some((
+            404,
+            "unknown path; try /primary /replica /read-only /health\n",
+        ))
+    } else {
+        None
+    }
+}
+
+/// Whether the answer to `head` depends on the word, and so on Postgres.
+/// A request that never came (a silent client, a cut-off or garbled line)
+/// is answered 400 without asking Postgres anything.
+pub fn http_needs_word(head: &[u8]) -> bool {
+    let line = first_line(head);
+    rejection(head, &RequestLine::parse(&line)).is_none()
 }
 
 /// The HTTP response for a request head (possibly cut short). The body is
@@ -93,45 +166,16 @@ pub fn needs_full_facts(head: &[u8]) -> bool {
 /// the status line and headers only.
 pub fn http_reply(head: &[u8], view: impl Into<HttpView>) -> String {
     let view = view.into();
-    let line = head
-        .split(|&b| b == b'\n')
-        .next()
-        .map(|l| {
-            String::from_utf8_lossy(l)
-                .trim_end_matches('\r')
-                .to_string()
-        })
-        .unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let lag = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("lag="))
-        .map(parse_lag);
-    let (status, body) = if head.len() >= MAX_REQUEST_HEAD && !head_complete(head) {
-        (400, "request too large\n".to_string())
-    } else if !matches!(method, "GET" | "HEAD" | "OPTIONS") || path.is_empty() {
-        if target.is_empty() || !path.starts_with('/') {
-            (400, "bad request\n".to_string())
-        } else {
-            (405, "method not allowed\n".to_string())
-        }
-    } else if path == "/metrics" {
-        (200, super::metrics::render(&view))
-    } else if let Some(None) = lag {
-        (
-            400,
-            "lag must be bytes, or a number with B, kB, MB, GB or TB\n".to_string(),
-        )
-    } else {
-        match http_status(path, lag.flatten(), view) {
+    let line = first_line(head);
+    let req = RequestLine::parse(&line);
+    let (status, body) = match rejection(head, &req) {
+        Some((status, body)) => (status, body.to_string()),
+        None if req.path == "/metrics" => (200, super::metrics::render(&view)),
+        None => match http_status(req.path, req.lag.flatten(), view) {
             Some(ok) => (if ok { 200 } else { 503 }, text_reply(view.word)),
-            None => (
-                404,
-                "unknown path; try /primary /replica /read-only /health\n".to_string(),
-            ),
-        }
+            // rejection() answered every unknown path.
+            None => (404, String::new()),
+        },
     };
     let reason = match status {
         200 => "OK",
@@ -140,12 +184,12 @@ pub fn http_reply(head: &[u8], view: impl Into<HttpView>) -> String {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let content_type = if status == 200 && path == "/metrics" {
+    let content_type = if status == 200 && req.path == "/metrics" {
         super::metrics::CONTENT_TYPE
     } else {
         "text/plain"
     };
-    let body = if matches!(method, "HEAD" | "OPTIONS") {
+    let body = if matches!(req.method, "HEAD" | "OPTIONS") {
         ""
     } else {
         body.as_str()
@@ -442,6 +486,31 @@ mod tests {
                 agent_reply(pool, *view, Drain, *bound),
                 *want,
                 "{view:?} {bound:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_request_that_came_asks_postgres() {
+        for (head, needs) in [
+            (&b"GET /primary HTTP/1.0\r\n\r\n"[..], true),
+            (b"OPTIONS / HTTP/1.0\r\n\r\n", true),
+            (b"GET /metrics HTTP/1.1\r\n\r\n", true),
+            (b"GET /replica?lag=1MB HTTP/1.0\r\n\r\n", true),
+            // Nothing came, or nothing that can be answered from a word.
+            (b"", false),
+            (b"\r\n", false),
+            (b"P", false),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false),
+            (b"POST /primary HTTP/1.0\r\n\r\n", false),
+            (b"GET /nowhere HTTP/1.0\r\n\r\n", false),
+            (b"GET /replica?lag=lots HTTP/1.0\r\n\r\n", false),
+        ] {
+            assert_eq!(
+                http_needs_word(head),
+                needs,
+                "{}",
+                String::from_utf8_lossy(head)
             );
         }
     }

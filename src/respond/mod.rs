@@ -232,8 +232,15 @@ impl Responder {
                 // with the connection, so reading it first costs nothing.
                 let head_bound = bound.min(HEAD_TIMEOUT);
                 let head = read_http_head(&mut conn, head_bound).await;
-                let (view, goodbye) = self.view(format::needs_full_facts(&head)).await;
-                (format::http_reply(&head, view), goodbye)
+                if format::http_needs_word(&head) {
+                    let (view, goodbye) = self.view(format::needs_full_facts(&head)).await;
+                    (format::http_reply(&head, view), goodbye)
+                } else {
+                    // No request came (a silent or garbled client): its
+                    // 4xx shows no word (any will do), so Postgres is not
+                    // asked.
+                    (format::http_reply(&head, Word::Maintenance), None)
+                }
             }
             Format::Agent => {
                 let (sent, (view, goodbye)) = read_while(&mut conn, self.view(false)).await;

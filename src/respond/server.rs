@@ -2,9 +2,11 @@
 //! (from systemd with `Accept=no`, or `--listen`) until `shutdown` resolves,
 //! answering each with the shared [`Responder`] and its warm connection.
 //!
-//! One source address may hold at most [`MAX_PER_SOURCE`] connections, so
-//! idle connections from a stranger cannot starve HAProxy's checks; a
-//! connection over that cap is closed at once.
+//! One source may hold at most [`MAX_PER_SOURCE`] connections, and sources
+//! that are not reserved [`MAX_IN_FLIGHT`] in all, so idle connections
+//! from strangers cannot starve HAProxy's checks: the reserved addresses
+//! (HAProxy's, and loopback) are never refused for strangers' sake. A
+//! connection over a cap is closed at once.
 
 use std::future::Future;
 use std::io;
@@ -15,11 +17,14 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use super::Responder;
-use crate::conn_limit::ConnLimiter;
+use crate::conn_limit::{ConnLimiter, Reserved};
 
 /// At most this many connections are answered at once; more wait in the
 /// kernel's accept queue, so a flood cannot exhaust file descriptors.
 pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Room kept beyond [`MAX_IN_FLIGHT`] for the reserved addresses.
+pub const RESERVED_IN_FLIGHT: usize = 256;
 
 /// At most this many connections from one source address are open at once.
 /// HAProxy runs one check per server at a time, so a few suffice.
@@ -53,9 +58,12 @@ pub async fn serve(
     listener: Listener,
     shutdown: impl Future<Output = ()>,
     responder: Arc<Responder>,
+    reserved: Reserved,
 ) -> io::Result<()> {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let per_source = ConnLimiter::new(MAX_PER_SOURCE, MAX_IN_FLIGHT);
+    // The permits bound the answers in flight, the reserved ones included,
+    // so that file descriptors stay bounded; strangers get fewer.
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT + RESERVED_IN_FLIGHT));
+    let per_source = ConnLimiter::with_reserved(MAX_PER_SOURCE, MAX_IN_FLIGHT, reserved);
     let bound = responder.settings().check_timeout * 2 + Duration::from_secs(1);
     tokio::pin!(shutdown);
     loop {
@@ -95,6 +103,7 @@ pub async fn serve(
         });
     }
     // Wait for in-flight answers: all permits back, or the bound.
-    let _ = tokio::time::timeout(bound, permits.acquire_many(MAX_IN_FLIGHT as u32)).await;
+    let all = (MAX_IN_FLIGHT + RESERVED_IN_FLIGHT) as u32;
+    let _ = tokio::time::timeout(bound, permits.acquire_many(all)).await;
     Ok(())
 }

@@ -19,7 +19,7 @@ pub mod tools;
 
 pub use cluster::{as_pg_user, pg_bin, pg_bindir, run, wait_until, Cluster, Node};
 pub use haproxy::Haproxy;
-pub use peers::{start_peer, write_with_claims, PeerConfig, TlsFiles};
+pub use peers::{make_tls, start_peer, write_with_claims, PeerConfig, TlsFiles};
 pub use proxy::Proxy;
 pub use systemd::SystemdNs;
 pub use tools::*;

@@ -107,3 +107,43 @@ pub fn start_peer(config: &Path, bind: SocketAddr, log: &Path) -> Spawned {
         .stderr(std::fs::File::create(log).expect("create the peer log"));
     Spawned::listening(cmd, bind, &format!("peer on {bind}"))
 }
+
+/// A CA, and one certificate for every node with the cluster-wide name
+/// `pgsql-state.test` (no IP addresses, so clients need serverHostOverride).
+pub fn make_tls(dir: &std::path::Path) -> (TlsFiles, TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("node key");
+    let cert = CertificateParams::new(vec!["pgsql-state.test".to_string()])
+        .expect("node params")
+        .signed_by(&key, &ca)
+        .expect("node cert");
+    let other_ca = CertifiedIssuer::self_signed(
+        {
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p
+        },
+        KeyPair::generate().expect("key"),
+    )
+    .expect("another CA");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    };
+    let files = TlsFiles {
+        ca: write("ca.pem", ca.pem()),
+        cert: write("node.pem", cert.pem()),
+        key: write("node.key", key.serialize_pem()),
+        require_client_cert: true,
+    };
+    let foreign = TlsFiles {
+        ca: write("other-ca.pem", other_ca.pem()),
+        ..files.clone()
+    };
+    (files, foreign)
+}

@@ -11,11 +11,13 @@
 //! - one for everyone else, which one source may take at most once a
 //!   second, so a single stranger cannot hold it for good.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::conn_limit::Reserved;
 
 /// How often one source outside the voters may take the shared slot.
 pub const STRANGER_INTERVAL: Duration = Duration::from_secs(1);
@@ -28,8 +30,9 @@ pub struct VerifyGate {
     voter_slot: Arc<AtomicBool>,
     stranger_slot: Arc<AtomicBool>,
     /// The configured voters' addresses, IP literals from the config and
-    /// what their host names resolve to (refreshed in the background).
-    voter_ips: RwLock<HashSet<IpAddr>>,
+    /// what their host names resolve to (refreshed in the background);
+    /// the peer port's connection limiter reserves the same.
+    voters: Reserved,
     /// When each source outside the voters last took the shared slot.
     stranger_seen: Mutex<HashMap<IpAddr, Instant>>,
 }
@@ -46,22 +49,17 @@ impl Drop for Slot {
 }
 
 impl VerifyGate {
-    /// Replaces the configured voters' addresses.
-    pub fn set_voter_ips(&self, ips: impl IntoIterator<Item = IpAddr>) {
-        let ips: HashSet<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
-        match self.voter_ips.write() {
-            Ok(mut known) => *known = ips,
-            Err(poisoned) => *poisoned.into_inner() = ips,
+    /// A gate whose voters' slot serves the addresses in `voters`.
+    pub fn new(voters: Reserved) -> VerifyGate {
+        VerifyGate {
+            voters,
+            ..VerifyGate::default()
         }
     }
 
     /// Whether `source` is a configured voter's address.
     pub fn is_voter(&self, source: IpAddr) -> bool {
-        let source = source.to_canonical();
-        match self.voter_ips.read() {
-            Ok(known) => known.contains(&source),
-            Err(poisoned) => poisoned.into_inner().contains(&source),
-        }
+        self.voters.contains(source)
     }
 
     /// Takes the slot an ask from `source` may use, at `now`, or `None`
@@ -110,11 +108,10 @@ mod tests {
 
     #[test]
     fn strangers_never_take_the_voters_slot_nor_keep_their_own() {
-        let gate = VerifyGate::default();
         let voter: IpAddr = "10.0.0.2".parse().expect("an address");
         let a: IpAddr = "192.0.2.1".parse().expect("an address");
         let b: IpAddr = "192.0.2.2".parse().expect("an address");
-        gate.set_voter_ips([voter]);
+        let gate = VerifyGate::new(Reserved::new([voter], false));
         let t = Instant::now();
         // A stranger holds the shared slot; a voter still gets its own.
         let held = gate.take(Some(a), t).expect("the shared slot is free");
