@@ -33,37 +33,52 @@ mkdir -p "$out"
 # from a stranger); MAXF bounds how many happen in one run.
 checks=(
   # The longest first, so that the two cores stay busy.
-  "everything|ok|-DF_LINK=1 -DF_PEER=1 -DF_PGHANG=1 -DF_STOP=1 -DF_RECON=1 -DF_STRANGER=1 -DMAXF=3"
-  "records-in-memory|P1|-DMEMORY_RECORDS=1 -DCHECK_P2=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4"
-  "slow-timer|ok|-DWATCHDOG=2 -DJITTER=1 -DF_LINK=1 -DF_RECON=1 -DMAXF=2"
-  "lease-over-h|ok|-DINTER=1 -DTCHECK=1 -DWATCHDOG=2 -DJITTER=1 -DF_STOP=1 -DF_PGHANG=1 -DMAXF=3"
-  "hangs|ok|-DF_PGHANG=1 -DF_PEER=1 -DMAXF=3"
-  "partitions|ok|-DF_LINK=1 -DMAXF=4"
-  "restarts|ok|-DF_STOP=1 -DF_RECON=1 -DMAXF=3"
+  "everything|ok|-DF_LINK=1 -DF_PEER=1 -DF_PGHANG=1 -DF_STOP=1 -DF_RESTART=1 -DF_RECON=1 -DF_STRANGER=1 -DMAXF=2"
+  "hangs|ok|-DF_PGHANG=1 -DF_PEER=1 -DMAXF=3 -DPEER_MASK=3"
   "peers|ok|-DF_PEER=1 -DMAXF=3"
+  "drift|ok|-DDRIFT=1 -DF_RECON=1 -DMAXF=1"
+  "partitions|ok|-DF_LINK=1 -DMAXF=4"
+  "three-nodes|ok|-DND=3 -DF_LINK=1 -DMAXF=1"
+  "restarts|ok|-DF_STOP=1 -DF_RECON=1 -DMAXF=3"
+  "slow-timer|ok|-DWATCHDOG=2 -DJITTER=1 -DF_LINK=1 -DF_RECON=1 -DMAXF=2 -DLINK_MASK=5"
+  "lease-over-h|ok|-DINTER=1 -DTCHECK=1 -DWATCHDOG=2 -DJITTER=1 -DF_STOP=1 -DF_PGHANG=1 -DMAXF=3"
+  "three-nodes-restarts|ok|-DND=3 -DF_STOP=1 -DF_RESTART=1 -DMAXF=2 -DPROMOTE_MASK=2"
+  "plain-wait|ok|-DOVERLAP=0 -DF_LINK=1 -DF_RECON=1 -DMAXF=2"
+  "restart-in-place|ok|-DF_RESTART=1 -DF_LINK=1 -DMAXF=2"
+  "lost-machine|ok|-DF_LINK=1 -DLINK_MASK=3 -DMAXF=2"
+  "lost-peer-and-postmaster|ok|-DF_PEER=1 -DF_PGHANG=1 -DPEER_MASK=1 -DNODE_MASK=1 -DMAXF=2"
+  "strangers|ok|-DF_STRANGER=1 -DMAXF=2"
+  "fall-2|ok|-DFALL=2 -DF_RECON=1 -DF_PGHANG=1 -DMAXF=2"
   "healthy|ok|"
   "healthy-late-t0|ok|-DLATE_T0=1"
   "switchover-late-t0|ok|-DF_STOP=1 -DMAXF=3 -DLATE_T0=1"
-  "strangers|ok|-DF_STRANGER=1 -DMAXF=2"
-  "fall-2|ok|-DFALL=2 -DF_RECON=1 -DF_PGHANG=1 -DMAXF=2"
-  "wait-is-lease-p1-only|ok|-DWAIT=LEASE -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
+  "lease-only-p1|ok|-DCONF_MAX=LEASE_P -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
   # Mutations: each must find a counterexample to the property named.
-  "no-claim-records|P1|-DNO_RECORDS=1 -DCHECK_P2=0 -DF_LINK=1 -DMAXF=1"
-  "wait-lease-minus-1|P1|-DWAIT=LEASE-1 -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
-  "wait-lease-plus-h-minus-1|P2|-DWAIT=LEASE+HTERM-1 -DF_RECON=1 -DMAXF=1"
-  "wait-fall-2-minus-1|P2|-DFALL=2 -DWAIT=LEASE+HTERM-1 -DF_RECON=1 -DMAXF=1"
+  "mth-smallest-age|P1|-DMTH_SMALLEST=1 -DCHECK_P2=0 -DF_LINK=1 -DF_PEER=1 -DMAXF=3"
+  "voter-restart-forgets|P1|-DRESTART_FORGETS=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DWATCHDOG=2 -DF_LINK=1 -DF_PEER=1 -DMAXF=3 -DLINK_MASK=1 -DPEER_MASK=4"
+  "restart-without-majority|P1|-DRESTART_NO_MAJORITY=1 -DCHECK_P2=0 -DF_STOP=1 -DF_LINK=1 -DMAXF=3"
+  "no-drift-compensation|P2|-DDRIFT=1 -DNO_DRIFT_COMP=1 -DF_RECON=1 -DMAXF=1"
+  "no-claim-records|P1|-DNO_RECORDS=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DF_LINK=1 -DMAXF=1"
+  "lease-only-minus-1|P1|-DCONF_MAX=LEASE_P-1 -DCHECK_P2=0 -DF_RECON=1 -DMAXF=1"
+  "lease-plus-h-minus-1|P2|-DCONF_MAX=LEASE_P+HTERM_P-1 -DF_RECON=1 -DMAXF=1"
+  "fall-2-minus-1|P2|-DFALL=2 -DCONF_MAX=LEASE_P+HTERM_P-1 -DF_RECON=1 -DMAXF=1"
   "majority-of-reachable|P1|-DREACHABLE_MAJORITY=1 -DCHECK_P2=0 -DF_LINK=1 -DMAXF=2"
   "stranger-unverified|P3|-DNO_VERIFY=1 -DF_STRANGER=1 -DMAXF=1"
-  "switchover-no-shortcut|P4|-DNO_SHORTCUT=1 -DF_STOP=1 -DMAXF=1"
+  "switchover-no-shortcut|P4|-DNO_SHORTCUT=1 -DWATCHDOG=3 -DF_STOP=1 -DMAXF=1"
   "shortcut-on-timeout|P1|-DSHORTCUT_ON_TIMEOUT=1 -DCHECK_P2=0 -DINTER=1 -DTCHECK=1 -DWATCHDOG=2 -DJITTER=1 -DF_PGHANG=1 -DMAXF=2"
+  "no-restart-rule|P5|-DRESTART_RULE=0 -DF_PEER=1 -DF_RESTART=1 -DMAXF=2"
+  "no-ages|P6|-DAGES=0 -DF_LINK=1 -DLINK_MASK=3 -DMAXF=2"
   # Sanity: HAProxy 2.6 starting every server UP breaks P2 at its first
   # tick, whatever the rules; it shows P2 is checked at all.
   "haproxy-starts-up|sanity:P2|-DSTART_UP=1"
 )
-# DEEP=1 adds the design under the records-in-memory mutation's own fault
-# budget (six faults): about 34 million states, 3.5 minutes and 4 GB.
+# DEEP=1 adds the searches too big for CI: the design under six faults,
+# and C5's mutation (records kept in memory), whose counterexample the
+# first model found at six faults; with the lease clock kept by the voters
+# the search that finds it is larger still.
 if [ "${DEEP:-0}" = 1 ]; then
   checks+=("restart-6|ok|-DCHECK_P2=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4")
+  checks+=("records-in-memory|P1|-DMEMORY_RECORDS=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4")
 fi
 
 # Runs one search; prints one line and leaves NAME.result (PASS or FAIL).
@@ -76,18 +91,28 @@ run_one() {
   cd "$dir"
   # shellcheck disable=SC2086 # flags are words on purpose
   spin -a $flags pgsql_state.pml >spin.log 2>&1 || { echo "FAIL $name: spin -a: $(head -1 spin.log)"; echo FAIL >result; return; }
+  # A configuration's search must be complete (exhaustive); a mutation's
+  # needs only to find its counterexample, so a bitstate search (which
+  # may miss states, never invents a trail) does, in a fraction of the
+  # memory.
+  local search="-w25"
+  if [ "$expect" != ok ]; then
+    search="-w30"
+  fi
+  local bitstate=""
+  [ "$expect" = ok ] || bitstate="-DBITSTATE"
   # shellcheck disable=SC2086 # PAN_CFLAGS are words on purpose
-  cc -O2 -DSAFETY ${PAN_CFLAGS:-} -w -o pan pan.c 2>cc.log || { echo "FAIL $name: cc: $(head -1 cc.log)"; echo FAIL >result; return; }
+  cc -O2 -DSAFETY $bitstate ${PAN_CFLAGS:-} -w -o pan pan.c 2>cc.log || { echo "FAIL $name: cc: $(head -1 cc.log)"; echo FAIL >result; return; }
   local start end rc=0
   start=$(date +%s.%N)
-  ./pan -m4000000 -w25 >pan.log 2>&1 || rc=$?
+  ./pan -m4000000 $search >pan.log 2>&1 || rc=$?
   end=$(date +%s.%N)
   local states secs errors violated property
   states=$(awk '/states, stored/ {print $1; exit}' pan.log)
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
   errors=$(grep -oE 'errors: [0-9]+' pan.log | awk '{print $2}')
   violated=$(grep -m1 'assertion violated' pan.log || true)
-  property=$(echo "$violated" | grep -oE '\(P[1-4]&&' | tr -d '(&' || true)
+  property=$(echo "$violated" | grep -oE '\(P[1-6]&&' | tr -d '(&' || true)
   local verdict=FAIL what kind=${expect%%:*}
   [ "$kind" = sanity ] && expect=${expect#sanity:}
   if [ "$rc" -ne 0 ]; then

@@ -36,14 +36,39 @@
 #define TRANSIT    1
 #endif
 
+/* Clock drift: with DRIFT, each node's clock is true, slow or fast for a
+ * whole run, by one tick in DRIFT_PERIOD (rho = 1 / DRIFT_PERIOD, far more
+ * than the code's 1 %, so that drift shows in a few ticks). */
+#ifndef DRIFT
+#define DRIFT      0
+#endif
+#ifndef DRIFT_PERIOD
+#define DRIFT_PERIOD 4
+#endif
+#ifndef NO_DRIFT_COMP
+#define NO_DRIFT_COMP 0
+#endif
+
 /* Derived, exactly as src/timing.rs derives them. */
 #define LEASE      (2 * WATCHDOG + DEADLINE)
 #define T_FAIL     (INTER + TCHECK)
 #define HTERM      (INTER + T_FAIL + TRANSIT + (FALL - 1) * (FASTINTER + T_FAIL) - (RISE - 1) * FASTINTER)
+/* L' and H': the lease and HAProxy's term as the other clocks may see
+ * them, times (1 + rho) / (1 - rho), rounded up (the identity without
+ * drift). */
+#define DRIFTED(x) ((DRIFT && !NO_DRIFT_COMP) -> \
+                    (((x) * (DRIFT_PERIOD + 1) + DRIFT_PERIOD - 2) / (DRIFT_PERIOD - 1)) : (x))
+#define LEASE_P    DRIFTED(LEASE)
+#define HTERM_P    DRIFTED(HTERM)
 #ifndef WAIT
-#define WAIT       (LEASE + HTERM)
+#define WAIT       (LEASE_P + HTERM_P)
 #endif
 /* The planned-switchover wait: the lease term skipped, HAProxy's kept. */
 #ifndef SHORT_WAIT
-#define SHORT_WAIT HTERM
+#define SHORT_WAIT HTERM_P
+#endif
+/* What a voter's confirmation of a node leaves of its lease, HAProxy's
+ * term included (the wait when a voter confirmed it just now). */
+#ifndef CONF_MAX
+#define CONF_MAX   (LEASE_P + HTERM_P)
 #endif

@@ -1,38 +1,51 @@
 /* pgsql-state's fencing and lease protocol, in Promela, for spin.
  *
- * Two data nodes (A, B) and a witness (W), in discrete time (a tick is one
- * second). A starts as the primary on timeline 1 with a confirming
- * verdict; B is its standby. At any tick, an external tool may promote B
- * (timeline 2) while A runs on: the zombie. Faults, each enabled by a
- * configuration (check.sh) and bounded in number by MAXF, come one per
- * tick: any partition of the three links (non-transitive ones included), a
- * peer crashed or hung and back, a postmaster hung and resumed, A's
- * Postgres stopped and started again (as the zombie or as a standby), a
+ * ND data nodes (A, B, and C when ND = 3) and a witness (W), in discrete
+ * time (a tick is one second of real time). A starts as the primary on
+ * timeline 1 with a confirming verdict; the others are its standbys. At
+ * any tick, an external tool may promote one standby (timeline 2) while A
+ * runs on: the zombie. Faults, each enabled by a configuration (check.sh)
+ * and bounded in number by MAXF, come one per tick: any partition of the
+ * links (non-transitive ones included), a peer crashed or hung and back, a
+ * postmaster hung and resumed, A's Postgres stopped and started again (as
+ * the zombie or as a standby), a primary's Postgres restarted at once, a
  * reconciler that stops and goes on, and a stranger sending claims.
  *
  * Each tick: (1) at most one event; (2) the reconcilers whose timer is due
  * run, in either order; (3) each responder's word is read, the instant
  * HAProxy or a client could ask; (4) HAProxy starts and completes checks;
- * (5) the properties are asserted; (6) time advances.
+ * (5) the properties are asserted; (6) time advances, on each node's own
+ * clock (which may drift: DRIFT).
  *
  * Properties (assertions, checked at every tick):
  *   P1  never two responders answer `production` in the same tick;
  *   P2  never two servers UP in HAProxy's prod in the same tick, from its
  *       start (a server going DOWN in a tick still counts as UP in it);
- *   P3  after a promotion, with no fault but A stopping or restarting, B
- *       answers `production` within P3_BOUND ticks;
- *   P4  in a planned switchover (A stopped before B's promotion, and not
- *       back as a primary), B answers `production` before q + W: the
- *       lease term is skipped and only HAProxy's term H is waited.
+ *   P3  after a promotion, with no fault but A stopping or restarting, the
+ *       promoted node answers `production` within P3_BOUND ticks;
+ *   P4  in a planned switchover (A stopped before the promotion, and not
+ *       back as a primary), the promoted node answers `production` before
+ *       q + W: the lease term is skipped and only HAProxy's term H waited;
+ *   P5  the legitimate primary, restarted while it answers `production`,
+ *       with no other fault, answers it again within a run: no wait;
+ *   P6  a promotion after the voters last confirmed A more than L' + H'
+ *       ago (a machine lost long before), with no fault after it, answers
+ *       `production` within runs and the cache, without the lease's wait.
  *
- * The rules are those of src/decide.rs; each mutation macro weakens one
- * (check.sh runs them and expects a counterexample from each). */
+ * The rules are those of src/fencing/decide.rs; each mutation macro
+ * weakens one (check.sh runs them and expects a counterexample from each).
+ */
 
 #include "params.pml"
 
+#ifndef ND
+#define ND 2
+#endif
+#define NV (ND + 1)          /* voters: the data nodes and the witness */
+#define NW ND                /* the witness's index */
+#define MAJ (NV / 2 + 1)     /* a majority of all configured voters */
 #define NA 0
 #define NB 1
-#define NW 2
 
 #define PG_DOWN    0
 #define PG_PRIMARY 1
@@ -43,10 +56,11 @@
 #define V_FENCED   2
 #define V_STANDBY  3
 
-#define L_AB 0
-#define L_AW 1
-#define L_BW 2
-#define LINK_TO_W(n) ((n) == NA -> L_AW : L_BW)
+/* One bit per link between two voters x < y. */
+#define LI(x, y) ((x) * (2 * NV - (x) - 1) / 2 + (y) - (x) - 1)
+#define LIDX(x, y) ((x) < (y) -> LI(x, y) : LI(y, x))
+#define LINKUP(x, y) ((links >> LIDX(x, y)) & 1)
+#define NLINKS (NV * (NV - 1) / 2)
 
 /* What the configuration lets happen (check.sh sets these). */
 #ifndef MAXF
@@ -64,22 +78,40 @@
 #ifndef F_STOP
 #define F_STOP 0
 #endif
+#ifndef F_RESTART
+#define F_RESTART 0
+#endif
 #ifndef F_RECON
 #define F_RECON 0
 #endif
 #ifndef F_STRANGER
 #define F_STRANGER 0
 #endif
-/* Which links (bit 0 A-B, 1 A-W, 2 B-W), peers (bit n) and reconcilers
- * the faults may touch: all unless a configuration narrows them. */
+/* Which links (bit LI), peers (bit n) and nodes the faults may touch: all
+ * unless a configuration narrows them. */
 #ifndef LINK_MASK
-#define LINK_MASK 7
+#define LINK_MASK ((1 << NLINKS) - 1)
 #endif
 #ifndef PEER_MASK
-#define PEER_MASK 7
+#define PEER_MASK ((1 << NV) - 1)
 #endif
 #ifndef NODE_MASK
-#define NODE_MASK 3
+#define NODE_MASK ((1 << ND) - 1)
+#endif
+/* Which standbys the tool may promote (bit n): B, and C when ND = 3. */
+#ifndef PROMOTE_MASK
+#define PROMOTE_MASK (((1 << ND) - 1) & ~1)
+#endif
+
+/* The rules as built (1), or as they were (0). */
+#ifndef AGES          /* the voters keep the lease's clock (confirmation ages) */
+#define AGES 1
+#endif
+#ifndef OVERLAP       /* H may overlap the time since the old lease ended */
+#define OVERLAP 1
+#endif
+#ifndef RESTART_RULE  /* a restart of the confirmed primary needs no wait */
+#define RESTART_RULE 1
 #endif
 
 /* Mutations: each weakens one rule; all 0 is the design as built. */
@@ -98,11 +130,26 @@
 #ifndef SHORTCUT_ON_TIMEOUT /* a hung postmaster taken for a stopped one */
 #define SHORTCUT_ON_TIMEOUT 0
 #endif
-#ifndef NO_SHORTCUT         /* the planned-switchover shortcut not taken */
+#ifndef NO_SHORTCUT         /* the quiet node's shortcut not taken */
 #define NO_SHORTCUT 0
 #endif
 #ifndef START_UP            /* HAProxy 2.6 without the server-state file */
 #define START_UP 0
+#endif
+#ifndef MTH_SMALLEST        /* the m-th smallest age instead of the (m-1)-th */
+#define MTH_SMALLEST 0
+#endif
+#ifndef NONHOLDER_AGE       /* a voter not holding the claim counts its age */
+#define NONHOLDER_AGE 0
+#endif
+#ifndef RESTART_FORGETS     /* a restarted voter reports long-ago ages */
+#define RESTART_FORGETS 0
+#endif
+#ifndef RESTART_NO_MAJORITY /* the restart rule without the majority check */
+#define RESTART_NO_MAJORITY 0
+#endif
+#ifndef NO_DRIFT_COMP       /* L' and H' without the drift factor */
+#define NO_DRIFT_COMP 0
 #endif
 
 #ifndef LATE_T0
@@ -118,98 +165,147 @@
 #define CHECK_P2 1
 #endif
 
-/* P3 and P4 off, to show that a mutation breaks P1 or P2 too. */
+/* P3 to P6 off, to show that a mutation breaks P1 or P2 too. */
 #ifndef CHECK_LIVE
 #define CHECK_LIVE 1
 #endif
 
+/* One run: the timer's interval, and gathering up to the deadline; with
+ * drift, a slow clock stretches the interval by one tick in DRIFT_PERIOD. */
+#define RUN (WATCHDOG + DEADLINE + DRIFT)
 #ifndef P3_BOUND
-#define P3_BOUND (WAIT + 3 * (WATCHDOG + DEADLINE) + CACHE + 1)
+#define P3_BOUND (WAIT + 3 * RUN + CACHE + 1)
 #endif
 /* q + H, plus one run's lateness: before q + W unless H + R + D >= W. */
-#define P4_BOUND (SHORT_WAIT + WATCHDOG + DEADLINE)
+#define P4_BOUND (SHORT_WAIT + RUN)
+/* The restart itself, then a run (the timer's next, up to RUN away). */
+#define P5_BOUND (RUN + 1)
+/* Three runs and the cache, as P3, but the lease's wait skipped; without
+ * the overlap, H' is still waited. */
+#define P6_BOUND ((1 - OVERLAP) * HTERM_P + 3 * RUN + CACHE + 1)
 
 /* Postgres, per data node. */
-byte pg[2];
-byte tl[2];
-bit epoch[2];        /* which postmaster: flips at each start */
-bit hung[2];         /* postmaster hung (SIGSTOP) */
+byte pg[ND];
+byte tl[ND];
+bit epoch[ND];       /* which postmaster: flips at each start */
+bit hung[ND];        /* postmaster hung (SIGSTOP) */
+byte ups[ND];        /* a standby's upstream */
 
 /* Processes and links. */
-bit peerup[3];       /* the peer answers (not crashed, not hung) */
-bit recon[2];        /* the reconciler's timer still runs */
-bit link[3];
+bit peerup[NV];      /* the peer answers (not crashed, not hung) */
+bit recon[ND];       /* the reconciler's timer still runs */
+byte links;          /* LINKUP(x, y) */
 
 /* Claim records: the highest timeline seen claimed, and by whom (bit n). */
-byte rtl[3];
-byte rnodes[3];
+byte rtl[NV];
+byte rnodes[NV];
+
+/* What is left of A's lease (and HAProxy's term after it) as voter v
+ * sees it: L' + H' when v last returned a record holding A's claim to
+ * A's ask, counting down on v's clock to 0. A voter that starts sets it
+ * to L' + H', since it cannot know what it answered before.
+ *
+ * Only A's confirmations are kept. A run has one promotion, so A is the
+ * only other claimant whose lease a waiting node must sit out: the
+ * standbys never claimed before it (every voter's age of them is past
+ * L' + H'), and once a node is promoted nobody else can become legitimate
+ * to wait for it. Keeping the others' would only multiply the states. */
+byte crem[NV];
+/* The same for every claimant a voter has not confirmed since it started
+ * (it reports its uptime as their age): L' + H' when it starts, counting
+ * down. The model's voters started long before the run (0). */
+byte vup[NV];
 
 /* The witness's answer cache: the masters it saw, and for how long. */
 byte wc_left;
 byte wc_masters;
 
 /* Verdict files. */
-byte vkind[2];
-byte vtl[2];
-bit vepoch[2];
-byte vlease[2];      /* ticks until expires */
-byte vwait[2];       /* ticks until wait_until */
-bit vhaswait[2];     /* wait_until is set (carried to the next run) */
-byte rnext[2];       /* ticks until the reconciler runs */
+byte vkind[ND];
+byte vtl[ND];
+bit vepoch[ND];
+byte vlease[ND];     /* ticks (of the node's clock) until expires */
+byte vwait[ND];      /* ticks (of the node's clock) until wait_until */
+bit vhaswait[ND];    /* wait_until is set (carried to the next run) */
+byte rnext[ND];      /* ticks until the reconciler runs */
 
-/* HAProxy's prod pool. */
-bit up[2];
-bit going_down[2];
-byte hcount[2];      /* consecutive results towards rise (DOWN) or fall (UP) */
-byte hnext[2];       /* ticks until the next check starts */
-bit hpend[2];        /* a check is in flight */
-bit hok[2];
-byte hdelay[2];      /* ticks until it completes */
+/* HAProxy's prod pool (real time). */
+bit up[ND];
+bit going_down[ND];
+byte hcount[ND];     /* consecutive results towards rise (DOWN) or fall (UP) */
+byte hnext[ND];      /* ticks until the next check starts */
+bit hpend[ND];       /* a check is in flight */
+bit hok[ND];
+byte hdelay[ND];     /* ticks until it completes */
+
+/* Clocks: 0 true, 1 slow (skips a tick every DRIFT_PERIOD), 2 fast (counts
+ * one twice); cph is the phase, the same for every clock. */
+byte ck[NV];
+byte cph;
 
 /* Constant 1: they name the property in an assertion's report. */
 bit P1 = 1;
 bit P2 = 1;
 bit P3 = 1;
 bit P4 = 1;
+bit P5 = 1;
+bit P6 = 1;
 
 /* Bookkeeping for the properties. */
 byte faults;
 bit promoted;
+byte pn;             /* the promoted node */
 bit healthy = 1;
 bit planned;
-bit qset;            /* B's wait has started (q) */
+bit qset;            /* the promoted node's wait has started (q) */
 byte since_promo;
 byte since_q;
+bit rarmed;          /* P5: a producing primary restarted, nothing since */
+byte rnode;
+byte since_restart;
+bit farmed;          /* P6: promoted long after A's last confirmation */
 
+#if ND > 2
+#define ANY_PRIMARY ((pg[NA] == PG_PRIMARY && !hung[NA]) || (pg[NB] == PG_PRIMARY && !hung[NB]) \
+                     || (pg[2] == PG_PRIMARY && !hung[2]))
+#else
+#define ANY_PRIMARY ((pg[NA] == PG_PRIMARY && !hung[NA]) || (pg[NB] == PG_PRIMARY && !hung[NB]))
+#endif
 #define PRODUCING(n) (pg[n] == PG_PRIMARY && !hung[n] && vkind[n] == V_PROD \
                       && vtl[n] == tl[n] && vepoch[n] == epoch[n] && vlease[n] > 0)
 
 /* Raise voter v's record with the claim (node n, timeline t). */
-inline raise(v, n, t) {
+inline raise(rv_, rn_, rt_) {
   if
-  :: (t) > rtl[v] -> rtl[v] = (t); rnodes[v] = (1 << (n))
-  :: (t) > 0 && (t) == rtl[v] -> rnodes[v] = rnodes[v] | (1 << (n))
+  :: (rt_) > rtl[rv_] -> rtl[rv_] = (rt_); rnodes[rv_] = (1 << (rn_))
+  :: (rt_) > 0 && (rt_) == rtl[rv_] -> rnodes[rv_] = rnodes[rv_] | (1 << (rn_))
   :: else -> skip
   fi
 }
 
-inline raise_set(v, t, set) {
-  if :: ((set) & 1) -> raise(v, NA, t) :: else -> skip fi;
-  if :: ((set) & 2) -> raise(v, NB, t) :: else -> skip fi
+inline raise_set(sv_, st_, ss_) {
+  k = 0;
+  do
+  :: k < ND -> if :: ((ss_) >> k) & 1 -> raise(sv_, k, st_) :: else -> skip fi; k++
+  :: else -> break
+  od
 }
 
 /* Rule 1 and 2: keep the highest timeline and every node claiming it. */
-inline cand(n, t) {
+inline cand(cn_, ct_) {
   if
-  :: (t) > ctl -> ctl = (t); cset = (1 << (n))
-  :: (t) > 0 && (t) == ctl -> cset = cset | (1 << (n))
+  :: (ct_) > ctl -> ctl = (ct_); cset = (1 << (cn_))
+  :: (ct_) > 0 && (ct_) == ctl -> cset = cset | (1 << (cn_))
   :: else -> skip
   fi
 }
 
-inline cand_set(t, set) {
-  if :: ((set) & 1) -> cand(NA, t) :: else -> skip fi;
-  if :: ((set) & 2) -> cand(NB, t) :: else -> skip fi
+inline cand_set(ct2_, cs2_) {
+  k = 0;
+  do
+  :: k < ND -> if :: ((cs2_) >> k) & 1 -> cand(k, ct2_) :: else -> skip fi; k++
+  :: else -> break
+  od
 }
 
 /* Rule 3(b): a voter's record, as returned, holds node n's claim on
@@ -218,125 +314,202 @@ inline cand_set(t, set) {
 
 /* A data node's peer answers: it first raises its record from its own
  * Postgres. */
-inline own_postgres_raises(k) {
+inline own_postgres_raises(ox_) {
   if
-  :: !NO_RECORDS && pg[k] == PG_PRIMARY && !hung[k] -> raise(k, k, tl[k])
+  :: !NO_RECORDS && pg[ox_] == PG_PRIMARY && !hung[ox_] -> raise(ox_, ox_, tl[ox_])
   :: else -> skip
   fi
+}
+
+/* Voter v returned a record holding node i's claim to i's ask: v
+ * confirms i now (it sets confirmed_i before it answers). */
+inline confirm(cv_, ci_) {
+  holders++; heldmask = heldmask | (1 << (cv_));
+  if :: (ci_) == NA -> crem[cv_] = CONF_MAX :: else -> skip fi
+}
+
+/* The wait of node i, whose run just found it the legitimate primary
+ * with a majority: for every other data node x, what can be left of x's
+ * lease, from the ages the voters other than x returned. A voter counts
+ * with its age only when its returned record holds i's claim (it can
+ * never confirm x again); every other voter, unreachable or not holding
+ * it yet, counts as 0 age (all of L' + H' left). The (m-1)-th smallest
+ * age is the (m-1)-th largest of what is left. A node seen quiet (in
+ * recovery, or not running) can hold no lease: at most H' is left of it. */
+inline age_wait(ai_) {
+  w = 0; x = 0;
+  do
+  :: x < ND ->
+    if
+    :: x != ai_ ->
+      /* The (MAJ - 1)-th (or, mutated, MAJ-th) largest of the voters'
+       * remaining-lease values: the smallest r such that fewer than that
+       * many voters see more than r. */
+      nth = MAJ - 1 + MTH_SMALLEST;
+      r = 0;
+      do
+      :: r < CONF_MAX ->
+        cnt = 0; v = 0;
+        do
+        :: v < NV ->
+          if
+          :: v != x ->
+            if
+            :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x == NA -> val = crem[v]
+            :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x != NA -> val = vup[v]
+            :: else -> val = CONF_MAX
+            fi;
+            if :: val > r -> cnt++ :: else -> skip fi
+          :: else -> skip
+          fi;
+          v++
+        :: else -> break
+        od;
+        if :: cnt < nth -> break :: else -> r++ fi
+      :: else -> break
+      od;
+      /* r is left of x's lease and H' (OVERLAP), or of its lease (+ H'). */
+      if
+      :: OVERLAP -> wx = r
+      :: else -> wx = (r > HTERM_P -> r - HTERM_P : 0) + HTERM_P
+      fi;
+      if
+      :: ((quietmask >> x) & 1) && !NO_SHORTCUT && wx > SHORT_WAIT -> wx = SHORT_WAIT
+      :: else -> skip
+      fi;
+      if :: wx > w -> w = wx :: else -> skip fi
+    :: else -> skip
+    fi;
+    x++
+  :: else -> break
+  od
 }
 
 /* One run of node i's reconciler: gather, raise its record, decide, write
  * the verdict. Atomic at the end of gathering; t0 was `delta` ticks
  * earlier, so the lease runs from there. */
-inline reconcile(i, j) {
+inline reconcile(me_) {
   if
-  :: !recon[i] -> skip   /* stopped: it runs when it goes on */
-  :: recon[i] && (pg[i] == PG_DOWN || hung[i]) ->
+  :: !recon[me_] -> skip   /* stopped: it runs when it goes on */
+  :: recon[me_] && (pg[me_] == PG_DOWN || hung[me_]) ->
     /* Postgres cannot be asked: nothing changes, and the timer goes on. */
-    rnext[i] = gap[i]
+    rnext[me_] = gap[me_]
   :: else ->
-    delta = dl[i];
-    lp = (pg[i] == PG_PRIMARY);
-    reached = 1; holders = 0; opinions = 1; against = 0; ctl = 0; cset = 0;
-    jreach = 0; jquiet = 0; jprim = 0; st1 = 0; ss1 = 0; st2 = 0; ss2 = 0;
-    if :: lp -> cand(i, tl[i]) :: else -> skip fi;
-    /* Ask the neighbour. */
-    if
-    :: link[L_AB] && peerup[j] ->
-      jreach = 1; reached++; opinions++;
-      own_postgres_raises(j);
-      jprim = (pg[j] == PG_PRIMARY && !hung[j]);
-      if :: jprim -> cand(j, tl[j]) :: else -> skip fi;
-      /* Our claim, verified by j asking our peer back. */
-      if :: !NO_RECORDS && lp && (peerup[i] || NO_VERIFY) -> raise(j, i, tl[i]) :: else -> skip fi;
-      if :: !NO_RECORDS -> st1 = rtl[j]; ss1 = rnodes[j]; cand_set(st1, ss1) :: else -> skip fi;
-      if :: HOLDS(st1, ss1, i) -> holders++ :: else -> skip fi;
-      /* Its opinion: a primary names itself, a standby its upstream. */
+    delta = dl[me_];
+    lp = (pg[me_] == PG_PRIMARY);
+    holders = 0; opinions = 1; against = 0; ctl = 0; cset = 0; reached = 1;
+    heldmask = 0; quietmask = 0; allquiet = 1;
+    if :: lp -> cand(me_, tl[me_]) :: else -> skip fi;
+    /* Ask every other voter. */
+    v = 0;
+    do
+    :: v < NV ->
       if
-      :: jprim -> jm = (1 << j)
-      :: pg[j] == PG_STANDBY && !hung[j] -> jm = (1 << i)
-      :: else -> jm = 0
-      fi;
-      if :: jm != 0 && (jm & (1 << i)) == 0 -> against++ :: else -> skip fi;
-      /* The switchover shortcut's evidence: stopped (refused), or in
-       * recovery; a timeout is neither. */
-      if
-      :: pg[j] == PG_DOWN || (pg[j] == PG_STANDBY && !hung[j]) || (SHORTCUT_ON_TIMEOUT && hung[j]) -> jquiet = 1
-      :: else -> skip
-      fi
-    :: else -> skip
-    fi;
-    /* Ask the witness. */
-    if
-    :: link[LINK_TO_W(i)] && peerup[NW] ->
-      reached++; opinions++;
-      if :: !NO_RECORDS && lp && (peerup[i] || NO_VERIFY) -> raise(NW, i, tl[i]) :: else -> skip fi;
-      if
-      :: wc_left == 0 ->
-        /* The fan-out: the witness asks both data nodes. */
-        wm = 0;
+      :: v != me_ && v < ND && LINKUP(me_, v) && peerup[v] ->
+        /* A data node's peer. */
+        reached++; opinions++;
+        own_postgres_raises(v);
+        vprim = (pg[v] == PG_PRIMARY && !hung[v]);
+        if :: vprim -> cand(v, tl[v]); raise(me_, v, tl[v]) :: else -> skip fi;
+        /* Our claim, verified inside the answer by v asking our peer back. */
+        if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(v, me_, tl[me_]) :: else -> skip fi;
         if
-        :: link[L_AW] && peerup[NA] ->
-          own_postgres_raises(NA);
-          if :: pg[NA] == PG_PRIMARY && !hung[NA] -> wm = wm | 1;
-                if :: !NO_RECORDS -> raise(NW, NA, tl[NA]) :: else -> skip fi
-             :: else -> skip fi
+        :: !NO_RECORDS -> st = rtl[v]; ss = rnodes[v]; cand_set(st, ss); raise_set(me_, st, ss)
+        :: else -> st = 0; ss = 0
+        fi;
+        if :: lp && HOLDS(st, ss, me_) -> confirm(v, me_) :: else -> skip fi;
+        /* Its opinion: a primary names itself, a standby its upstream. */
+        if
+        :: vprim -> jm = (1 << v)
+        :: pg[v] == PG_STANDBY && !hung[v] -> jm = (1 << ups[v])
+        :: else -> jm = 0
+        fi;
+        if :: jm != 0 && (jm & (1 << me_)) == 0 -> against++ :: else -> skip fi;
+        /* A quiet node: stopped (refused), or in recovery; a timeout is
+         * neither. */
+        if
+        :: pg[v] == PG_DOWN || (pg[v] == PG_STANDBY && !hung[v]) || (SHORTCUT_ON_TIMEOUT && hung[v]) ->
+          quietmask = quietmask | (1 << v)
+        :: else -> allquiet = 0
+        fi
+      :: v == NW && LINKUP(me_, NW) && peerup[NW] ->
+        reached++; opinions++;
+        if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(NW, me_, tl[me_]) :: else -> skip fi;
+        if
+        :: wc_left == 0 ->
+          /* The fan-out: the witness asks every data node. */
+          wm = 0; x = 0;
+          do
+          :: x < ND ->
+            if
+            :: LINKUP(x, NW) && peerup[x] ->
+              own_postgres_raises(x);
+              if
+              :: pg[x] == PG_PRIMARY && !hung[x] -> wm = wm | (1 << x);
+                if :: !NO_RECORDS -> raise(NW, x, tl[x]) :: else -> skip fi
+              :: else -> skip
+              fi
+            :: else -> skip
+            fi;
+            x++
+          :: else -> break
+          od;
+          wc_masters = wm;
+          wc_left = CACHE + 1   /* served for CACHE seconds: this tick and the next */
         :: else -> skip
         fi;
+        if :: wc_masters != 0 && (wc_masters & (1 << me_)) == 0 -> against++ :: else -> skip fi;
+        /* Its record: never from a cache. */
         if
-        :: link[L_BW] && peerup[NB] ->
-          own_postgres_raises(NB);
-          if :: pg[NB] == PG_PRIMARY && !hung[NB] -> wm = wm | 2;
-                if :: !NO_RECORDS -> raise(NW, NB, tl[NB]) :: else -> skip fi
-             :: else -> skip fi
-        :: else -> skip
+        :: !NO_RECORDS -> st = rtl[NW]; ss = rnodes[NW]; cand_set(st, ss); raise_set(me_, st, ss)
+        :: else -> st = 0; ss = 0
         fi;
-        wc_masters = wm;
-        wc_left = CACHE + 1   /* served for CACHE seconds: this tick and the next */
+        if :: lp && HOLDS(st, ss, me_) -> confirm(NW, me_) :: else -> skip fi
+      :: v != me_ && v < ND -> allquiet = 0   /* unreachable */
       :: else -> skip
       fi;
-      if :: wc_masters != 0 && (wc_masters & (1 << i)) == 0 -> against++ :: else -> skip fi;
-      /* Its record: never from a cache. */
-      if :: !NO_RECORDS -> st2 = rtl[NW]; ss2 = rnodes[NW]; cand_set(st2, ss2) :: else -> skip fi;
-      if :: HOLDS(st2, ss2, i) -> holders++ :: else -> skip fi
-    :: else -> skip
-    fi;
-    /* Raise our own record from what this run saw, then read it back. */
+      v++
+    :: else -> break
+    od;
+    /* Raise our own record from our own Postgres, then read it back. */
     if
     :: !NO_RECORDS ->
-      if :: lp -> raise(i, i, tl[i]) :: else -> skip fi;
-      if :: jprim -> raise(i, j, tl[j]) :: else -> skip fi;
-      raise_set(i, st1, ss1);
-      raise_set(i, st2, ss2);
-      st1 = rtl[i]; ss1 = rnodes[i];
-      cand_set(st1, ss1);
-      if :: HOLDS(st1, ss1, i) -> holders++ :: else -> skip fi
+      if :: lp -> raise(me_, me_, tl[me_]) :: else -> skip fi;
+      st = rtl[me_]; ss = rnodes[me_];
+      cand_set(st, ss);
+      if :: lp && HOLDS(st, ss, me_) -> confirm(me_, me_) :: else -> skip fi
     :: else -> skip
     fi;
     /* Decide (rule 3), and write the verdict. */
+    restart = (vkind[me_] == V_PROD && vtl[me_] == tl[me_] && vepoch[me_] != epoch[me_]);
     if
     :: lp ->
       if
-      :: (cset == (1 << i) && ctl == tl[i] &&
-          (NO_RECORDS -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : 3) &&
-          against * 2 <= opinions) ->
+      :: (cset == (1 << me_) && ctl == tl[me_] &&
+          (NO_RECORDS -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : NV) &&
+          against * 2 <= opinions) || (RESTART_NO_MAJORITY && restart) ->
         if
-        :: vhaswait[i] && vtl[i] == tl[i] && vepoch[i] == epoch[i] -> skip  /* carried */
+        :: vhaswait[me_] && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_] -> skip  /* carried */
         :: else ->
-          vhaswait[i] = 1;
+          vhaswait[me_] = 1;
           if
-          :: jreach && jquiet && !NO_SHORTCUT -> vwait[i] = SHORT_WAIT
-          :: else -> vwait[i] = WAIT
+          :: RESTART_RULE && restart -> vwait[me_] = 0
+          :: !(RESTART_RULE && restart) && AGES -> age_wait(me_); vwait[me_] = w
+          :: !(RESTART_RULE && restart) && !AGES ->
+            if
+            :: allquiet && reached == NV && !NO_SHORTCUT -> vwait[me_] = SHORT_WAIT
+            :: else -> vwait[me_] = WAIT
+            fi
           fi;
-          if :: i == NB -> qset = 1; since_q = 0 :: else -> skip fi
+          if :: promoted && me_ == pn -> qset = 1; since_q = 0 :: else -> skip fi
         fi;
-        if :: vwait[i] == 0 -> vkind[i] = V_PROD :: else -> vkind[i] = V_FENCED fi
-      :: else -> vkind[i] = V_FENCED; vhaswait[i] = 0
+        if :: vwait[me_] == 0 -> vkind[me_] = V_PROD :: else -> vkind[me_] = V_FENCED fi
+      :: else -> vkind[me_] = V_FENCED; vhaswait[me_] = 0
       fi
-    :: else -> vkind[i] = V_STANDBY; vhaswait[i] = 0
+    :: else -> vkind[me_] = V_STANDBY; vhaswait[me_] = 0
     fi;
-    vtl[i] = tl[i]; vepoch[i] = epoch[i]; vlease[i] = LEASE - delta;
-    rnext[i] = gap[i]
+    vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_]; vlease[me_] = LEASE - delta;
+    rnext[me_] = gap[me_]
   fi
 }
 
@@ -378,34 +551,88 @@ inline haproxy(s) {
   if :: hpend[s] && hdelay[s] == 0 -> deliver(s) :: else -> skip fi
 }
 
-inline tick_down(x) {
-  if :: x > 0 -> x-- :: else -> skip fi
+inline tick_down(td_) {
+  if :: td_ > 0 -> td_-- :: else -> skip fi
+}
+
+/* How far voter n's clock advances this tick: 1, or 0 (slow) or 2 (fast)
+ * once every DRIFT_PERIOD ticks. */
+#define STEP(n) ((DRIFT && cph == 0) -> (ck[n] == 1 -> 0 : (ck[n] == 2 -> 2 : 1)) : 1)
+
+inline clock_down(cd_, cn3_) {
+  if
+  :: STEP(cn3_) == 0 -> skip
+  :: STEP(cn3_) == 1 -> tick_down(cd_)
+  :: else -> tick_down(cd_); tick_down(cd_)
+  fi
+}
+
+/* A mutation's promotion by an HA tool: node n becomes primary on a new
+ * timeline; the others keep streaming from where they were. */
+inline promote(pn_) {
+  pg[pn_] = PG_PRIMARY; tl[pn_] = 2; promoted = 1; pn = pn_; since_promo = 0;
+  rarmed = 0;   /* a restarted primary may lose its place to the promotion */
+  planned = (pg[NA] == PG_DOWN);
+  /* P6: no voter has confirmed A for L' + H', and the promoted node and
+   * every voter but A can reach each other, so nothing stands between it
+   * and a majority. */
+  farmed = recon[pn_] && !hung[pn_];
+  v = 0;
+  do
+  :: v < NV ->
+    if :: v != NA && crem[v] != 0 -> farmed = 0 :: else -> skip fi;
+    if :: v != NA && !peerup[v] -> farmed = 0 :: else -> skip fi;
+    if :: v != NA && v != pn_ && !LINKUP(v, pn_) -> farmed = 0 :: else -> skip fi;
+    if :: v != NA && v < ND && v != pn_ && pg[v] != PG_STANDBY -> farmed = 0 :: else -> skip fi;
+    v++
+  :: else -> break
+  od
 }
 
 active proctype world() {
-  byte i, j, k, delta, reached, holders, opinions, against, ctl, cset, jm, wm;
-  byte st1, ss1, st2, ss2;
-  bit lp, jreach, jquiet, jprim;
+  byte i, k, v, x, me, delta, reached, holders, opinions, against, ctl, cset, jm, wm;
+  byte st, ss, heldmask, quietmask, w, wx, r, cnt, nth, val;
+  bit lp, vprim, allquiet, restart;
   /* The tick's choices, made first: how late each run's t0 was (dl), when
    * its timer fires next (gap), how long each HAProxy check takes (hd),
-   * and which reconciler runs first. */
-  byte dl[2], gap[2], hd[2];
-  bit afirst;
+   * and in which order the due reconcilers run. */
+  byte dl[ND], gap[ND], hd[ND], order;
 
   atomic {
-    pg[NA] = PG_PRIMARY; pg[NB] = PG_STANDBY; tl[NA] = 1; tl[NB] = 1;
-    peerup[NA] = 1; peerup[NB] = 1; peerup[NW] = 1;
-    recon[NA] = 1; recon[NB] = 1;
-    link[L_AB] = 1; link[L_AW] = 1; link[L_BW] = 1;
-    rtl[NA] = 1; rtl[NB] = 1; rtl[NW] = 1;
-    rnodes[NA] = 1; rnodes[NB] = 1; rnodes[NW] = 1;
-    vkind[NA] = V_PROD; vtl[NA] = 1; vlease[NA] = LEASE; vhaswait[NA] = 1;
-    vkind[NB] = V_STANDBY; vtl[NB] = 1; vlease[NB] = LEASE;
-    up[NA] = START_UP; up[NB] = START_UP;
-    if :: rnext[NA] = 0 :: rnext[NA] = 1 fi;
-    if :: rnext[NB] = 0 :: rnext[NB] = 1 fi;
-    if :: hnext[NA] = 0 :: hnext[NA] = 1 :: hnext[NA] = INTER fi;
-    if :: hnext[NB] = 0 :: hnext[NB] = 1 :: hnext[NB] = INTER fi
+    links = (1 << NLINKS) - 1;
+    i = 0;
+    do
+    :: i < ND ->
+      pg[i] = PG_STANDBY; tl[i] = 1; recon[i] = 1; vkind[i] = V_STANDBY; vtl[i] = 1;
+      vlease[i] = LEASE; up[i] = START_UP; ups[i] = NA;
+      if :: rnext[i] = 0 :: rnext[i] = 1 fi;
+      if :: hnext[i] = 0 :: hnext[i] = 1 :: hnext[i] = INTER fi;
+      i++
+    :: else -> break
+    od;
+    pg[NA] = PG_PRIMARY; vkind[NA] = V_PROD; vhaswait[NA] = 1;
+    i = 0;
+    do
+    :: i < NV -> peerup[i] = 1; rtl[i] = 1; rnodes[i] = 1; i++
+    :: else -> break
+    od;
+    /* Every voter has just confirmed A; the standbys never claimed. */
+    i = 0;
+    do
+    :: i < NV -> crem[i] = (i == NA -> 0 : CONF_MAX); i++
+    :: else -> break
+    od;
+    /* Each clock true, slow or fast, for the whole run. */
+    if
+    :: DRIFT ->
+      i = 0;
+      do
+      :: i < NV -> if :: ck[i] = 0 :: ck[i] = 1 :: ck[i] = 2 fi; i++
+      :: else -> break
+      od
+    :: else -> skip
+    fi;
+    i = 0
   };
 
   do
@@ -413,50 +640,96 @@ active proctype world() {
     /* (1) At most one event. */
     if
     :: skip
-    :: !promoted && pg[NB] == PG_STANDBY && !hung[NB] ->
-      pg[NB] = PG_PRIMARY; tl[NB] = 2; promoted = 1; since_promo = 0;
-      planned = (pg[NA] == PG_DOWN)
+    :: !promoted && (PROMOTE_MASK & 2) && pg[NB] == PG_STANDBY && !hung[NB] -> promote(NB)
+#if ND > 2
+    :: !promoted && (PROMOTE_MASK & 4) && pg[2] == PG_STANDBY && !hung[2] -> promote(2)
+#endif
     :: F_LINK && faults < MAXF ->
-      faults++; healthy = 0;
-      if :: LINK_MASK & 1 -> k = L_AB :: LINK_MASK & 2 -> k = L_AW :: LINK_MASK & 4 -> k = L_BW fi;
-      link[k] = 1 - link[k]
+      faults++; healthy = 0; rarmed = 0; farmed = 0;
+      if
+      :: (LINK_MASK >> 0) & 1 -> k = 0
+      :: (LINK_MASK >> 1) & 1 -> k = 1
+      :: (LINK_MASK >> 2) & 1 -> k = 2
+      :: NLINKS > 3 && ((LINK_MASK >> 3) & 1) -> k = 3
+      :: NLINKS > 4 && ((LINK_MASK >> 4) & 1) -> k = 4
+      :: NLINKS > 5 && ((LINK_MASK >> 5) & 1) -> k = 5
+      fi;
+      links = links ^ (1 << k)
     :: F_PEER && faults < MAXF ->
       /* A peer crashes or hangs, comes back, or restarts at once. A
-       * restart empties its cache; its record is on disk. */
-      faults++; healthy = 0;
-      if :: PEER_MASK & 1 -> k = NA :: PEER_MASK & 2 -> k = NB :: PEER_MASK & 4 -> k = NW fi;
+       * restart empties its cache and its confirmations (set to now); its
+       * record is on disk. */
+      faults++; farmed = 0;
       if
-      :: peerup[k] = 1 - peerup[k]
+      :: (PEER_MASK >> 0) & 1 -> k = 0
+      :: (PEER_MASK >> 1) & 1 -> k = 1
+      :: (PEER_MASK >> 2) & 1 -> k = 2
+      :: NV > 3 && ((PEER_MASK >> 3) & 1) -> k = 3
+      fi;
+      if
+      :: peerup[k] = 1 - peerup[k];
+        healthy = 0; rarmed = 0; farmed = 0;
+        if
+        :: peerup[k] -> crem[k] = (RESTART_FORGETS -> 0 : CONF_MAX); vup[k] = CONF_MAX
+        :: else -> skip
+        fi
       :: peerup[k] ->
+        /* A restart at once harms nobody's progress (P3, P5 go on). */
         if :: k == NW -> wc_left = 0 :: else -> skip fi;
+        crem[k] = (RESTART_FORGETS -> 0 : CONF_MAX); vup[k] = CONF_MAX;
         if :: MEMORY_RECORDS -> rtl[k] = 0; rnodes[k] = 0 :: else -> skip fi
       fi
     :: F_PGHANG && faults < MAXF ->
-      faults++; healthy = 0;
-      if :: NODE_MASK & 1 -> k = NA :: NODE_MASK & 2 -> k = NB fi;
+      faults++; healthy = 0; rarmed = 0; farmed = 0;
+      if
+      :: (NODE_MASK >> 0) & 1 -> k = 0
+      :: (NODE_MASK >> 1) & 1 -> k = 1
+      :: ND > 2 && ((NODE_MASK >> 2) & 1) -> k = 2
+      fi;
       if :: pg[k] != PG_DOWN -> hung[k] = 1 - hung[k] :: else -> skip fi
     :: F_STOP && faults < MAXF && pg[NA] != PG_DOWN && !hung[NA] ->
-      faults++; pg[NA] = PG_DOWN
+      faults++; rarmed = 0; farmed = 0; pg[NA] = PG_DOWN
     :: F_STOP && faults < MAXF && pg[NA] == PG_DOWN ->
-      faults++; epoch[NA] = 1 - epoch[NA];
+      faults++; rarmed = 0; farmed = 0; epoch[NA] = 1 - epoch[NA];
       if
       :: pg[NA] = PG_PRIMARY; planned = planned && qset   /* the zombie restarts */
-      :: pg[NA] = PG_STANDBY; tl[NA] = tl[NB]              /* rewound, follows B */
+      :: promoted -> pg[NA] = PG_STANDBY; tl[NA] = tl[pn]; ups[NA] = pn   /* rewound, follows */
       fi
+    :: F_RESTART && faults < MAXF && ANY_PRIMARY ->
+      /* A primary's Postgres restarts at once (pg_ctl restart): a new
+       * postmaster on the same timeline. P5 watches a restart of the
+       * node that answers `production` on a healthy cluster. */
+      faults++; farmed = 0;
+      if
+      :: pg[NA] == PG_PRIMARY && !hung[NA] -> k = NA
+      :: pg[NB] == PG_PRIMARY && !hung[NB] -> k = NB
+#if ND > 2
+      :: pg[2] == PG_PRIMARY && !hung[2] -> k = 2
+#endif
+      fi;
+      rarmed = PRODUCING(k) && healthy && (promoted -> k == pn : k == NA);
+      rnode = k; since_restart = 0;
+      if :: k != NA -> healthy = 0 :: else -> skip fi;
+      epoch[k] = 1 - epoch[k]
     :: F_RECON && faults < MAXF ->
       /* A reconciler stops (its timer, or a run stuck), or goes on. */
-      faults++; healthy = 0;
-      if :: NODE_MASK & 1 -> recon[NA] = 1 - recon[NA] :: NODE_MASK & 2 -> recon[NB] = 1 - recon[NB] fi
-    :: F_STRANGER && faults < MAXF ->
-      /* A stranger's claim (node k, timeline i) at voter j: a voter takes
-       * it only once it has asked k's peer and seen the same claim. */
-      faults++;
-      if :: j = NA :: j = NB :: j = NW fi;
-      if :: k = NA :: k = NB fi;
-      if :: i = 1 :: i = 2 :: i = 3 fi;
+      faults++; healthy = 0; rarmed = 0; farmed = 0;
       if
-      :: NO_VERIFY || (peerup[k] && pg[k] == PG_PRIMARY && !hung[k] && tl[k] == i) ->
-        raise(j, k, i)
+      :: (NODE_MASK >> 0) & 1 -> k = 0
+      :: (NODE_MASK >> 1) & 1 -> k = 1
+      :: ND > 2 && ((NODE_MASK >> 2) & 1) -> k = 2
+      fi;
+      recon[k] = 1 - recon[k]
+    :: F_STRANGER && faults < MAXF ->
+      /* A stranger's claim (node k, timeline x) at voter v: a voter takes
+       * it only once it has asked k's peer and seen the same claim. */
+      faults++; rarmed = 0;
+      if :: v = NA :: v = NB :: v = NW fi;
+      if :: k = NA :: k = NB fi;
+      if :: x = 1 :: x = 2 :: x = 3 fi;
+      if
+      :: NO_VERIFY || (peerup[k] && pg[k] == PG_PRIMARY && !hung[k] && tl[k] == x) ->
+        raise(v, k, x)
       :: else -> skip
       fi
     fi;
@@ -465,77 +738,122 @@ active proctype world() {
      * configurations: a later t0 means a longer lease, which can only add
      * `production` answers, so 0 is the worst case for P1 and P2, and
      * DEADLINE the worst for P3 and P4. */
-    dl[NA] = LATE_T0 * DEADLINE; dl[NB] = LATE_T0 * DEADLINE;
-    gap[NA] = WATCHDOG; gap[NB] = WATCHDOG;
+    i = 0;
+    do
+    :: i < ND ->
+      dl[i] = LATE_T0 * DEADLINE; gap[i] = WATCHDOG;
+      if
+      :: JITTER && rnext[i] == 0 -> if :: skip :: gap[i] = WATCHDOG + 1 fi
+      :: else -> skip
+      fi;
+      /* A check completes at once or late: a success within TRANSIT, a
+       * failure (a timeout) at T_FAIL. */
+      if :: !hpend[i] && hnext[i] == 0 -> if :: hd[i] = 0 :: hd[i] = 1 fi :: else -> skip fi;
+      i++
+    :: else -> break
+    od;
+    /* Which due reconciler runs first, when two or more are due (with
+     * three, any of the rotations). */
+    k = 0; x = 0;
+    do
+    :: x < ND -> if :: rnext[x] == 0 -> k++ :: else -> skip fi; x++
+    :: else -> break
+    od;
     if
-    :: JITTER && rnext[NA] == 0 -> if :: skip :: gap[NA] = WATCHDOG + 1 fi
+    :: k > 1 -> if :: order = 0 :: order = 1 :: ND > 2 -> order = 2 fi
     :: else -> skip
     fi;
-    if
-    :: JITTER && rnext[NB] == 0 -> if :: skip :: gap[NB] = WATCHDOG + 1 fi
-    :: else -> skip
-    fi;
-    if :: rnext[NA] == 0 && rnext[NB] == 0 -> if :: afirst = 1 :: afirst = 0 fi :: else -> skip fi;
-    /* A check completes at once or late: a success within TRANSIT, a
-     * failure (a timeout) at T_FAIL. */
-    if :: !hpend[NA] && hnext[NA] == 0 -> if :: hd[NA] = 0 :: hd[NA] = 1 fi :: else -> skip fi;
-    if :: !hpend[NB] && hnext[NB] == 0 -> if :: hd[NB] = 0 :: hd[NB] = 1 fi :: else -> skip fi
 
     /* (2) The reconcilers that are due, in the order chosen. */
-    if
-    :: afirst && rnext[NA] == 0 -> d_step { reconcile(NA, NB) }
-    :: else -> skip
-    fi;
-    if
-    :: rnext[NB] == 0 -> d_step { reconcile(NB, NA) }
-    :: else -> skip
-    fi;
-    if
-    :: !afirst && rnext[NA] == 0 -> d_step { reconcile(NA, NB) }
-    :: else -> skip
-    fi;
+    i = 0;
+    do
+    :: i < ND ->
+      me = (i + order) % ND;
+      if :: rnext[me] == 0 -> d_step { reconcile(me) } :: else -> skip fi;
+      i++
+    :: else -> break
+    od;
     d_step {
 
     /* (3) The words. */
-    assert(P1 && !(PRODUCING(NA) && PRODUCING(NB)));
+    k = 0; x = 0;
+    do
+    :: x < ND -> if :: PRODUCING(x) -> k++ :: else -> skip fi; x++
+    :: else -> break
+    od;
+    assert(P1 && k <= 1);
     if
-    :: CHECK_LIVE && promoted && healthy && since_promo >= P3_BOUND -> assert(P3 && PRODUCING(NB))
+    :: CHECK_LIVE && promoted && healthy && since_promo >= P3_BOUND -> assert(P3 && PRODUCING(pn))
     :: else -> skip
     fi;
     if
-    :: CHECK_LIVE && planned && healthy && qset && since_q >= P4_BOUND -> assert(P4 && PRODUCING(NB))
+    :: CHECK_LIVE && planned && healthy && qset && since_q >= P4_BOUND -> assert(P4 && PRODUCING(pn))
+    :: else -> skip
+    fi;
+    if
+    :: CHECK_LIVE && rarmed && since_restart >= P5_BOUND -> assert(P5 && PRODUCING(rnode))
+    :: else -> skip
+    fi;
+    if
+    :: CHECK_LIVE && farmed && since_promo >= P6_BOUND -> assert(P6 && PRODUCING(pn))
     :: else -> skip
     fi;
 
     /* One line a tick when a trail is replayed (spin -t); pan prints nothing. */
-    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] W[peer%d] links[%d%d%d] records[A %d/%d B %d/%d W %d/%d] up[%d%d]\n",
+    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] W[peer%d] links[%d] records[A %d/%d B %d/%d W %d/%d] crem[BA%d WA%d] up[%d%d]\n",
       pg[NA], tl[NA], hung[NA], peerup[NA], recon[NA], vkind[NA], vlease[NA], vwait[NA], PRODUCING(NA),
       pg[NB], tl[NB], hung[NB], peerup[NB], recon[NB], vkind[NB], vlease[NB], vwait[NB], PRODUCING(NB),
-      peerup[NW], link[L_AB], link[L_AW], link[L_BW],
-      rtl[NA], rnodes[NA], rtl[NB], rnodes[NB], rtl[NW], rnodes[NW], up[NA], up[NB]);
+      peerup[NW], links,
+      rtl[NA], rnodes[NA], rtl[NB], rnodes[NB], rtl[NW], rnodes[NW],
+      crem[NB], crem[NW], up[NA], up[NB]);
     /* (4) HAProxy. */
-    haproxy(NA);
-    haproxy(NB);
+    x = 0;
+    do
+    :: x < ND -> haproxy(x); x++
+    :: else -> break
+    od;
 
     /* (5) */
-    if :: CHECK_P2 -> assert(P2 && !(up[NA] && up[NB])) :: else -> skip fi
+    k = 0; x = 0;
+    do
+    :: x < ND -> if :: up[x] -> k++ :: else -> skip fi; x++
+    :: else -> break
+    od;
+    if :: CHECK_P2 -> assert(P2 && k <= 1) :: else -> skip fi;
 
-    /* (6) Time. */
-    if :: going_down[NA] -> up[NA] = 0; going_down[NA] = 0 :: else -> skip fi;
-    if :: going_down[NB] -> up[NB] = 0; going_down[NB] = 0 :: else -> skip fi;
-    tick_down(vlease[NA]); tick_down(vlease[NB]);
-    tick_down(vwait[NA]); tick_down(vwait[NB]);
-    tick_down(rnext[NA]); tick_down(rnext[NB]);
-    tick_down(wc_left);
-    if :: hpend[NA] -> tick_down(hdelay[NA]) :: else -> tick_down(hnext[NA]) fi;
-    if :: hpend[NB] -> tick_down(hdelay[NB]) :: else -> tick_down(hnext[NB]) fi;
-    if :: promoted && since_promo < P3_BOUND -> since_promo++ :: else -> skip fi;
+    /* (6) Time: HAProxy's in real time, the rest on each node's clock. */
+    x = 0;
+    do
+    :: x < ND ->
+      if :: going_down[x] -> up[x] = 0; going_down[x] = 0 :: else -> skip fi;
+      clock_down(vlease[x], x); clock_down(vwait[x], x); clock_down(rnext[x], x);
+      if :: hpend[x] -> tick_down(hdelay[x]) :: else -> tick_down(hnext[x]) fi;
+      x++
+    :: else -> break
+    od;
+    v = 0;
+    do
+    :: v < NV ->
+      if :: v != NA -> clock_down(crem[v], v) :: else -> skip fi;
+      clock_down(vup[v], v);
+      v++
+    :: else -> break
+    od;
+    clock_down(wc_left, NW);
+    if :: DRIFT -> cph = (cph + 1) % DRIFT_PERIOD :: else -> skip fi;
+    if :: promoted && since_promo < P3_BOUND + P6_BOUND -> since_promo++ :: else -> skip fi;
     if :: qset && since_q < P4_BOUND -> since_q++ :: else -> skip fi;
+    if :: rarmed && since_restart < P5_BOUND -> since_restart++ :: else -> skip fi;
     /* Scratch values do not outlive the tick (fewer states). */
-    i = 0; j = 0; k = 0; delta = 0; reached = 0; holders = 0; opinions = 0; against = 0;
-    ctl = 0; cset = 0; jm = 0; wm = 0; st1 = 0; ss1 = 0; st2 = 0; ss2 = 0;
-    lp = 0; jreach = 0; jquiet = 0; jprim = 0;
-    dl[NA] = 0; dl[NB] = 0; gap[NA] = 0; gap[NB] = 0; hd[NA] = 0; hd[NB] = 0; afirst = 0
+    i = 0; k = 0; v = 0; x = 0; me = 0; delta = 0; reached = 0; holders = 0; opinions = 0;
+    against = 0; ctl = 0; cset = 0; jm = 0; wm = 0; st = 0; ss = 0; heldmask = 0;
+    quietmask = 0; w = 0; wx = 0; r = 0; cnt = 0; nth = 0; val = 0;
+    lp = 0; vprim = 0; allquiet = 0; restart = 0; order = 0;
+    x = 0;
+    do
+    :: x < ND -> dl[x] = 0; gap[x] = 0; hd[x] = 0; x++
+    :: else -> break
+    od
     }
   }
   od

@@ -409,10 +409,22 @@ fn model_params_match_timing() {
         assert_eq!(secs(p["HTERM"]), h, "{flags:?}: HAProxy's term H");
         assert_eq!(secs(p["WAIT"]), lease + h, "{flags:?}: W with ρ = 0");
         assert_eq!(secs(p["SHORT_WAIT"]), h, "{flags:?}: the switchover's wait");
+        assert_eq!(
+            secs(p["CONF_MAX"]),
+            lease + h,
+            "{flags:?}: a confirmation just now leaves all of W"
+        );
+        // The code's W and H' are the model's with ρ = 1 % (the model's
+        // own drift configurations use a larger ρ).
         let w = timing::wait(lease, &check);
         assert!(
             w >= lease + h && w < lease + h + secs(1),
             "{flags:?}: W {w:?}"
+        );
+        let h_drifted = timing::haproxy_wait(&check);
+        assert!(
+            h_drifted >= h && h_drifted < h + secs(1),
+            "{flags:?}: H' {h_drifted:?}"
         );
         if flags.is_empty() {
             // The defaults are the shipped ones.
