@@ -29,10 +29,15 @@ impl Now {
 /// Now, on this boot's CLOCK_BOOTTIME.
 pub fn now() -> io::Result<Now> {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let boottime_ms = t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000;
     Ok(Now {
         boot_id: boot_id.trim().to_string(),
-        boottime_ms,
+        boottime_ms: boottime_ms(),
     })
+}
+
+/// Milliseconds since boot on CLOCK_BOOTTIME, without the boot id: for
+/// spans measured inside one process (a peer's confirmations).
+pub fn boottime_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }

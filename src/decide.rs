@@ -34,6 +34,9 @@
 mod display;
 #[cfg(test)]
 mod tests;
+mod wait;
+
+pub use wait::{LeaseClock, Previous, Wait};
 
 use std::net::IpAddr;
 
@@ -86,6 +89,9 @@ pub struct PeerAnswer {
     /// record (it abstains); `Some(None)` when the record holds no claim
     /// for our cluster yet.
     pub record: Option<Option<Highest>>,
+    /// Its lease clock: the ages of the claims it confirmed (`None`: it
+    /// reports none, as harepd and older versions do).
+    pub clock: Option<LeaseClock>,
     /// Every address this node is known by: its `primaryIP`, and the
     /// address this run asked its peer at.
     pub addrs: Vec<IpAddr>,
@@ -94,23 +100,15 @@ pub struct PeerAnswer {
     pub streaming_standbys: Vec<String>,
 }
 
-/// A peer this run asked: answered, or not.
+/// A peer this run asked: answered, or not. (Answers are the common case,
+/// a handful a run, so they are not boxed.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum PeerState {
     /// It answered in time.
     Answered(PeerAnswer),
     /// It did not (refused, timed out, unreachable): a value, not an error.
     Unreachable,
-}
-
-/// The previous verdict's promise, carried over while it is for the same
-/// postmaster on the same boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Primacy {
-    /// The postmaster it was for.
-    pub identity: Identity,
-    /// When its wait ends (CLOCK_BOOTTIME, ms).
-    pub wait_until_ms: u64,
 }
 
 /// Everything `decide` reads.
@@ -130,17 +128,24 @@ pub struct Inputs<'a> {
     /// How many voters are configured: this node, the neighbours, the
     /// witness.
     pub voters: usize,
-    /// The previous verdict's promise, if it was for this postmaster.
-    pub previous: Option<&'a Primacy>,
+    /// The previous verdict, when it was written on this boot: its wait
+    /// carries over for the same postmaster, and a restart of a confirmed
+    /// one needs none.
+    pub previous: Option<&'a Previous>,
+    /// This node's own peer's lease clock (the reconciler asks it like any
+    /// voter; `None` when it did not answer).
+    pub own_clock: Option<&'a LeaseClock>,
     /// When this run started (CLOCK_BOOTTIME, ms), before anything was read.
     pub t0_ms: u64,
     /// When gathering ended (CLOCK_BOOTTIME, ms).
     pub now_ms: u64,
     /// The lease L, in ms.
     pub lease_ms: u64,
-    /// The wait W, in ms.
+    /// The longest wait W = L' + H', in ms: for a node a voter confirmed
+    /// just now.
     pub wait_ms: u64,
-    /// The planned-switchover wait: HAProxy's term H alone, in ms.
+    /// H', HAProxy's term alone, in ms: the wait for a node seen stopped
+    /// or in recovery.
     pub short_wait_ms: u64,
     /// `maxLagBytes`.
     pub max_lag_bytes: Option<u64>,
@@ -176,6 +181,8 @@ pub struct Decision {
     /// For a local primary that is (or is becoming) legitimate: when its
     /// wait ends.
     pub wait_until_ms: Option<u64>,
+    /// What that wait sits out, in words.
+    pub wait_for: Option<String>,
     /// Whether the read-write check user may log in (pg_hba).
     pub read_write_allowed: bool,
     /// Whether the read-only check user may log in (pg_hba).
@@ -284,6 +291,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         identity: None,
         expires_ms,
         wait_until_ms: None,
+        wait_for: None,
         read_write_allowed: false,
         read_only_allowed: false,
     };
@@ -405,36 +413,19 @@ fn primary(
         return fence(d, reason);
     }
     // (d) the wait, from the first run that reached a majority on this
-    // postmaster and timeline.
-    let wait_until = match inputs.previous {
-        Some(p) if p.identity == local.identity => p.wait_until_ms,
-        _ if planned_switchover(inputs) => inputs.now_ms + inputs.short_wait_ms,
-        _ => inputs.now_ms + inputs.wait_ms,
-    };
-    d.wait_until_ms = Some(wait_until);
-    if inputs.now_ms < wait_until {
-        let left = (wait_until - inputs.now_ms).div_ceil(1000);
-        return fence(
-            d,
-            format!("waiting out the previous primary's lease ({left} s left)"),
-        );
+    // postmaster and timeline: what can be left of any other node's lease.
+    let wait = wait::wait(inputs, local);
+    d.wait_until_ms = Some(wait.until_ms);
+    d.wait_for = Some(wait.wait_for.clone());
+    if inputs.now_ms < wait.until_ms {
+        let left = (wait.until_ms - inputs.now_ms).div_ceil(1000);
+        return fence(d, format!("waiting out {} ({left} s left)", wait.wait_for));
     }
     d.kind = Some(VerdictKind::Production);
     d.reason = format!("legitimate primary, {}/{} voters", d.reached, d.voters);
     d.read_write_allowed = true;
     d.read_only_allowed = true;
     d
-}
-
-/// The planned-switchover shortcut's condition: every configured peer
-/// answered, and every data node among them is quiet (in recovery, or its
-/// Postgres not running). No other postmaster can then hold a lease.
-fn planned_switchover(inputs: &Inputs<'_>) -> bool {
-    !inputs.peers.is_empty()
-        && inputs.peers.iter().all(|(_, state)| match state {
-            PeerState::Answered(a) => a.witness || a.quiet,
-            PeerState::Unreachable => false,
-        })
 }
 
 fn standby(

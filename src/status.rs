@@ -32,6 +32,10 @@ pub struct Row {
     pub check: String,
     /// The masters this node sees.
     pub sees_master: Vec<String>,
+    /// What can be left of this node's lease as the voters' clocks tell
+    /// it (ms): L' less the (m − 1)-th smallest age of their last
+    /// confirmations of it. `None` when no voter confirmed it within L'.
+    pub lease_left_ms: Option<u64>,
     /// Why the node could not be asked, or Postgres's trouble.
     pub problem: Option<String>,
 }
@@ -58,9 +62,9 @@ pub fn peers_to_ask(own: &str, neighbours: &[String], witness: Option<&str>) -> 
 ///
 /// A node reached at two addresses (say its bind address and its entry in
 /// `neighbours`) is listed once.
-pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
+pub fn rows(views: &[(String, PeerView)], witness: Option<&str>, lease_ms: u64) -> Vec<Row> {
     let mut seen: Vec<(&str, &str)> = Vec::new();
-    views
+    let mut rows: Vec<Row> = views
         .iter()
         .filter(|(_, view)| match view {
             PeerView::Answered(a) if !a.node_name.is_empty() => {
@@ -95,11 +99,38 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>) -> Vec<Row> {
                     "?".into()
                 },
                 sees_master: vec![],
+                lease_left_ms: None,
                 // The error may quote the peer's own message.
                 problem: Some(crate::error_text::printable(&e.to_string()).into_owned()),
             },
         })
-        .collect()
+        .collect();
+    for row in &mut rows {
+        if row.role != "witness" && row.node != "?" {
+            row.lease_left_ms = lease_left_ms(views, &row.node, lease_ms);
+        }
+    }
+    rows
+}
+
+/// What can be left of `node`'s lease as the voters that answered
+/// `views` tell it: L' less the m-th smallest of their ages of its last
+/// confirmation, its own and every silent voter's counting as 0 (as the
+/// reconciler's wait counts them). `None` when nothing is left.
+pub fn lease_left_ms(views: &[(String, PeerView)], node: &str, lease_ms: u64) -> Option<u64> {
+    let mut ages: Vec<u64> = views
+        .iter()
+        .map(|(_, view)| match view {
+            PeerView::Answered(a) if a.node_name != node => {
+                crate::peer::opinion::lease_clock(a).map_or(0, |c| c.age_of(Some(node)))
+            }
+            _ => 0,
+        })
+        .collect();
+    ages.sort_unstable();
+    let m = views.len() / 2 + 1;
+    let age = ages.get(m - 1).copied().unwrap_or(0);
+    Some(lease_ms.saturating_sub(age)).filter(|left| *left > 0)
 }
 
 impl Row {
@@ -120,6 +151,7 @@ impl Row {
             claim: p(self.claim),
             check: self.check,
             sees_master: self.sees_master.into_iter().map(p).collect(),
+            lease_left_ms: self.lease_left_ms,
             problem: self.problem.map(p),
         }
     }
@@ -147,6 +179,7 @@ fn row_of(peer: &str, a: &IKnow) -> Row {
         claim: claim_text(a),
         check: if data { "?".into() } else { "-".into() },
         sees_master: a.master.clone(),
+        lease_left_ms: None,
         problem: if !a.postgres_error.is_empty() {
             Some(format!("postgres: {}", a.postgres_error))
         } else {
@@ -248,9 +281,10 @@ pub fn render(rows: &[Row]) -> String {
         "CLAIM",
         "5431 SAYS",
         "SEES MASTER",
+        "LEASE LEFT",
         "PROBLEM",
     ];
-    let cells: Vec<[String; 11]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
@@ -268,6 +302,8 @@ pub fn render(rows: &[Row]) -> String {
                 } else {
                     r.sees_master.join(",")
                 },
+                r.lease_left_ms
+                    .map_or("-".into(), |ms| format!("{} s", ms.div_ceil(1000))),
                 r.problem.clone().unwrap_or_default(),
             ]
         })
@@ -329,7 +365,7 @@ mod tests {
                 PeerView::Unreachable(PeerError::Refused),
             ),
         ];
-        let r = rows(&views, Some("10.0.0.9:10000"));
+        let r = rows(&views, Some("10.0.0.9:10000"), 35_000);
         assert_eq!(r[0].role, "primary");
         assert_eq!(
             (r[0].check.as_str(), r[2].check.as_str(), r[2].node.as_str()),
@@ -378,7 +414,11 @@ mod tests {
             reason: "waiting out the previous primary's lease (12 s left)".into(),
             fresh: true,
         });
-        let r = rows(&[("a:1".to_string(), PeerView::Answered(fenced))], None);
+        let r = rows(
+            &[("a:1".to_string(), PeerView::Answered(fenced))],
+            None,
+            35_000,
+        );
         assert_eq!(
             r[0].problem.as_deref(),
             Some("waiting out the previous primary's lease (12 s left)")
@@ -395,6 +435,7 @@ mod tests {
                     node("node_2", "10.0.0.2", role, &["10.0.0.2"]),
                 )],
                 None,
+                35_000,
             );
             r[0].check = check.to_string();
             r
@@ -446,7 +487,7 @@ mod tests {
                 node("node_2", "10.0.0.2", Role::Standby, &["10.0.0.1"]),
             ),
         ];
-        let r = rows(&views, None);
+        let r = rows(&views, None, 35_000);
         let names: Vec<&str> = r.iter().map(|r| r.node.as_str()).collect();
         assert_eq!(names, ["node_1", "node_2"]);
         assert_eq!(summary(&r), "2/2 nodes answered; primary 10.0.0.1");
@@ -477,7 +518,7 @@ mod tests {
                 ),
             ),
         ];
-        let r = rows(&views, None);
+        let r = rows(&views, None, 35_000);
         assert_eq!(r[0].verdict, "fenced (stale)");
         assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
     }
@@ -506,7 +547,7 @@ mod tests {
                 node("node_2", "10.0.0.2", Role::Primary, &["10.0.0.2"]),
             ),
         ];
-        let r = rows(&views, None);
+        let r = rows(&views, None, 35_000);
         let text = format!("{}\n{}", render(&r), summary(&r));
         assert!(
             !text.chars().any(|c| c == '\u{1b}' || c == '\r'),
@@ -515,5 +556,66 @@ mod tests {
         assert_eq!(render(&r).lines().count(), 1 + r.len(), "{text}");
         assert!(text.contains("node_1\\u{1b}[1A"), "{text}");
         assert!(text.contains("SPLIT BRAIN"), "{text}");
+    }
+
+    /// What is left of a node's lease, as `status` shows it: L' less the
+    /// m-th smallest of the voters' ages, its own and silent voters' 0.
+    #[test]
+    fn the_lease_left_follows_the_voters_clocks() {
+        use crate::peer::proto::Confirmation;
+        let voter = |name: &str, age_of_a: Option<u64>| {
+            let mut a = IKnow {
+                node_name: name.into(),
+                ip: "10.0.0.9".into(),
+                role: Role::Witness as i32,
+                uptime_ms: 86_400_000,
+                ..IKnow::default()
+            };
+            if let Some(age) = age_of_a {
+                a.confirmations = vec![Confirmation {
+                    node: "node_a".into(),
+                    age_ms: age,
+                }];
+            }
+            PeerView::Answered(a)
+        };
+        let down = || PeerView::Unreachable(crate::peer::client::PeerError::Refused);
+        let at = |v: PeerView| ("x:1".to_string(), v);
+        // (views, what is left of node_a's 35 s lease)
+        type Views = Vec<(String, PeerView)>;
+        let cases: Vec<(Views, Option<u64>)> = vec![
+            (
+                vec![
+                    at(down()),
+                    at(voter("b", Some(5_000))),
+                    at(voter("w", Some(9_000))),
+                ],
+                Some(30_000),
+            ),
+            (
+                vec![
+                    at(voter("node_a", Some(0))),
+                    at(voter("b", Some(20_000))),
+                    at(voter("w", Some(1_000))),
+                ],
+                Some(34_000),
+            ),
+            (
+                vec![
+                    at(down()),
+                    at(voter("b", Some(60_000))),
+                    at(voter("w", None)),
+                ],
+                None,
+            ),
+            // Two voters silent: for all anyone can tell, all of it.
+            (
+                vec![at(down()), at(down()), at(voter("w", Some(90_000)))],
+                Some(35_000),
+            ),
+        ];
+        for (views, want) in cases {
+            assert_eq!(lease_left_ms(&views, "node_a", 35_000), want);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The timing of fencing, in one place: the lease L, HAProxy's term H and
-//! the wait W = L·(1+ρ)/(1−ρ) + H that a new primary sits out before it
-//! answers `production` (DESIGN.md, "Deciding", Time), the witness's cache
+//! the longest wait W = (L + H)·(1+ρ)/(1−ρ) that a new primary sits out
+//! before it answers `production` (DESIGN.md, "Deciding", Time), the
+//! witness's cache
 //! and the share of the deadline a peer spends asking others. Pure
 //! arithmetic; the model's `model/params.pml` uses the same definitions,
 //! and `tests/shipped_files.rs` checks that the two agree.
@@ -89,11 +90,29 @@ pub fn haproxy_term(check: &HaproxyCheck) -> Duration {
     h.saturating_sub(check.rise.saturating_sub(1) * check.fastinter)
 }
 
-/// W = L·(1+ρ)/(1−ρ) + H: how long a node that became the legitimate
-/// primary waits, from the end of gathering of its first run with a
-/// majority, before it answers `production`.
+/// A span measured on one node's clock as another node's clock may see
+/// it, at worst: times (1+ρ)/(1−ρ). L' is the lease drifted, H' HAProxy's
+/// term drifted (the waiting node's clock may run fast while the old
+/// primary's runs slow).
+pub fn drifted(span: Duration) -> Duration {
+    span.mul_f64((1.0 + CLOCK_DRIFT) / (1.0 - CLOCK_DRIFT))
+}
+
+/// H', HAProxy's term as the waiting node's clock may measure it: the wait
+/// after a node seen stopped or in recovery (it can hold no lease, but
+/// HAProxy may hold it UP for up to H after its last `production`).
+pub fn haproxy_wait(check: &HaproxyCheck) -> Duration {
+    drifted(haproxy_term(check))
+}
+
+/// W = L' + H' = (L + H)·(1+ρ)/(1−ρ): the longest wait, for a node whose
+/// voters may have confirmed the old primary's lease just now. A new
+/// primary waits what is left of every other node's lease as the voters
+/// saw it (at most W), from the end of gathering of its first run with a
+/// majority, before it answers `production` (DESIGN.md, "What is left of
+/// a lease").
 pub fn wait(lease: Duration, check: &HaproxyCheck) -> Duration {
-    lease.mul_f64((1.0 + CLOCK_DRIFT) / (1.0 - CLOCK_DRIFT)) + haproxy_term(check)
+    drifted(lease) + haproxy_wait(check)
 }
 
 #[cfg(test)]
@@ -113,10 +132,13 @@ mod tests {
         let l = lease(secs(15.0), secs(5.0));
         assert_eq!(l, secs(35.0));
         let w = wait(l, &shipped).as_secs_f64();
-        assert!((42.0..43.0).contains(&w), "{w}");
-        // watchDog 1 s, deadline 1 s: L = 3 s, W ≈ 10 s.
+        assert!((42.8..42.9).contains(&w), "{w}");
+        // H' = 7 s drifted.
+        let h = haproxy_wait(&shipped).as_secs_f64();
+        assert!((7.14..7.15).contains(&h), "{h}");
+        // watchDog 1 s, deadline 1 s: L = 3 s, W ≈ 10.2 s.
         let w = wait(lease(secs(1.0), secs(1.0)), &shipped).as_secs_f64();
-        assert!((10.0..10.2).contains(&w), "{w}");
+        assert!((10.2..10.21).contains(&w), "{w}");
         // The scenario suite's HAProxy: inter 1s fastinter 500ms rise 2 fall 1.
         let fast = HaproxyCheck {
             inter: secs(1.0),

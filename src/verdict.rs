@@ -107,6 +107,9 @@ pub struct Verdict {
     pub wait_until_ms: Option<u64>,
     /// The postmaster it was decided for, which a `strict` lease is bound to.
     pub identity: Option<Identity>,
+    /// What the wait sits out, in words ("node_a's lease", "HAProxy's term
+    /// after node_a stopped"), carried from the run that set it.
+    pub wait_for: Option<String>,
 }
 
 impl Verdict {
@@ -146,6 +149,9 @@ impl Verdict {
         ));
         if let Some(w) = self.wait_until_ms {
             out.push_str(&format!("wait_until_ms={w}\n"));
+        }
+        if let Some(why) = &self.wait_for {
+            out.push_str(&format!("wait_for={}\n", why.replace('\n', " ")));
         }
         if let Some(id) = &self.identity {
             out.push_str(&format!("system_identifier={}\n", id.system_identifier));
@@ -212,6 +218,7 @@ impl Verdict {
                 .map(|w| number(w, "wait_until_ms"))
                 .transpose()?,
             identity,
+            wait_for: get.wait_for,
         })
     }
 }
@@ -224,6 +231,7 @@ struct Fields {
     boottime_ms: Option<String>,
     valid_ms: Option<String>,
     wait_until_ms: Option<String>,
+    wait_for: Option<String>,
     system_identifier: Option<String>,
     timeline: Option<String>,
     postmaster_start_us: Option<String>,
@@ -238,6 +246,7 @@ impl Fields {
             "boottime_ms" => &mut self.boottime_ms,
             "valid_ms" => &mut self.valid_ms,
             "wait_until_ms" => &mut self.wait_until_ms,
+            "wait_for" => &mut self.wait_for,
             "system_identifier" => &mut self.system_identifier,
             "timeline" => &mut self.timeline,
             "postmaster_start_us" => &mut self.postmaster_start_us,
@@ -284,6 +293,7 @@ mod tests {
                 timeline: 3,
                 postmaster_start_us: 99,
             }),
+            wait_for: Some("node_2's lease".into()),
         }
     }
 

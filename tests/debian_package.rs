@@ -119,6 +119,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         "pgsql-state-peer.service",
         "pgsql-state-reconcile.service",
         "pgsql-state-reconcile.timer",
+        "pgsql-state-reconcile.path",
     ];
     let subcommands = [
         "respond",
@@ -143,6 +144,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         "usr/share/doc/pgsql-state/examples/haproxy-agent.cfg".into(),
         "usr/share/doc/pgsql-state/examples/haproxy.service.d/pgsql-state.conf".into(),
         "usr/share/doc/pgsql-state/examples/pgsql-state.socket.d/allow-haproxy.conf".into(),
+        "usr/share/doc/pgsql-state/examples/repmgr.conf.example".into(),
         "usr/share/man/man1/pgsql-state.1.gz".into(),
         "usr/share/bash-completion/completions/pgsql-state".into(),
         "usr/share/zsh/vendor-completions/_pgsql-state".into(),

@@ -151,7 +151,11 @@ fn units_pass_systemd_analyze_verify() {
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".socket") || name.ends_with(".service") || name.ends_with(".timer") {
+        if name.ends_with(".socket")
+            || name.ends_with(".service")
+            || name.ends_with(".timer")
+            || name.ends_with(".path")
+        {
             // Point ExecStart at the binary under test; verify checks it exists.
             let text = std::fs::read_to_string(entry.path()).expect("read unit");
             let text = text.replace(

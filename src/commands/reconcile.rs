@@ -16,7 +16,7 @@ use crate::claims::Highest;
 use crate::cli::ReconcileArgs;
 use crate::clock::{self, Now};
 use crate::config::Config;
-use crate::decide::{self, Decision, LocalFacts, PeerState, Primacy};
+use crate::decide::{self, Decision, LocalFacts, PeerState, Previous};
 use crate::hba::{apply, render};
 use crate::peer::client::PeerClient;
 use crate::peer::opinion;
@@ -64,8 +64,32 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
         }
         Some(lock)
     };
-    runtime.block_on(reconcile(&config, &t0, args.dry_run))
+    runtime.block_on(async {
+        let waiting_until = reconcile(&config, &t0, args.dry_run).await?;
+        // A wait that ends before the timer's next run would leave the
+        // node fenced until then: sit it out, and decide again at its end
+        // (once; the timer goes on as ever).
+        let Some(until) = waiting_until.filter(|_| !args.dry_run) else {
+            return Ok(());
+        };
+        let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
+        let left = until.saturating_sub(now.boottime_ms);
+        if left > config.watchdog.as_millis() as u64 {
+            return Ok(());
+        }
+        log::info!(
+            "{}: deciding again when the wait ends, in {:.1} s",
+            config.node_name,
+            left as f64 / 1000.0
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(left + RERUN_MARGIN_MS)).await;
+        let t0 = clock::now().context("cannot read CLOCK_BOOTTIME and the boot id")?;
+        reconcile(&config, &t0, false).await.map(|_| ())
+    })
 }
+
+/// How long after a wait's end a run that sat it out decides again.
+const RERUN_MARGIN_MS: u64 = 50;
 
 /// Holds the run lock while alive (the flock goes with the file).
 struct RunLock {
@@ -85,6 +109,44 @@ fn lock(runtime_dir: &Path) -> anyhow::Result<RunLock> {
     Ok(RunLock { _file: file })
 }
 
+/// The lease a confirming verdict gives (2 × watchDog + deadline) assumes a
+/// run at least every watchDog. Says so, loudly, when the previous run of
+/// a confirmed primary started longer ago than that: a timer slower than
+/// watchDog lets the lease lapse between runs, and the node answers
+/// `fenced` with nothing else saying why.
+fn warn_if_late(config: &Config, previous: &VerdictRead, t0: &Now) {
+    let VerdictRead::Present(v) = previous else {
+        return;
+    };
+    if v.kind != VerdictKind::Production || v.written.boot_id != t0.boot_id {
+        return;
+    }
+    let gap = t0.boottime_ms.saturating_sub(v.written.boottime_ms);
+    let allowed = (config.watchdog + config.grpc.connection_deadline).as_millis() as u64;
+    if gap > allowed {
+        log::warn!(
+            "{}: the previous run started {:.1} s ago, more than watchDog ({} s): the lease \
+             assumes a run at least every watchDog, so this primary's lapsed in between; \
+             make the timer's OnUnitActiveSec at most watchDog",
+            config.node_name,
+            gap as f64 / 1000.0,
+            config.watchdog.as_secs_f64()
+        );
+    }
+}
+
+/// This node's own peer, as the other voters reach it: its bind address,
+/// or loopback when it listens on every address.
+fn own_peer(config: &Config) -> String {
+    let port = config.grpc.bind_port;
+    match config.grpc.bind_address.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => format!("[::1]:{port}"),
+        Ok(ip) if ip.is_unspecified() => format!("127.0.0.1:{port}"),
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+        _ => format!("{}:{port}", config.grpc.bind_address),
+    }
+}
+
 /// This node's facts as `decide` reads them.
 fn local_facts(f: &NodeFacts) -> Option<LocalFacts> {
     Some(LocalFacts {
@@ -101,19 +163,22 @@ fn local_facts(f: &NodeFacts) -> Option<LocalFacts> {
     })
 }
 
-/// The previous verdict's promise: its wait, when it was for this same
-/// postmaster on this boot.
-fn previous_primacy(verdict: &VerdictRead, now: &Now) -> Option<Primacy> {
+/// The previous verdict, when it was written on this boot for some
+/// postmaster.
+fn previous_verdict(verdict: &VerdictRead, now: &Now) -> Option<Previous> {
     match verdict {
-        VerdictRead::Present(v) if v.written.boot_id == now.boot_id => Some(Primacy {
+        VerdictRead::Present(v) if v.written.boot_id == now.boot_id => Some(Previous {
             identity: v.identity.clone()?,
-            wait_until_ms: v.wait_until_ms?,
+            kind: v.kind,
+            wait_until_ms: v.wait_until_ms,
+            wait_for: v.wait_for.clone(),
         }),
         _ => None,
     }
 }
 
-async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<()> {
+/// One run. Returns when this node's wait ends, if it is sitting one out.
+async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<Option<u64>> {
     let bound = config.responder.check_timeout;
     let pg_config = pg::parse_conninfo(&config.responder.conninfo)?;
     // This node's Postgres: one connection for the whole run.
@@ -157,7 +222,18 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
     let mut addrs: Vec<String> = config.grpc.neighbours.clone();
     addrs.extend(config.grpc.witness.iter().cloned());
     addrs.dedup();
-    let views = PeerClient::new(&config.grpc, asker)?.ask_all(&addrs).await;
+    // This node's own peer too, for its lease clock (its record is read
+    // from the file): it is a voter like the others.
+    let peers_client = PeerClient::new(&config.grpc, asker)?;
+    let own = own_peer(config);
+    let (views, own_view) = tokio::join!(peers_client.ask_all(&addrs), peers_client.ask(&own));
+    let own_clock = match &own_view {
+        crate::peer::client::PeerView::Answered(a) => opinion::lease_clock(a),
+        crate::peer::client::PeerView::Unreachable(e) => {
+            log::info!("this node's own peer: {e}; the wait counts its clock as 0");
+            None
+        }
+    };
     let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
     for (addr, view) in &views {
         if let crate::peer::client::PeerView::Unreachable(e) = view {
@@ -170,7 +246,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
             "{}: no decision: postgres could not be asked; nothing changed",
             config.node_name
         );
-        return Ok(());
+        return Ok(None);
     };
     let sysid = local.identity.system_identifier;
     let mut peers: Vec<(String, PeerState)> = views
@@ -210,8 +286,9 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
     };
 
     let runtime_dir = &config.responder.runtime_dir;
-    let previous_verdict = runtime_files::read_verdict(runtime_dir);
-    let previous = previous_primacy(&previous_verdict, &now);
+    let verdict_read = runtime_files::read_verdict(runtime_dir);
+    let previous = previous_verdict(&verdict_read, &now);
+    warn_if_late(config, &verdict_read, t0);
     let lease = config.responder.lease;
     let wait = timing::wait(lease, &config.haproxy_check);
     let voters = 1 + config.grpc.neighbours.len() + usize::from(config.grpc.witness.is_some());
@@ -223,17 +300,18 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         own_record: own.as_ref().map(Option::as_ref),
         voters,
         previous: previous.as_ref(),
+        own_clock: own_clock.as_ref(),
         t0_ms: t0.boottime_ms,
         now_ms: now.boottime_ms,
         lease_ms: lease.as_millis() as u64,
         wait_ms: wait.as_millis() as u64,
-        short_wait_ms: timing::haproxy_term(&config.haproxy_check).as_millis() as u64,
+        short_wait_ms: timing::haproxy_wait(&config.haproxy_check).as_millis() as u64,
         max_lag_bytes: config.responder.max_lag_bytes,
     });
     log::info!("{decision}");
 
     let Some(kind) = decision.kind else {
-        return Ok(());
+        return Ok(None);
     };
     let verdict = Verdict {
         kind,
@@ -241,6 +319,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
         written: t0.clone(),
         valid_ms: lease.as_millis() as u64,
         wait_until_ms: decision.wait_until_ms,
+        wait_for: decision.wait_for.clone(),
         identity: decision.identity.clone(),
     };
     if dry_run {
@@ -262,7 +341,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
             Err(e) => println!("--- pg_hba.conf: {e:#}"),
         }
         println!("--- the verdict it would write:\n{}", verdict.render());
-        return Ok(());
+        return Ok(None);
     }
 
     // The verdict first: it fences the responder at once, whatever then
@@ -320,7 +399,10 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<(
             ),
         }
     }
-    hba
+    hba?;
+    Ok(decision
+        .wait_until_ms
+        .filter(|until| kind == VerdictKind::Fenced && *until > now.boottime_ms))
 }
 
 /// pg_hba.conf's path, its text now, and its text with this decision's

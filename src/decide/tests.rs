@@ -97,6 +97,7 @@ fn data(
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
         record,
+        clock: up_a_day(&[]),
         addrs: vec![ip.parse().expect("an address")],
         streaming_standbys: vec![],
     })
@@ -125,6 +126,7 @@ fn stopped(node: &str, ip: &str, record: Option<Option<Highest>>) -> PeerState {
         system_identifier: 0,
         master: vec![],
         record,
+        clock: up_a_day(&[]),
         addrs: vec![ip.parse().expect("an address")],
         streaming_standbys: vec![],
     })
@@ -152,6 +154,7 @@ fn witness(master: &[&str], record: Option<Option<Highest>>) -> PeerState {
         system_identifier: SYSID,
         master: master.iter().map(|m| m.to_string()).collect(),
         record,
+        clock: up_a_day(&[]),
         addrs: vec!["10.0.0.9".parse().expect("an address")],
         streaming_standbys: vec![],
     })
@@ -159,6 +162,42 @@ fn witness(master: &[&str], record: Option<Option<Highest>>) -> PeerState {
 
 fn down() -> PeerState {
     PeerState::Unreachable
+}
+
+const DAY: u64 = 86_400_000;
+
+/// A voter's lease clock: up for a day, having confirmed `ages` (node,
+/// ms ago).
+fn up_a_day(ages: &[(&str, u64)]) -> Option<LeaseClock> {
+    Some(LeaseClock {
+        ages_ms: ages.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+        uptime_ms: DAY,
+    })
+}
+
+/// `state` with its lease clock reporting `ages` (node, ms ago).
+fn ages(state: PeerState, ages: &[(&str, u64)]) -> PeerState {
+    match state {
+        PeerState::Answered(a) => PeerState::Answered(PeerAnswer {
+            clock: up_a_day(ages),
+            ..a
+        }),
+        PeerState::Unreachable => PeerState::Unreachable,
+    }
+}
+
+/// A voter that started `uptime` ms ago and has confirmed nobody since.
+fn started(state: PeerState, uptime: u64) -> PeerState {
+    match state {
+        PeerState::Answered(a) => PeerState::Answered(PeerAnswer {
+            clock: Some(LeaseClock {
+                ages_ms: Default::default(),
+                uptime_ms: uptime,
+            }),
+            ..a
+        }),
+        PeerState::Unreachable => PeerState::Unreachable,
+    }
 }
 
 struct Row {
@@ -171,6 +210,12 @@ struct Row {
     own: Option<Option<Highest>>,
     /// `Some(wait_until)`: the previous verdict was for this postmaster.
     previous: Option<u64>,
+    /// A previous verdict for another postmaster (instead of `previous`).
+    previous_verdict: Option<Previous>,
+    /// This node's own peer's lease clock.
+    own_clock: Option<LeaseClock>,
+    /// W, when not the file's.
+    wait_ms_override: Option<u64>,
     voters: usize,
     max_lag: Option<u64>,
     want: Option<VerdictKind>,
@@ -187,6 +232,9 @@ fn row(name: &'static str) -> Row {
         asked: vec![],
         own: rec(1, &[A]),
         previous: Some(0),
+        previous_verdict: None,
+        own_clock: up_a_day(&[]),
+        wait_ms_override: None,
         voters: 3,
         max_lag: None,
         want: Some(VerdictKind::Production),
@@ -204,9 +252,13 @@ fn run(r: &Row) -> Decision {
             None => (format!("peer{i}:10000"), p.clone()),
         })
         .collect();
-    let previous = r.previous.zip(r.local.as_ref()).map(|(w, l)| Primacy {
-        identity: l.identity.clone(),
-        wait_until_ms: w,
+    let previous = r.previous_verdict.clone().or_else(|| {
+        r.previous.zip(r.local.as_ref()).map(|(w, l)| Previous {
+            identity: l.identity.clone(),
+            kind: VerdictKind::Fenced,
+            wait_until_ms: Some(w),
+            wait_for: None,
+        })
     });
     decide(&Inputs {
         me: r.me.0,
@@ -216,10 +268,11 @@ fn run(r: &Row) -> Decision {
         own_record: r.own.as_ref().map(Option::as_ref),
         voters: r.voters,
         previous: previous.as_ref(),
+        own_clock: r.own_clock.as_ref(),
         t0_ms: T0,
         now_ms: NOW,
         lease_ms: LEASE,
-        wait_ms: WAIT,
+        wait_ms: r.wait_ms_override.unwrap_or(WAIT),
         short_wait_ms: SHORT_WAIT,
         max_lag_bytes: r.max_lag,
     })
@@ -244,12 +297,100 @@ fn rows() -> Vec<Row> {
         Row {
             me: (B, IP_B),
             local: Some(primary(2)),
-            peers: vec![down(), witness(&[IP_B], rec(2, &[B]))],
+            peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (42 s left)",
+            ..row("failover: the voters confirmed node_a just now, so the promoted node waits all of W")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 20_000)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 20_000)]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (22 s left)",
+            ..row("a machine lost 20 s ago: W less what has passed since the voters last confirmed it")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 60_000)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            previous: None,
+            because: "node_b: production (timeline 2, 2/3 voters)",
+            ..row("a machine lost a minute before the promotion: no wait at all (model P6)")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 1_000)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            previous: None,
+            want: Some(Fenced),
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (41 s left)",
+            ..row("model, mth-smallest-age: one voter (the witness) confirmed node_a a second ago, so its lease may run on")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![ages(hung(A, IP_A, rec(2, &[B])), &[]), ages(witness(&[IP_B], rec(1, &[A])), &[(A, 60_000)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            previous: None,
+            want: Some(Fenced),
+            because: "(42 s left)",
+            ..row("a voter that does not hold this claim yet counts as 0, whatever age it reports")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), started(witness(&[IP_B], rec(2, &[B])), 5_000)],
             own: rec(2, &[B]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease (42 s left)",
-            ..row("failover: the promoted node waits W from its first majority")
+            because: "waiting out the lease of any node the voters do not name (a voter started recently), and HAProxy's term after it (37 s left)",
+            ..row("a voter that started 5 s ago cannot vouch for a lease it might have confirmed before")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(LocalFacts { identity: Identity { postmaster_start_us: 2_000, ..id(2) }, ..primary(2) }),
+            peers: vec![ages(data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])), &[(A, 0)]), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
+            previous: None,
+            previous_verdict: Some(Previous { identity: id(2), kind: Production, wait_until_ms: Some(1), wait_for: None }),
+            because: "node_b: production (timeline 2, 3/3 voters)",
+            ..row("model P5: the confirmed primary's Postgres restarted: no wait, whatever the voters' clocks")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(LocalFacts { identity: Identity { postmaster_start_us: 2_000, ..id(2) }, ..primary(2) }),
+            peers: vec![ages(data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])), &[(A, 0)]), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
+            previous: None,
+            previous_verdict: Some(Previous { identity: id(2), kind: Fenced, wait_until_ms: Some(NOW + 9_000), wait_for: None }),
+            want: Some(Fenced),
+            because: "(42 s left)",
+            ..row("a restart during the wait starts the wait again: only a confirmed primary skips it")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(LocalFacts { identity: Identity { postmaster_start_us: 2_000, ..id(2) }, ..primary(2) }),
+            peers: vec![down(), down()],
+            own: rec(2, &[B]),
+            previous: None,
+            previous_verdict: Some(Previous { identity: id(2), kind: Production, wait_until_ms: Some(1), wait_for: None }),
+            want: Some(Fenced),
+            because: "isolated: 1/3 voters reached",
+            ..row("model, restart-without-majority: a restart needs the majority like any run")
         },
         Row {
             me: (B, IP_B),
@@ -417,6 +558,7 @@ fn rows() -> Vec<Row> {
                     system_identifier: SYSID + 1,
                     master: vec!["10.9.9.9".into()],
                     record: rec(9, &["stranger"]),
+                    clock: None,
                     addrs: vec![],
                     streaming_standbys: vec![],
                 }),
@@ -428,31 +570,34 @@ fn rows() -> Vec<Row> {
         Row {
             me: (B, IP_B),
             local: Some(primary(2)),
-            peers: vec![data(A, IP_A, false, 1, &[IP_B], rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            peers: vec![ages(data(A, IP_A, false, 1, &[IP_B], rec(2, &[B])), &[(A, 0)]), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
             own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease (7 s left)",
+            because: "waiting out HAProxy's term after node_a stopped or went into recovery (7 s left)",
             ..row("P4, a planned switchover: the old primary seen in recovery, the wait is H alone")
         },
         Row {
             me: (B, IP_B),
             local: Some(primary(2)),
-            peers: vec![stopped(A, IP_A, rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            peers: vec![stopped(A, IP_A, rec(2, &[B])), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
             own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease (7 s left)",
+            because: "waiting out HAProxy's term after node_a stopped or went into recovery (7 s left)",
             ..row("P4, a planned switchover: the old primary's Postgres stopped (refused), the wait is H alone")
         },
         Row {
             me: (B, IP_B),
             local: Some(primary(2)),
-            peers: vec![hung(A, IP_A, rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            peers: vec![hung(A, IP_A, rec(2, &[B])), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])],
             own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease (42 s left)",
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (42 s left)",
             ..row("model, shortcut-on-timeout: the old primary's Postgres timed out (it may resume on its lease), the full wait")
         },
         Row {
@@ -460,10 +605,11 @@ fn rows() -> Vec<Row> {
             local: Some(primary(2)),
             peers: vec![stopped(A, IP_A, rec(2, &[B])), down()],
             own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 0)]),
             previous: None,
             want: Some(Fenced),
-            because: "waiting out the previous primary's lease (42 s left)",
-            ..row("no shortcut unless every configured peer answered")
+            because: "waiting out HAProxy's term after node_a stopped or went into recovery (7 s left)",
+            ..row("a node seen stopped needs only HAProxy's term, even with a voter down (model: lost-peer-and-postmaster)")
         },
         Row {
             me: (B, IP_B),
@@ -575,13 +721,19 @@ fn the_wait_starts_at_the_first_majority_and_is_carried_over() {
     r.me = (B, IP_B);
     r.local = Some(primary(2));
     r.own = rec(2, &[B]);
-    r.peers = vec![down(), witness(&[IP_B], rec(2, &[B]))];
+    r.peers = vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 0)])];
+    r.own_clock = up_a_day(&[(A, 0)]);
     r.previous = None;
     let first = run(&r);
     assert_eq!(first.wait_until_ms, Some(NOW + WAIT));
-    // The next run carries the same wait_until; a run without a majority
-    // sets none.
+    assert_eq!(
+        first.wait_for.as_deref(),
+        Some("node_a's lease as the voters saw it, and HAProxy's term after it")
+    );
+    // The next run carries the same wait_until, whatever the clocks say
+    // now; a run without a majority sets none.
     r.previous = Some(NOW + WAIT);
+    r.own_clock = up_a_day(&[(A, 60_000)]);
     assert_eq!(run(&r).wait_until_ms, Some(NOW + WAIT));
     r.peers = vec![down(), down()];
     r.previous = None;
@@ -612,4 +764,49 @@ fn observed_claims_are_what_the_record_is_raised_with() {
             "node_c on timeline 3"
         ]
     );
+}
+
+/// The wait is the m-th smallest age over all voters with the claimant's
+/// own as 0: the (m − 1)-th smallest of the others, whether or not the
+/// claimant's voter can be told apart. With three voters: the smallest
+/// age among the two others; with five: the second smallest of four.
+#[test]
+fn the_claimant_s_lease_is_bounded_by_the_m_minus_1_th_smallest_age() {
+    // (voters, ages at the other voters in s, expected wait in s)
+    let cases: &[(usize, &[u64], u64)] = &[
+        (3, &[10, 30], 42 - 10),
+        (3, &[30, 30], 42 - 30),
+        (3, &[60, 60], 0),
+        (5, &[5, 10, 30, 40], 42 - 10),
+        (5, &[50, 10, 60, 70], 0),
+    ];
+    for (voters, voter_ages, want) in cases {
+        let mut r = row("ages");
+        r.me = (B, IP_B);
+        r.local = Some(primary(2));
+        r.own = rec(2, &[B]);
+        r.voters = *voters;
+        r.previous = None;
+        let (own, others) = voter_ages.split_first().expect("one age at least");
+        r.own_clock = up_a_day(&[(A, own * 1000)]);
+        // node_a itself answers (as a zombie that holds node_b's claim
+        // already); its own vote counts as 0.
+        r.peers = vec![ages(
+            data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])),
+            &[(A, 0)],
+        )];
+        r.peers.extend(
+            others
+                .iter()
+                .map(|a| ages(witness(&[IP_B], rec(2, &[B])), &[(A, a * 1000)])),
+        );
+        r.wait_ms_override = Some(42_000);
+        let d = run(&r);
+        let wait = d.wait_until_ms.expect("a wait") - NOW;
+        assert_eq!(
+            wait,
+            want * 1000,
+            "{voters} voters, ages {voter_ages:?}: {d}"
+        );
+    }
 }

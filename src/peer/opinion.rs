@@ -265,6 +265,7 @@ pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide
         system_identifier: a.system_identifier,
         master: a.master.clone(),
         record,
+        clock: lease_clock(a),
         addrs: [a.ip.as_str(), crate::config::host_of(addr)]
             .iter()
             .filter_map(|text| text.parse::<std::net::IpAddr>().ok())
@@ -276,5 +277,18 @@ pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide
             .filter(|s| s.state == "streaming")
             .map(|s| s.name.clone())
             .collect(),
+    })
+}
+
+/// A voter's lease clock from its answer; `None` when it reports none (a
+/// harepd node, or an older version: it never sends an uptime).
+pub fn lease_clock(a: &IKnow) -> Option<crate::decide::LeaseClock> {
+    (a.uptime_ms > 0).then(|| crate::decide::LeaseClock {
+        ages_ms: a
+            .confirmations
+            .iter()
+            .map(|c| (c.node.clone(), c.age_ms))
+            .collect(),
+        uptime_ms: a.uptime_ms,
     })
 }

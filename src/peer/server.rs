@@ -81,6 +81,12 @@ struct PeerState {
     voter_addrs: Reserved,
     /// Which connections have sent a request (their set-up deadline ends).
     setup: SetupTracker,
+    /// The lease's clock: per claimant, when (CLOCK_BOOTTIME, ms) this
+    /// voter last returned a record holding its claim to its ask.
+    confirmed: Mutex<HashMap<String, u64>>,
+    /// When this voter started (CLOCK_BOOTTIME, ms): it cannot know what
+    /// it answered before.
+    started_ms: u64,
 }
 
 enum Kind {
@@ -144,7 +150,7 @@ impl PeerService {
                 .filter_map(|v| crate::config::host_of(v).parse::<std::net::IpAddr>().ok()),
             false,
         );
-        let verify_gate = VerifyGate::new(voter_addrs.clone());
+        let verify_gate = VerifyGate::new(voter_addrs.clone(), voters.len());
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(crate::timing::fan_out_budget(deadline)),
@@ -179,6 +185,8 @@ impl PeerService {
                 verify_gate,
                 voter_addrs,
                 setup: SetupTracker::default(),
+                confirmed: Mutex::new(HashMap::new()),
+                started_ms: clock::boottime_ms(),
             }),
         })
     }
@@ -425,8 +433,13 @@ impl ClusterInfo for PeerService {
             clip(&asker.node_name),
             clip(&asker.ip)
         );
-        let (answer, record_cluster) = self.answer_with_cluster(asker.system_identifier).await;
-        self.maybe_verify(&asker, &answer, record_cluster, from.map(|a| a.ip()));
+        let (mut answer, record_cluster) = self.answer_with_cluster(asker.system_identifier).await;
+        // A claim above the record is verified inside the answer, so the
+        // claimant's own run already counts it.
+        self.verify_inline(&asker, &mut answer, record_cluster, from.map(|a| a.ip()))
+            .await;
+        // Set before the answer leaves: the lease's clock.
+        self.confirm_and_report(&asker, &mut answer);
         Ok(Response::new(answer))
     }
 }

@@ -48,6 +48,7 @@ fn verdict(kind: VerdictKind) -> VerdictRead {
         valid_ms: 5_000,
         wait_until_ms: None,
         identity: Some(identity(3)),
+        wait_for: None,
     })
 }
 

@@ -206,6 +206,7 @@ fn verdicts_are_reported() {
         valid_ms: 1000,
         wait_until_ms: None,
         identity: None,
+        wait_for: None,
     });
     let p = primary_facts();
     let a = data_node_answer(

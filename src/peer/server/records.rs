@@ -8,7 +8,7 @@ use crate::claims_store;
 use crate::peer::client::PeerView;
 use crate::peer::opinion;
 use crate::peer::opinion::Me;
-use crate::peer::proto::{IKnow, Role, WhatYouKnow};
+use crate::peer::proto::{Confirmation, IKnow, Role, WhatYouKnow};
 
 impl PeerService {
     /// Raises (or just reads) the claim record and puts it in `answer`.
@@ -42,10 +42,7 @@ impl PeerService {
                 };
                 answer.record_ok = true;
                 answer.claim_system_identifier = cluster;
-                if let Some(h) = record.highest(cluster) {
-                    answer.claim_timeline = h.timeline;
-                    answer.claim_nodes = h.nodes.iter().cloned().collect();
-                }
+                fill_record(answer, &record);
                 only
             }
             Ok(Err(e)) => {
@@ -62,20 +59,22 @@ impl PeerService {
     }
 
     /// An inbound ask that claims a primary above this voter's record is
-    /// information, not an instruction: in the background, the configured
-    /// voters are asked, and only a configured peer that itself answers as
-    /// that primary (same name, cluster, timeline and postmaster) raises
-    /// the record. A stranger's claim changes nothing.
+    /// information, not an instruction: inside the answer (within the
+    /// fan-out budget), the configured voters are asked, and only a
+    /// configured peer that itself answers as that primary (same name,
+    /// cluster, timeline and postmaster) raises the record, which `answer`
+    /// then carries. A stranger's claim changes nothing.
     ///
     /// Only a claim on this voter's own cluster is verified: the one its
     /// Postgres (or, on the witness, the data nodes) reports, else the one
     /// its record holds. `from` decides which verification slot the ask
     /// may take ([`super::VerifyGate`]): strangers cannot take the one kept
-    /// for the configured voters.
-    pub(super) fn maybe_verify(
+    /// for the configured voters. An ask whose slot is busy gets its
+    /// answer unverified; its claim counts at its next ask.
+    pub(super) async fn verify_inline(
         &self,
         asker: &WhatYouKnow,
-        answer: &IKnow,
+        answer: &mut IKnow,
         record_cluster: Option<u64>,
         from: Option<std::net::IpAddr>,
     ) {
@@ -103,35 +102,47 @@ impl PeerService {
             );
             return;
         };
-        let service = self.clone();
-        let claim = asker.clone();
-        tokio::spawn(async move {
-            service.verify(&claim).await;
-            drop(slot);
-        });
+        if let Some(record) = self.verify(asker).await {
+            fill_record(answer, &record);
+        }
+        drop(slot);
     }
 
-    async fn verify(&self, claim: &WhatYouKnow) {
-        let views = self.inner.verify_client.ask_all(&self.inner.voters).await;
-        let confirmed = views.iter().find_map(|(addr, view)| match view {
-            PeerView::Answered(a)
+    /// Asks the configured voters (in parallel, within the fan-out budget)
+    /// whether one of them is the primary `claim` says; raises the record
+    /// with the claim when one is, and returns the record as it now
+    /// stands.
+    async fn verify(&self, claim: &WhatYouKnow) -> Option<crate::claims::ClaimRecord> {
+        let mut asks = tokio::task::JoinSet::new();
+        for addr in &self.inner.voters {
+            let (client, addr) = (self.inner.verify_client.clone(), addr.clone());
+            asks.spawn(async move {
+                let view = client.ask(&addr).await;
+                (addr, view)
+            });
+        }
+        // The first that confirms will do; the rest are dropped.
+        let mut confirmed = None;
+        while let Some(joined) = asks.join_next().await {
+            if let Ok((addr, PeerView::Answered(a))) = joined {
                 if a.node_name == claim.node_name
-                    && opinion::role_of(a) == Role::Primary
+                    && opinion::role_of(&a) == Role::Primary
                     && a.system_identifier == claim.system_identifier
                     && a.timeline == claim.timeline
-                    && a.postmaster_start_us == claim.postmaster_start_us =>
-            {
-                Some(addr.clone())
+                    && a.postmaster_start_us == claim.postmaster_start_us
+                {
+                    confirmed = Some(addr);
+                    break;
+                }
             }
-            _ => None,
-        });
+        }
         let Some(addr) = confirmed else {
             log::info!(
                 "an ask claimed {:?} is primary on timeline {}; no configured peer confirms it, so it changes nothing",
                 clip(&claim.node_name),
                 claim.timeline
             );
-            return;
+            return None;
         };
         let verified = Claim {
             system_identifier: claim.system_identifier,
@@ -140,14 +151,52 @@ impl PeerService {
         };
         let dir = self.inner.state_dir.clone();
         match tokio::task::spawn_blocking(move || claims_store::raise(&dir, &[verified])).await {
-            Ok(Ok(_)) => log::info!(
-                "verified {}'s claim of timeline {} by asking {addr}",
-                claim.node_name,
-                claim.timeline
-            ),
-            Ok(Err(e)) => self.warn_record(&e),
-            Err(e) => log::error!("claim record task failed: {e}"),
+            Ok(Ok(record)) => {
+                log::info!(
+                    "verified {}'s claim of timeline {} by asking {addr}",
+                    claim.node_name,
+                    claim.timeline
+                );
+                Some(record)
+            }
+            Ok(Err(e)) => {
+                self.warn_record(&e);
+                None
+            }
+            Err(e) => {
+                log::error!("claim record task failed: {e}");
+                None
+            }
         }
+    }
+
+    /// The lease's clock: when the record in `answer` holds the asker's
+    /// claim, this voter confirms the asker now (before the answer
+    /// leaves); then it reports how long ago it confirmed each claimant,
+    /// and its uptime. Any ask that names a claimant counts, a stranger's
+    /// too: that can only lengthen a wait. The names are the record's, so
+    /// the list stays as short as the record.
+    pub(super) fn confirm_and_report(&self, asker: &WhatYouKnow, answer: &mut IKnow) {
+        let now = crate::clock::boottime_ms();
+        let mut confirmed = self
+            .inner
+            .confirmed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if answer.record_ok
+            && crate::claims::check_node_name(&asker.node_name).is_ok()
+            && answer.claim_nodes.contains(&asker.node_name)
+        {
+            confirmed.insert(asker.node_name.clone(), now);
+        }
+        answer.confirmations = confirmed
+            .iter()
+            .map(|(node, at)| Confirmation {
+                node: node.clone(),
+                age_ms: now.saturating_sub(*at),
+            })
+            .collect();
+        answer.uptime_ms = now.saturating_sub(self.inner.started_ms).max(1);
     }
 
     /// Logs a missing or unreadable record at most once a minute.
@@ -196,4 +245,12 @@ pub(super) fn observed_claims(answer: &IKnow) -> Vec<Claim> {
         }
     }
     claims
+}
+
+/// Puts `record`'s claim for the answer's cluster into `answer`.
+fn fill_record(answer: &mut IKnow, record: &crate::claims::ClaimRecord) {
+    if let Some(h) = record.highest(answer.claim_system_identifier) {
+        answer.claim_timeline = h.timeline;
+        answer.claim_nodes = h.nodes.iter().cloned().collect();
+    }
 }

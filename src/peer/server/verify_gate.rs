@@ -1,21 +1,23 @@
 //! Who may start a verification of an inbound claim, so that strangers
 //! cannot keep a voter from verifying the real new primary's claim.
 //!
-//! A verification asks the configured voters back, and lasts up to half
-//! of `connectionDeadline` when one of them does not answer. One runs at a
-//! time per slot, and asks that find their slot busy are dropped. There
-//! are two slots:
-//! - one for asks from a configured voter's address (the neighbours and
-//!   the witness, as their peers connect: the client binds its source to
-//!   its own `bindAddress`), which strangers can never take;
+//! A verification asks the configured voters back, inside the answer, and
+//! lasts up to half of `connectionDeadline` when one of them does not
+//! answer. An ask that finds no slot free is answered unverified (its
+//! claim counts at its next ask). There are two kinds of slot:
+//! - one per configured voter, for asks from a configured voter's address
+//!   (the neighbours and the witness, as their peers connect: the client
+//!   binds its source to its own `bindAddress`), which strangers can never
+//!   take;
 //! - one for everyone else, which one source may take at most once a
 //!   second, so a single stranger cannot hold it for good.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn_limit::Reserved;
 
@@ -24,11 +26,10 @@ pub const STRANGER_INTERVAL: Duration = Duration::from_secs(1);
 /// How many sources the shared slot remembers; when full, it forgets all.
 const REMEMBERED_SOURCES: usize = 4096;
 
-/// The two slots, and the addresses the configured voters ask from.
-#[derive(Default)]
+/// The slots, and the addresses the configured voters ask from.
 pub struct VerifyGate {
-    voter_slot: Arc<AtomicBool>,
-    stranger_slot: Arc<AtomicBool>,
+    voter_slots: Arc<Semaphore>,
+    stranger_slot: Arc<Semaphore>,
     /// The configured voters' addresses, IP literals from the config and
     /// what their host names resolve to (refreshed in the background);
     /// the peer port's connection limiter reserves the same.
@@ -37,23 +38,20 @@ pub struct VerifyGate {
     stranger_seen: Mutex<HashMap<IpAddr, Instant>>,
 }
 
-/// A taken slot, given back when dropped (with the verification's task).
+/// A taken slot, given back when dropped.
 pub struct Slot {
-    busy: Arc<AtomicBool>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.busy.store(false, Ordering::Release);
-    }
+    _permit: OwnedSemaphorePermit,
 }
 
 impl VerifyGate {
-    /// A gate whose voters' slot serves the addresses in `voters`.
-    pub fn new(voters: Reserved) -> VerifyGate {
+    /// A gate with `voter_count` slots for the addresses in `voters`, and
+    /// one for everyone else.
+    pub fn new(voters: Reserved, voter_count: usize) -> VerifyGate {
         VerifyGate {
+            voter_slots: Arc::new(Semaphore::new(voter_count.max(1))),
+            stranger_slot: Arc::new(Semaphore::new(1)),
             voters,
-            ..VerifyGate::default()
+            stranger_seen: Mutex::default(),
         }
     }
 
@@ -66,7 +64,7 @@ impl VerifyGate {
     /// when it is busy (or this stranger took the shared one too lately).
     pub fn take(&self, source: Option<IpAddr>, now: Instant) -> Option<Slot> {
         if source.is_some_and(|ip| self.is_voter(ip)) {
-            return take(&self.voter_slot);
+            return take(&self.voter_slots);
         }
         let key = source.map(|ip| crate::conn_limit::source_key(ip.to_canonical()));
         if let Some(key) = key {
@@ -96,10 +94,11 @@ impl VerifyGate {
     }
 }
 
-fn take(busy: &Arc<AtomicBool>) -> Option<Slot> {
-    (!busy.swap(true, Ordering::AcqRel)).then(|| Slot {
-        busy: Arc::clone(busy),
-    })
+fn take(slots: &Arc<Semaphore>) -> Option<Slot> {
+    Arc::clone(slots)
+        .try_acquire_owned()
+        .ok()
+        .map(|permit| Slot { _permit: permit })
 }
 
 #[cfg(test)]
@@ -111,7 +110,7 @@ mod tests {
         let voter: IpAddr = "10.0.0.2".parse().expect("an address");
         let a: IpAddr = "192.0.2.1".parse().expect("an address");
         let b: IpAddr = "192.0.2.2".parse().expect("an address");
-        let gate = VerifyGate::new(Reserved::new([voter], false));
+        let gate = VerifyGate::new(Reserved::new([voter], false), 2);
         let t = Instant::now();
         // A stranger holds the shared slot; a voter still gets its own.
         let held = gate.take(Some(a), t).expect("the shared slot is free");
@@ -119,9 +118,10 @@ mod tests {
             gate.take(Some(b), t).is_none(),
             "one verification at a time"
         );
-        let v = gate.take(Some(voter), t).expect("the voters' slot");
+        let v = gate.take(Some(voter), t).expect("a voter's slot");
+        let v2 = gate.take(Some(voter), t).expect("the other voter's slot");
         assert!(gate.take(Some(voter), t).is_none(), "busy");
-        drop(v);
+        drop((v, v2));
         // The voter's address in its IPv4-mapped IPv6 spelling is the voter.
         let mapped: IpAddr = "::ffff:10.0.0.2".parse().expect("an address");
         assert!(gate.take(Some(mapped), t).is_some());
