@@ -121,6 +121,17 @@ impl Node {
             .arg("stop"));
     }
 
+    /// `pg_ctl restart -m fast`: a new postmaster on the same data, and
+    /// timeline; waits until it accepts connections.
+    pub fn restart(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .arg("restart"));
+    }
+
     /// Sends a signal to the postmaster (SIGSTOP to hang it, SIGCONT to resume).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid read from postmaster.pid; no memory involved.
