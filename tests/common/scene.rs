@@ -106,6 +106,14 @@ pub struct Options {
     /// node_1 from its peers while HAProxy and replication (loopback, and
     /// the Unix socket to its own Postgres) carry on.
     pub node_1_netns: bool,
+    /// The shipped defaults instead of the suite's fast timing: watchDog
+    /// 15 s, connectionDeadline 5 s, the shipped HAProxy configs as they
+    /// are, and the reconcilers run as the shipped units run them (the
+    /// timer every 15 s, and the path unit at once when postmaster.pid
+    /// changes). For the failover benchmark.
+    pub shipped_timing: bool,
+    /// Only the tcp-check HAProxy (the benchmark's), not every variant.
+    pub only_tcp: bool,
 }
 
 /// A network namespace with a veth pair to the host, removed when dropped.
@@ -294,8 +302,7 @@ impl Scene {
             [to_2, to_1] => [to_2.listen, to_1.listen],
             _ => [peer_addrs[1], peer_addrs[0]],
         };
-        let configs =
-            [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, reach, options.max_lag_bytes));
+        let configs = [0, 1, 2].map(|i| write_config(&c, &dir, i, peer_addrs, reach, options));
         let peers = (0..3)
             .map(|i| {
                 let ns = netns.as_deref().filter(|_| i == 0);
@@ -343,13 +350,48 @@ impl Scene {
                 ],
             ));
         }
-        let variants = vec![
-            variant(&c, "tcp-check", true, "haproxy.cfg", TEXT_PORT, 5),
-            variant(&c, "httpchk", true, "haproxy-httpchk.cfg", HTTP_PORT, 6),
-            variant(&c, "agent-check", true, "haproxy-agent.cfg", AGENT_PORT, 7),
-            variant(&c, "pgsql-check", false, "haproxy-pgsql-check.cfg", 0, 8),
-            variant(&c, "psql unit", false, "haproxy.cfg", PSQL_PORT, 9),
-        ];
+        let shipped = options.shipped_timing;
+        let mut variants = vec![variant(
+            &c,
+            "tcp-check",
+            true,
+            "haproxy.cfg",
+            TEXT_PORT,
+            5,
+            shipped,
+        )];
+        if !options.only_tcp {
+            variants.extend([
+                variant(
+                    &c,
+                    "httpchk",
+                    true,
+                    "haproxy-httpchk.cfg",
+                    HTTP_PORT,
+                    6,
+                    shipped,
+                ),
+                variant(
+                    &c,
+                    "agent-check",
+                    true,
+                    "haproxy-agent.cfg",
+                    AGENT_PORT,
+                    7,
+                    shipped,
+                ),
+                variant(
+                    &c,
+                    "pgsql-check",
+                    false,
+                    "haproxy-pgsql-check.cfg",
+                    0,
+                    8,
+                    shipped,
+                ),
+                variant(&c, "psql unit", false, "haproxy.cfg", PSQL_PORT, 9, shipped),
+            ]);
+        }
         let mut scene = Scene {
             c,
             netns,
@@ -376,6 +418,7 @@ impl Scene {
             tolerated: Mutex::new(Vec::new()),
         };
         for i in 0..2 {
+            let data_dir = [&scene.c.primary, &scene.c.standby][i].data_dir.clone();
             scene.threads.push(reconciler(
                 scene.configs[i].clone(),
                 scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
@@ -385,11 +428,20 @@ impl Scene {
                     running: scene.running[i].clone(),
                     failures: scene.reconcile_failures.clone(),
                     start: scene.start,
+                    every: if shipped {
+                        Duration::from_secs(15)
+                    } else {
+                        Duration::from_secs(1)
+                    },
+                    watch: shipped.then(|| data_dir.join("postmaster.pid")),
                 },
                 scene.netns.clone().filter(|_| i == 0),
             ));
         }
-        scene.wait_routes(&["node_1"], &["node_2"], Duration::from_secs(90));
+        // The first wait of a cluster whose peers just started is all of
+        // W (42.8 s with the shipped timing).
+        let bound = if shipped { 120 } else { 90 };
+        scene.wait_routes(&["node_1"], &["node_2"], Duration::from_secs(bound));
         scene.observe();
         scene
     }
@@ -759,9 +811,14 @@ fn variant(
     config: &str,
     port: u16,
     octet: u8,
+    shipped: bool,
 ) -> Variant {
     let haproxy = Haproxy::start_ports(c, config, c.spare_addr(octet), 5432, 5433, |t| {
-        scenario_timing(t, port)
+        if shipped {
+            t.replace("port 5431", &format!("port {port}"))
+        } else {
+            scenario_timing(t, port)
+        }
     });
     Variant {
         label,
@@ -822,15 +879,18 @@ async fn write_through(prod: SocketAddr, label: &str, n: i32) -> Option<IpAddr> 
         .flatten()
 }
 
-/// A node's config: fencing strict, watchDog 1, the scenario timing.
+/// A node's config: fencing strict, watchDog 1, the scenario timing (or,
+/// with `shipped_timing`, watchDog 15, connectionDeadline 5 and the
+/// shipped HAProxy timing, the defaults).
 fn write_config(
     c: &Cluster,
     dir: &Path,
     i: usize,
     peers: [SocketAddr; 3],
     reach: [SocketAddr; 2],
-    max_lag_bytes: Option<u64>,
+    options: Options,
 ) -> PathBuf {
+    let max_lag_bytes = options.max_lag_bytes;
     let name = ["node_1", "node_2", "witness"][i];
     let runtime = dir.join(format!("run-{name}"));
     let state = dir.join(format!("state-{name}"));
@@ -848,26 +908,32 @@ fn write_config(
         _ => vec![peers[0].to_string(), peers[1].to_string()],
     };
     let lag = max_lag_bytes.map_or(String::new(), |b| format!("  maxLagBytes: {b}\n"));
+    let primary_ip = match i {
+        0 => c.primary.addr.to_string(),
+        1 => c.standby.addr.to_string(),
+        _ => peers[2].ip().to_string(),
+    };
     let yaml = PeerConfig {
         node_name: name,
-        primary_ip: &match i {
-            0 => c.primary.addr.to_string(),
-            1 => c.standby.addr.to_string(),
-            _ => peers[2].ip().to_string(),
-        },
+        primary_ip: &primary_ip,
         bind: peers[i],
         neighbours,
         witness: peers[2].to_string(),
         conninfo,
         runtime_dir: &runtime,
         tls: None,
-        connection_deadline: 1.0,
-    }
-    .reconciled_yaml(
-        &hba,
-        // As scene_check() says.
-        "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
-    ) + &format!(
+        connection_deadline: if options.shipped_timing { 5.0 } else { 1.0 },
+    };
+    let yaml = if options.shipped_timing {
+        yaml.reconciled_yaml(&hba, "")
+            .replace("  watchDog: 1\n", "  watchDog: 15\n")
+    } else {
+        yaml.reconciled_yaml(
+            &hba,
+            // As scene_check() says.
+            "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+        )
+    } + &format!(
         "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n{lag}",
         state.display()
     );
@@ -915,6 +981,17 @@ struct RunFlags {
     running: Arc<AtomicBool>,
     failures: Arc<Mutex<Vec<(Duration, String)>>>,
     start: Instant,
+    /// The timer's interval.
+    every: Duration,
+    /// A file whose change starts a run at once, as the shipped path unit
+    /// does with postmaster.pid.
+    watch: Option<PathBuf>,
+}
+
+/// What a watched file looks like now (its change time and length).
+fn file_state(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// A reconciler run every second, as the timer runs it, until `stop`;
@@ -975,7 +1052,18 @@ fn reconciler(
                 }
             }
             flags.running.store(false, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+            // Until the timer's next tick, or the watched file changes.
+            let seen = flags.watch.as_deref().and_then(file_state);
+            while tick.elapsed() < flags.every && !flags.stop.load(Ordering::Relaxed) {
+                if flags
+                    .watch
+                    .as_deref()
+                    .is_some_and(|w| file_state(w) != seen)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     })
 }

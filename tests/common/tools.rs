@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The pgsql-state binary under test.
+/// The pgsql-state binary under test: this build's, or the one
+/// `PGSQL_STATE_BINARY` names (a benchmark measuring an earlier build).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pgsql-state"))
+    std::env::var_os("PGSQL_STATE_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pgsql-state")))
 }
 
 /// Panics with a clear message when a tool the tests need is missing.
