@@ -1,6 +1,6 @@
 /* The timing of fencing, as the model uses it. One tick is one second.
  * These are the values a test (tests/shipped_files.rs, `model_params_match_timing`)
- * compares with src/timing.rs: L = lease(watchDog, deadline), H =
+ * compares with src/fencing/timing.rs: L = lease(watchDog, deadline), H =
  * haproxy_term(check), W = L + H (the model takes the clock drift rho as 0;
  * the code's W multiplies L by (1+rho)/(1-rho), which only makes it longer).
  * A configuration in check.sh may override any of these with -D. */
@@ -49,7 +49,7 @@
 #define NO_DRIFT_COMP 0
 #endif
 
-/* Derived, exactly as src/timing.rs derives them. */
+/* Derived, exactly as src/fencing/timing.rs derives them. */
 #define LEASE      (2 * WATCHDOG + DEADLINE)
 #define T_FAIL     (INTER + TCHECK)
 #define HTERM      (INTER + T_FAIL + TRANSIT + (FALL - 1) * (FASTINTER + T_FAIL) - (RISE - 1) * FASTINTER)

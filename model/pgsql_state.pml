@@ -32,7 +32,7 @@
  *       ago (a machine lost long before), with no fault after it, answers
  *       `production` within runs and the cache, without the lease's wait.
  *
- * The rules are those of src/fencing/decide.rs; each mutation macro
+ * The rules are those of src/fencing/decide/mod.rs; each mutation macro
  * weakens one (check.sh runs them and expects a counterexample from each).
  */
 

@@ -1,5 +1,5 @@
 /* Prints the model's timing, as params.pml derives it, for the test that
- * compares it with src/timing.rs (tests/shipped_files.rs):
+ * compares it with src/fencing/timing.rs (tests/shipped_files.rs):
  *   spin [-DNAME=value ...] model/print_params.pml */
 #include "params.pml"
 

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::timing::HaproxyCheck;
+use crate::fencing::timing::HaproxyCheck;
 
 /// Why a haproxy.cfg's timing could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -256,8 +256,8 @@ mod tests {
         assert_eq!((t.inter, t.rise, t.fall), (Duration::from_secs(5), 1, 1));
         // The agent's term is longer than the tcp-check's with rise 2.
         assert!(
-            crate::timing::haproxy_term(&shipped)
-                > crate::timing::haproxy_term(&HaproxyCheck::default())
+            crate::fencing::timing::haproxy_term(&shipped)
+                > crate::fencing::timing::haproxy_term(&HaproxyCheck::default())
         );
     }
 

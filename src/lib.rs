@@ -6,42 +6,40 @@
 //!
 //! A pure core, a few edges, and thin commands over them.
 //!
-//! - Pure core (no I/O, no clock reads):
-//!   [`word`] (the words and `choose_word`), [`decide`] (the quorum and
-//!   timeline rules), [`timing`] (lease and wait), [`claims`] (claim records),
-//!   [`verdict`] (the verdict
-//!   type, its text form, freshness), [`config`] (types, deserialising with
+//! - [`fencing`]: what keeps two nodes from both answering `production`:
+//!   claim records, the quorum and timeline rules with the wait
+//!   (`decide`), the lease's timing, the verdict; and its two edges, the
+//!   durable record file and CLOCK_BOOTTIME.
+//! - The rest of the pure core (no I/O, no clock reads): [`word`] (the
+//!   words and `choose_word`), [`config`] (types, deserialising with
 //!   lines, validation), [`haproxy_cfg`] (a haproxy.cfg's check timing),
-//!   [`haproxy_state`] (HAProxy's server-state file, which starts servers DOWN),
-//!   [`hba::render`] (the managed block of
-//!   pg_hba.conf), [`status`] (the cluster table), and
-//!   [`peer::opinion`] (the answers a peer gives).
+//!   [`haproxy_state`] (HAProxy's server-state file, which starts servers
+//!   DOWN), [`hba::render`] (the managed block of pg_hba.conf),
+//!   [`status`] (the cluster table), and [`peer::opinion`] (the answers a
+//!   peer gives).
 //! - Edges: [`pg`] (the role query, the facts query, the warm connection),
 //!   [`peer`] (proto, client, server, TLS), [`activation`] (inherited
-//!   sockets, for `respond` and `peer`), [`conn_limit`] (per-source caps
-//!   and head timeouts on accepted connections), [`runtime_files`] (the
-//!   verdict and maintenance files), [`sandbox`] (the responder's Landlock
-//!   confinement and seccomp filters), [`claims_store`] (the durable claim
-//!   record), [`fsutil`] (atomic writes that keep
-//!   mode and owner), [`clock`] (CLOCK_BOOTTIME and the boot id), [`resolve`] (host names to
-//!   addresses, bounded in time),
-//!   [`systemd`], [`logging`].
+//!   sockets, for `respond` and `peer`), [`conn_limit`] (per-source caps,
+//!   reserved addresses and set-up deadlines on accepted connections),
+//!   [`runtime_files`] (the verdict and maintenance files), [`sandbox`]
+//!   (the responder's Landlock confinement and seccomp filters),
+//!   [`fsutil`] (atomic writes that keep mode and owner), [`resolve`]
+//!   (host names to addresses, bounded in time), [`systemd`], [`logging`].
 //! - Commands: [`cli`] (clap) and [`commands`], one function per
 //!   subcommand with anyhow context, and the exit-code mapping;
 //!   [`respond`] holds the responder's formats and long-lived server.
+//!
+//! A module with submodules is `name/mod.rs`, throughout.
 
 #![deny(missing_docs)]
 
 pub mod activation;
-pub mod claims;
-pub mod claims_store;
 pub mod cli;
-pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod conn_limit;
-pub mod decide;
 pub mod error_text;
+pub mod fencing;
 pub mod fsutil;
 pub mod haproxy_cfg;
 pub mod haproxy_state;
@@ -55,6 +53,4 @@ pub mod runtime_files;
 pub mod sandbox;
 pub mod status;
 pub mod systemd;
-pub mod timing;
-pub mod verdict;
 pub mod word;

@@ -1,12 +1,12 @@
 //! The small files in `runtimeDir` that steer the responder: the
 //! reconciler's verdict and the operator's maintenance flag. Reading them
-//! takes microseconds; what they mean is [`crate::verdict`]'s business.
+//! takes microseconds; what they mean is [`crate::fencing::verdict`]'s business.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fencing::verdict::{Verdict, VerdictRead};
 use crate::fsutil::write_atomic;
-use crate::verdict::{Verdict, VerdictRead};
 
 /// The verdict file's name inside `runtimeDir`.
 pub const VERDICT_FILE: &str = "verdict";

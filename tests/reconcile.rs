@@ -39,8 +39,8 @@ const HAPROXY_CHECK: &str =
     "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 2\n      fall: 1\n      timeoutCheck: 1\n";
 
 /// This file's HAProxy timing, as `HAPROXY_CHECK` writes it.
-fn check_timing() -> pgsql_state::timing::HaproxyCheck {
-    pgsql_state::timing::HaproxyCheck {
+fn check_timing() -> pgsql_state::fencing::timing::HaproxyCheck {
+    pgsql_state::fencing::timing::HaproxyCheck {
         inter: Duration::from_secs(1),
         fastinter: Duration::from_millis(500),
         rise: 2,
@@ -55,12 +55,12 @@ fn check_timing() -> pgsql_state::timing::HaproxyCheck {
 /// the words, 250 ms), so a run is taken as 2.5 s; the margin for a busy
 /// machine is 2 s more.
 fn p3_bound() -> Duration {
-    let w = pgsql_state::timing::wait(
-        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+    let w = pgsql_state::fencing::timing::wait(
+        pgsql_state::fencing::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
         &check_timing(),
     );
     w + 3 * Duration::from_millis(2_500)
-        + pgsql_state::timing::WITNESS_CACHE_TTL
+        + pgsql_state::fencing::timing::WITNESS_CACHE_TTL
         + Duration::from_secs(2)
 }
 
@@ -919,9 +919,9 @@ fn a_planned_switchover_waits_haproxy_s_term_only() {
     );
     // HAPROXY_CHECK's timing: H = 3.5 s; W = L(1+ρ)/(1−ρ) + H ≈ 6.6 s.
     let check = check_timing();
-    let h = pgsql_state::timing::haproxy_term(&check).as_millis() as u64;
-    let full = pgsql_state::timing::wait(
-        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+    let h = pgsql_state::fencing::timing::haproxy_term(&check).as_millis() as u64;
+    let full = pgsql_state::fencing::timing::wait(
+        pgsql_state::fencing::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
         &check,
     )
     .as_millis() as u64;

@@ -329,13 +329,13 @@ fn exit_codes_follow_the_contract() {
 }
 
 /// The model's timing (`model/params.pml`, as spin's preprocessor derives
-/// it) is src/timing.rs's, for the default parameters and for each variant
+/// it) is src/fencing/timing.rs's, for the default parameters and for each variant
 /// `model/check.sh` searches. One tick of the model is one second; the
 /// model takes the clock drift ρ as 0, so its W is L + H, and the code's W
 /// may only be longer.
 #[test]
 fn model_params_match_timing() {
-    use pgsql_state::timing::{self, HaproxyCheck};
+    use pgsql_state::fencing::timing::{self, HaproxyCheck};
     use std::collections::HashMap;
     use std::time::Duration;
     let spin = require_tool("spin");

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::claims_store;
 use crate::cli::{ClaimsAction, ClaimsArgs};
 use crate::config;
+use crate::fencing::claims_store;
 
 pub fn run(explicit: Option<&Path>, args: ClaimsArgs) -> anyhow::Result<()> {
     let state_dir = match args.state_dir {

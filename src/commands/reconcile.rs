@@ -12,19 +12,20 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::claims::Highest;
 use crate::cli::ReconcileArgs;
-use crate::clock::{self, Now};
 use crate::config::Config;
-use crate::decide::{self, Decision, LocalFacts, PeerState, Previous};
+use crate::fencing::claims::Highest;
+use crate::fencing::clock::{self, Now};
+use crate::fencing::decide::{self, Decision, LocalFacts, PeerState, Previous};
+use crate::fencing::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
+use crate::fencing::{claims_store, timing};
 use crate::hba::{apply, render};
 use crate::peer::client::PeerClient;
 use crate::peer::opinion;
 use crate::peer::proto::{Role, WhatYouKnow};
 use crate::pg::facts::NodeFacts;
 use crate::pg::{self, admin};
-use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
-use crate::{claims_store, runtime_files, timing};
+use crate::runtime_files;
 
 /// The lock that serialises runs, in `runtimeDir`.
 const LOCK_FILE: &str = "reconcile.lock";

@@ -110,7 +110,7 @@ async fn gather(
 ) -> Vec<status::Row> {
     {
         let views = client.ask_all(peers).await;
-        let lease_ms = crate::timing::drifted(config.responder.lease).as_millis() as u64;
+        let lease_ms = crate::fencing::timing::drifted(config.responder.lease).as_millis() as u64;
         let mut rows = status::rows(&views, config.grpc.witness.as_deref(), lease_ms);
         // Ask every data node's check port at once; answers land in row order.
         let mut checks = tokio::task::JoinSet::new();

@@ -201,7 +201,7 @@ pub struct Config {
     /// `stateDir`: where the durable claim record lives (never /run).
     pub state_dir: PathBuf,
     /// `haproxy.check`: the HAProxy timing the new primary's wait covers.
-    pub haproxy_check: crate::timing::HaproxyCheck,
+    pub haproxy_check: crate::fencing::timing::HaproxyCheck,
     /// The responder's settings.
     pub responder: ResponderSettings,
 }

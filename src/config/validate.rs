@@ -269,24 +269,23 @@ pub(super) fn validate(
     }
 
     let node_name = c.non_empty("harepd.nodeName", node_name);
-    let node_name =
-        c.required("harepd.nodeName", node_name).filter(
-            |name| match crate::claims::check_node_name(name) {
-                Ok(()) => true,
-                Err(why) => {
-                    c.report(
-                        "harepd.nodeName",
-                        format!(
-                            "{name:?} cannot be a node name: {why} (a node name is one word of at \
+    let node_name = c.required("harepd.nodeName", node_name).filter(|name| {
+        match crate::fencing::claims::check_node_name(name) {
+            Ok(()) => true,
+            Err(why) => {
+                c.report(
+                    "harepd.nodeName",
+                    format!(
+                        "{name:?} cannot be a node name: {why} (a node name is one word of at \
                          most {} bytes, with no white space or control characters, like \
                          repmgr's node_name)",
-                            crate::claims::MAX_NODE_NAME_BYTES
-                        ),
-                    );
-                    false
-                }
-            },
-        );
+                        crate::fencing::claims::MAX_NODE_NAME_BYTES
+                    ),
+                );
+                false
+            }
+        }
+    });
     let primary_ip = c
         .required("harepd.primaryIP", primary_ip)
         .and_then(|ip| c.ip("harepd.primaryIP", &ip));
@@ -404,8 +403,8 @@ pub(super) fn validate(
 fn check_timing(
     c: &mut Checker<'_>,
     raw: Option<super::raw::RawCheck>,
-) -> crate::timing::HaproxyCheck {
-    let d = crate::timing::HaproxyCheck::default();
+) -> crate::fencing::timing::HaproxyCheck {
+    let d = crate::fencing::timing::HaproxyCheck::default();
     let Some(raw) = raw else {
         return d;
     };
@@ -417,7 +416,7 @@ fn check_timing(
         Some(n) => n,
         None => default,
     };
-    crate::timing::HaproxyCheck {
+    crate::fencing::timing::HaproxyCheck {
         inter: c.seconds("harepd.haproxy.check.inter", raw.inter, d.inter),
         fastinter: c.seconds("harepd.haproxy.check.fastinter", raw.fastinter, d.fastinter),
         rise: count(c, "harepd.haproxy.check.rise", raw.rise, d.rise),

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::{
     connect, first_row, parse_bool, parse_num, parse_system_identifier, AnswerError, ProbeError,
 };
-use crate::verdict::Identity;
+use crate::fencing::verdict::Identity;
 use crate::word::RoleFacts;
 
 /// What to ask, fixed for the life of a responder.

@@ -42,7 +42,7 @@ pub struct MetricFacts {
     /// The timeline the postmaster runs.
     pub timeline: Option<u32>,
     /// The verdict file's kind and its age in seconds.
-    pub verdict: Option<(crate::verdict::VerdictKind, f64)>,
+    pub verdict: Option<(crate::fencing::verdict::VerdictKind, f64)>,
     /// How long choosing the word took, in seconds.
     pub check_seconds: f64,
 }

@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use super::format::HttpView;
-use crate::verdict::VerdictKind;
+use crate::fencing::verdict::VerdictKind;
 use crate::word::Word;
 
 /// The Content-Type of the reply.

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::clock::{self, Now};
 use crate::config::{Fencing, Format, ResponderSettings};
+use crate::fencing::clock::{self, Now};
+use crate::fencing::verdict::VerdictRead;
 use crate::pg::role::{self as probe, Goodbye, ProbeQuery};
 use crate::pg::warm::WarmConnection;
 use crate::pg::{self, ProbeError};
 use crate::runtime_files;
-use crate::verdict::VerdictRead;
 use crate::word::{choose_word, DownReason, Inputs, RoleFacts, Word};
 
 /// A client connection of any stream socket type.

@@ -7,9 +7,9 @@
 
 use std::fmt;
 
-use crate::clock::Now;
 use crate::config::Fencing;
-use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
+use crate::fencing::clock::Now;
+use crate::fencing::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
 
 /// The responder's one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Table tests for `choose_word`, and the substring rule for every text.
 
 use super::*;
-use crate::clock::Now;
-use crate::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
+use crate::fencing::clock::Now;
+use crate::fencing::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
 
 const BOOT: &str = "boot-a";
 

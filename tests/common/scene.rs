@@ -687,8 +687,8 @@ impl Scene {
 
 /// The scene's timing: watchDog 1 s, connectionDeadline 1 s, and the
 /// `haproxy.check` of [`write_config`].
-fn scene_check() -> pgsql_state::timing::HaproxyCheck {
-    pgsql_state::timing::HaproxyCheck {
+fn scene_check() -> pgsql_state::fencing::timing::HaproxyCheck {
+    pgsql_state::fencing::timing::HaproxyCheck {
         inter: Duration::from_secs(1),
         fastinter: Duration::from_millis(500),
         rise: 1,
@@ -715,11 +715,11 @@ const MARGIN: Duration = Duration::from_secs(2);
 /// `prod` within W, three runs and the witness's cache, plus HAProxy's
 /// entry and the margin.
 pub fn failover_bound() -> Duration {
-    let w = pgsql_state::timing::wait(
-        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+    let w = pgsql_state::fencing::timing::wait(
+        pgsql_state::fencing::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
         &scene_check(),
     );
-    w + 3 * RUN + pgsql_state::timing::WITNESS_CACHE_TTL + haproxy_entry() + MARGIN
+    w + 3 * RUN + pgsql_state::fencing::timing::WITNESS_CACHE_TTL + haproxy_entry() + MARGIN
 }
 
 /// The model's P6 as HAProxy sees it: a promotion after no voter has
@@ -735,8 +735,8 @@ pub fn late_promotion_bound() -> Duration {
 /// L' + H' of the scene: how long after a node was last confirmed the
 /// voters vouch that nothing is left of its lease.
 pub fn lease_and_term() -> Duration {
-    pgsql_state::timing::wait(
-        pgsql_state::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
+    pgsql_state::fencing::timing::wait(
+        pgsql_state::fencing::timing::lease(Duration::from_secs(1), Duration::from_secs(1)),
         &scene_check(),
     )
 }
@@ -753,9 +753,9 @@ pub fn restart_bound(restart: Duration) -> Duration {
 
 /// The same for a planned switchover (P4): H alone instead of W.
 pub fn switchover_bound() -> Duration {
-    pgsql_state::timing::haproxy_term(&scene_check())
+    pgsql_state::fencing::timing::haproxy_term(&scene_check())
         + 3 * RUN
-        + pgsql_state::timing::WITNESS_CACHE_TTL
+        + pgsql_state::fencing::timing::WITNESS_CACHE_TTL
         + haproxy_entry()
         + MARGIN
 }

@@ -1,9 +1,9 @@
 //! Table tests for the data node's and the witness's answers.
 
 use super::*;
-use crate::clock::Now;
+use crate::fencing::clock::Now;
+use crate::fencing::verdict::{Verdict, VerdictKind};
 use crate::pg::facts::StandbyFacts;
-use crate::verdict::{Verdict, VerdictKind};
 
 fn me(name: &str, ip: &str) -> Me {
     Me {

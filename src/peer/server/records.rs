@@ -3,8 +3,8 @@
 //! configured voter confirms it.
 
 use super::{clip, PeerService};
-use crate::claims::Claim;
-use crate::claims_store;
+use crate::fencing::claims::Claim;
+use crate::fencing::claims_store;
 use crate::peer::client::PeerView;
 use crate::peer::opinion;
 use crate::peer::opinion::Me;
@@ -81,7 +81,7 @@ impl PeerService {
         let claims = asker.role == Role::Primary as i32
             && asker.system_identifier != 0
             && asker.timeline > 0
-            && crate::claims::check_node_name(&asker.node_name).is_ok();
+            && crate::fencing::claims::check_node_name(&asker.node_name).is_ok();
         let ours = match answer.system_identifier {
             0 => record_cluster,
             known => Some(known),
@@ -112,7 +112,7 @@ impl PeerService {
     /// whether one of them is the primary `claim` says; raises the record
     /// with the claim when one is, and returns the record as it now
     /// stands.
-    async fn verify(&self, claim: &WhatYouKnow) -> Option<crate::claims::ClaimRecord> {
+    async fn verify(&self, claim: &WhatYouKnow) -> Option<crate::fencing::claims::ClaimRecord> {
         let mut asks = tokio::task::JoinSet::new();
         for addr in &self.inner.voters {
             let (client, addr) = (self.inner.verify_client.clone(), addr.clone());
@@ -177,14 +177,14 @@ impl PeerService {
     /// too: that can only lengthen a wait. The names are the record's, so
     /// the list stays as short as the record.
     pub(super) fn confirm_and_report(&self, asker: &WhatYouKnow, answer: &mut IKnow) {
-        let now = crate::clock::boottime_ms();
+        let now = crate::fencing::clock::boottime_ms();
         let mut confirmed = self
             .inner
             .confirmed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if answer.record_ok
-            && crate::claims::check_node_name(&asker.node_name).is_ok()
+            && crate::fencing::claims::check_node_name(&asker.node_name).is_ok()
             && answer.claim_nodes.contains(&asker.node_name)
         {
             confirmed.insert(asker.node_name.clone(), now);
@@ -248,7 +248,7 @@ pub(super) fn observed_claims(answer: &IKnow) -> Vec<Claim> {
 }
 
 /// Puts `record`'s claim for the answer's cluster into `answer`.
-fn fill_record(answer: &mut IKnow, record: &crate::claims::ClaimRecord) {
+fn fill_record(answer: &mut IKnow, record: &crate::fencing::claims::ClaimRecord) {
     if let Some(h) = record.highest(answer.claim_system_identifier) {
         answer.claim_timeline = h.timeline;
         answer.claim_nodes = h.nodes.iter().cloned().collect();

@@ -1,6 +1,6 @@
 //! Claim records: every voter's durable memory of the highest primary
 //! claim it has seen, per system identifier. Pure: the type, how a record
-//! is raised, and its text form. The file is [`crate::claims_store`]'s.
+//! is raised, and its text form. The file is [`crate::fencing::claims_store`]'s.
 //!
 //! A record only ever goes up. A claim on a higher timeline replaces it; a
 //! second node claiming the same timeline makes a tie, which fences every

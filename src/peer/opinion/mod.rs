@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::client::{PeerError, PeerView};
 use super::proto::{IKnow, Role, Standby, Unreachable, Verdict as VerdictMsg};
-use crate::clock::Now;
+use crate::fencing::clock::Now;
+use crate::fencing::verdict::VerdictRead;
 use crate::pg::facts::NodeFacts;
-use crate::verdict::VerdictRead;
 
 /// Who is answering.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ fn add_verdict(answer: &mut IKnow, verdict: &VerdictRead, now: Option<&Now>) {
                 reason: v.reason.clone(),
                 fresh: now.is_some_and(|now| v.is_fresh(now)),
             });
-            answer.fenced = v.kind == crate::verdict::VerdictKind::Fenced;
+            answer.fenced = v.kind == crate::fencing::verdict::VerdictKind::Fenced;
         }
     }
 }
@@ -235,8 +235,12 @@ mod tests;
 /// for the cluster `cluster`. The node's addresses are its `primaryIP` and
 /// `addr`'s host when that is an address (the caller adds what a host
 /// name resolves to).
-pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide::PeerState {
-    use crate::decide::{PeerAnswer, PeerState};
+pub fn as_peer_state(
+    addr: &str,
+    view: &PeerView,
+    cluster: u64,
+) -> crate::fencing::decide::PeerState {
+    use crate::fencing::decide::{PeerAnswer, PeerState};
     let a = match view {
         PeerView::Answered(a) => a,
         PeerView::Unreachable(_) => return PeerState::Unreachable,
@@ -247,7 +251,7 @@ pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide
         && a.claim_timeline > 0
         && !a.claim_nodes.is_empty()
     {
-        Some(Some(crate::claims::Highest {
+        Some(Some(crate::fencing::claims::Highest {
             timeline: a.claim_timeline,
             nodes: a.claim_nodes.iter().cloned().collect(),
         }))
@@ -282,8 +286,8 @@ pub fn as_peer_state(addr: &str, view: &PeerView, cluster: u64) -> crate::decide
 
 /// A voter's lease clock from its answer; `None` when it reports none (a
 /// harepd node, or an older version: it never sends an uptime).
-pub fn lease_clock(a: &IKnow) -> Option<crate::decide::LeaseClock> {
-    (a.uptime_ms > 0).then(|| crate::decide::LeaseClock {
+pub fn lease_clock(a: &IKnow) -> Option<crate::fencing::decide::LeaseClock> {
+    (a.uptime_ms > 0).then(|| crate::fencing::decide::LeaseClock {
         ages_ms: a
             .confirmations
             .iter()

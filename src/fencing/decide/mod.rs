@@ -40,8 +40,8 @@ pub use wait::{LeaseClock, Previous, Wait};
 
 use std::net::IpAddr;
 
-use crate::claims::{Claim, Highest};
-use crate::verdict::{Identity, VerdictKind};
+use crate::fencing::claims::{Claim, Highest};
+use crate::fencing::verdict::{Identity, VerdictKind};
 
 /// This node's own Postgres, as far as deciding needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ impl fmt::Display for Decision {
             "{}: {kind} (timeline {}, {}/{} voters",
             self.node, self.timeline, self.reached, self.voters
         )?;
-        if !self.reason.is_empty() && kind != crate::verdict::VerdictKind::Production {
+        if !self.reason.is_empty() && kind != crate::fencing::verdict::VerdictKind::Production {
             write!(f, "; {}", self.reason)?;
         }
         f.write_str(")")

@@ -8,7 +8,7 @@
 //! wait 41.7 s.
 
 use super::*;
-use crate::claims::Highest;
+use crate::fencing::claims::Highest;
 use std::collections::BTreeSet;
 
 const A: &str = "node_a";

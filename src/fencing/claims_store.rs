@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use crate::claims::{Claim, ClaimParseError, ClaimRecord};
+use crate::fencing::claims::{Claim, ClaimParseError, ClaimRecord};
 use crate::fsutil::write_atomic;
 
 /// The record's file name inside `stateDir`.
@@ -123,10 +123,10 @@ pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimSto
     let mut record = load_locked(state_dir)?;
     let mut changed = false;
     for claim in claims {
-        if let Err(why) = crate::claims::check_node_name(&claim.node) {
+        if let Err(why) = crate::fencing::claims::check_node_name(&claim.node) {
             log::warn!(
                 "a claim for the node {:?} is not recorded: {why}",
-                crate::claims::clip_name(&claim.node)
+                crate::fencing::claims::clip_name(&claim.node)
             );
             continue;
         }

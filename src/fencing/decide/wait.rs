@@ -30,8 +30,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Inputs, LocalFacts, PeerState};
-use crate::claims::Highest;
-use crate::verdict::{Identity, VerdictKind};
+use crate::fencing::claims::Highest;
+use crate::fencing::verdict::{Identity, VerdictKind};
 
 /// One voter's lease clock, as it reported it in its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

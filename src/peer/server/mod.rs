@@ -25,17 +25,17 @@ use super::client::{PeerClient, PeerView};
 use super::opinion::{self, Me};
 use super::proto::cluster_info_server::{ClusterInfo, ClusterInfoServer};
 use super::proto::{IKnow, Role, WhatYouKnow};
-use crate::claims::Claim;
-use crate::clock;
 use crate::config::Config;
 use crate::conn_limit::{ConnLimiter, LimitedIncoming};
+use crate::fencing::claims::Claim;
+use crate::fencing::clock;
 use crate::pg::facts::{self, NodeFacts};
 use crate::pg::warm::WarmConnection;
 use crate::pg::{self, ProbeError};
 use crate::runtime_files;
 
 use crate::conn_limit::{Reserved, SetupTracker};
-pub use crate::timing::{FACTS_CACHE_TTL, WITNESS_CACHE_TTL};
+pub use crate::fencing::timing::{FACTS_CACHE_TTL, WITNESS_CACHE_TTL};
 /// How often a data node refreshes its name → address directory.
 pub const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
 /// The largest request the server decodes. A `WhatYouKnow` is a few dozen
@@ -143,7 +143,7 @@ impl PeerService {
                 != crate::config::host_port(&own, config.grpc.bind_port).ok()
         });
         voters.dedup();
-        let verify_client = client.with_deadline(crate::timing::fan_out_budget(deadline));
+        let verify_client = client.with_deadline(crate::fencing::timing::fan_out_budget(deadline));
         let voter_addrs = Reserved::new(
             voters
                 .iter()
@@ -153,7 +153,7 @@ impl PeerService {
         let verify_gate = VerifyGate::new(voter_addrs.clone(), voters.len());
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
-                client: client.with_deadline(crate::timing::fan_out_budget(deadline)),
+                client: client.with_deadline(crate::fencing::timing::fan_out_budget(deadline)),
                 neighbours: config.grpc.neighbours.clone(),
                 cache: tokio::sync::Mutex::new(None),
             })
@@ -166,7 +166,7 @@ impl PeerService {
                 facts_timeout: config
                     .responder
                     .check_timeout
-                    .min(crate::timing::fan_out_budget(deadline)),
+                    .min(crate::fencing::timing::fan_out_budget(deadline)),
                 facts_cache: tokio::sync::Mutex::new(None),
                 runtime_dir: config.responder.runtime_dir.clone(),
                 directory: Mutex::new(directory),
@@ -331,7 +331,7 @@ impl DataNode {
         let facts = self.facts().await;
         let verdict = runtime_files::read_verdict(&self.runtime_dir);
         let now = match &verdict {
-            crate::verdict::VerdictRead::Present(_) => clock::now().ok(),
+            crate::fencing::verdict::VerdictRead::Present(_) => clock::now().ok(),
             _ => None,
         };
         let directory = self

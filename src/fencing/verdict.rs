@@ -3,11 +3,11 @@
 //!
 //! The verdict is `key=value` lines, so `cat /run/pgsql-state/verdict`
 //! explains itself. Freshness is judged on CLOCK_BOOTTIME of one boot
-//! ([`crate::clock`]).
+//! ([`crate::fencing::clock`]).
 
 use std::fmt;
 
-use crate::clock::Now;
+use crate::fencing::clock::Now;
 
 /// What a `strict` verdict is bound to: one postmaster of one cluster on
 /// one timeline.
