@@ -33,9 +33,6 @@ use std::time::{Duration, Instant};
 use common::scene::{Options, Scene};
 use common::*;
 
-/// The Patroni release measured.
-const PATRONI: &str = "patroni[raft]==4.1.5";
-
 /// The shipped defaults: L = 2 × 15 + 5 = 35 s, H = 7 s.
 const LEASE: Duration = Duration::from_secs(35);
 
@@ -68,15 +65,6 @@ fn writes_back(s: &Scene, from: Duration, on: IpAddr, bound: Duration) -> Durati
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn promote(node: &Node) {
-    run(as_pg_user(&pg_bin("pg_ctl")).args([
-        "-D",
-        node.data_dir.to_str().expect("utf-8"),
-        "-w",
-        "promote",
-    ]));
 }
 
 /// The machine of node_1 lost: its reconciler, peer and postmaster gone.
@@ -120,7 +108,7 @@ fn late_promotion() -> Row {
     // would promote a minute later.
     std::thread::sleep(LEASE + Duration::from_secs(5));
     let at = s.now();
-    promote(&s.c.standby);
+    s.c.standby.promote();
     let took = writes_back(&s, at, s.c.standby.addr.into(), Duration::from_secs(180));
     Row {
         fault: "machine lost, standby promoted 40 s (> L') later",
@@ -134,7 +122,7 @@ fn crashed() -> Row {
     std::thread::sleep(Duration::from_secs(3));
     s.c.primary.signal(libc::SIGKILL);
     let at = s.now();
-    promote(&s.c.standby);
+    s.c.standby.promote();
     let took = writes_back(&s, at, s.c.standby.addr.into(), Duration::from_secs(180));
     Row {
         fault: "Postgres crashed (refused), then promotion",
@@ -148,7 +136,7 @@ fn promoted_at_once() -> Row {
     std::thread::sleep(Duration::from_secs(3));
     lose_node_1(&s);
     let at = s.now();
-    promote(&s.c.standby);
+    s.c.standby.promote();
     let took = writes_back(&s, at, s.c.standby.addr.into(), Duration::from_secs(180));
     Row {
         fault: "machine lost, promoted at once",
@@ -165,23 +153,8 @@ fn ours_like_patroni() -> Duration {
     let at = s.now();
     lose_node_1(&s);
     std::thread::sleep(Duration::from_secs(30));
-    promote(&s.c.standby);
+    s.c.standby.promote();
     writes_back(&s, at, s.c.standby.addr.into(), Duration::from_secs(180))
-}
-
-/// A venv with Patroni, made once under target/ (readable by postgres).
-fn patroni_venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-venv");
-    if !venv.join("bin/patroni").exists() {
-        run(Command::new("/usr/bin/python3")
-            .args(["-m", "venv"])
-            .arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args(["install", "-q", PATRONI, "psycopg2-binary"]));
-    }
-    for dir in [Path::new(env!("CARGO_TARGET_TMPDIR")), &venv] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    venv
 }
 
 /// One Patroni member (or the raft controller) and what it runs.

@@ -16,34 +16,16 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The Patroni release measured (the anchors' figures are 4.1.5's).
-const PATRONI: &str = "patroni[raft]==4.1.5";
 
 fn cycles() -> usize {
     std::env::var("CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(400)
-}
-
-/// A venv with Patroni, made once under target/ (readable by postgres).
-fn patroni_venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-venv");
-    if !venv.join("bin/patroni").exists() {
-        run(Command::new("/usr/bin/python3")
-            .args(["-m", "venv"])
-            .arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args(["install", "-q", PATRONI, "psycopg2-binary"]));
-    }
-    for dir in [Path::new(env!("CARGO_TARGET_TMPDIR")), &venv] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    venv
 }
 
 /// Patroni: its process, and its data dir (stopped when dropped).

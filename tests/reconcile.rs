@@ -64,6 +64,27 @@ fn p3_bound() -> Duration {
         + Duration::from_secs(2)
 }
 
+/// Runs the reconcilers until node_2 answers `production` beside a fenced
+/// node_1; says how long after `promoted` that was, and asserts the
+/// model's P3 bound. (run_until fails the test the moment both say
+/// production.)
+fn node_2_in_production_within_p3(s: &Setup, promoted: Instant, what: &str) -> Duration {
+    run_until(
+        s,
+        Duration::from_secs(40),
+        "node_2 in production",
+        |w1, w2| w1 == "fenced" && w2 == "production",
+    );
+    let production_at = promoted.elapsed();
+    println!("{what}: node_2 production {production_at:?} after the promotion");
+    assert!(
+        production_at <= p3_bound(),
+        "{what}: node_2 took {production_at:?}, past the model's P3 bound {:?}",
+        p3_bound()
+    );
+    production_at
+}
+
 /// The usual peers of cluster `c` on `port`: node_1, node_2, the witness.
 fn peer_addrs(c: &Cluster, port: u16) -> [SocketAddr; 3] {
     [
@@ -196,6 +217,19 @@ fn own_cluster(
         dir,
         dba_hba: String::new(),
     }
+}
+
+/// A test's own cluster on `port`, its peers running (node_1 and node_2
+/// reach each other directly), healthy: node_1 `production`, node_2
+/// `standby`.
+fn healthy_own_cluster(tag: &str, port: u16) -> (Setup, Vec<Spawned>) {
+    let c = Cluster::start();
+    let dir = runtime_dir(tag);
+    let [p1, p2, w] = peer_addrs(&c, port);
+    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
+    let peers = start_peers(&s);
+    until_healthy(&s);
+    (s, peers)
 }
 
 /// Runs the reconcilers until node_1 is `production` and node_2 `standby`.
@@ -541,24 +575,11 @@ fn healthy_zombie_and_isolated() {
             refused.contains("pg_hba.conf rejects connection"),
             "{refused}"
         );
-        run_until(
-            &s,
-            Duration::from_secs(40),
-            "the new primary in production",
-            |w1, w2| w1 == "fenced" && w2 == "production",
-        );
-        let production_at = promoted.elapsed();
-        println!(
-            "zombie: node_1 fenced {fenced_at:?} after the promotion; node_2 production {production_at:?} after it"
-        );
+        println!("zombie: node_1 fenced {fenced_at:?} after the promotion");
+        let production_at = node_2_in_production_within_p3(&s, promoted, "zombie");
         assert!(
             production_at > Duration::from_secs(6),
             "the new primary did not wait out the lease: {production_at:?}"
-        );
-        assert!(
-            production_at <= p3_bound(),
-            "the new primary took {production_at:?}, past the model's P3 bound {:?}",
-            p3_bound()
         );
         login(&c.standby, "harw", "harw-pass").expect("harw logs in on the new primary");
         // The pgsql-check pool follows the pg_hba edits alone. What it
@@ -780,22 +801,8 @@ fn a_non_transitive_partition_never_gives_two_production() {
         |w1, _| w1 == "fenced",
     );
     let fenced_at = promoted.elapsed();
-    // run_until fails the test the moment both say production.
-    run_until(
-        &s,
-        Duration::from_secs(40),
-        "node_2 in production",
-        |w1, w2| w1 == "fenced" && w2 == "production",
-    );
-    let production_at = promoted.elapsed();
-    println!(
-        "non-transitive partition: node_1 fenced {fenced_at:?} after the promotion, node_2 production {production_at:?} after it"
-    );
-    assert!(
-        production_at <= p3_bound(),
-        "node_2 took {production_at:?}, past the model's P3 bound {:?}",
-        p3_bound()
-    );
+    println!("non-transitive partition: node_1 fenced {fenced_at:?} after the promotion");
+    node_2_in_production_within_p3(&s, promoted, "non-transitive partition");
     let (_, out) = reconcile(&s.nodes[0], &["--dry-run"]);
     assert!(out.contains("node_2 holds timeline 2"), "{out}");
 }
@@ -874,13 +881,8 @@ fn a_damaged_block_is_left_alone_and_the_verdict_is_still_written() {
 /// (6.6 s): the model's P4.
 #[test]
 fn a_planned_switchover_waits_haproxy_s_term_only() {
-    let c = Cluster::start();
-    let dir = runtime_dir("switchover");
-    let [p1, p2, w] = peer_addrs(&c, 10400);
-    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
+    let (s, _peers) = healthy_own_cluster("switchover", 10400);
     let c = &s.cluster;
-    let _peers = start_peers(&s);
-    until_healthy(&s);
     c.primary.stop("fast");
     run_until(&s, Duration::from_secs(20), "node_1 down", |w1, _| {
         w1.starts_with("down")
@@ -981,13 +983,8 @@ fn stream_from(c: &Cluster, host: &str) {
 /// legitimate primary and is a `standby`, not `lagging` forever.
 #[test]
 fn a_standby_naming_its_primary_by_host_name_or_ipv6_spelling_is_a_standby() {
-    let c = Cluster::start();
-    let dir = runtime_dir("upstream-names");
-    let [p1, p2, w] = peer_addrs(&c, 10500);
-    let s = own_cluster(c, dir, [p1, p2, w], p2, p1);
+    let (s, _peers) = healthy_own_cluster("upstream-names", 10500);
     let c = &s.cluster;
-    let _peers = start_peers(&s);
-    until_healthy(&s);
     let name = format!("pgsql-state-test-node-1-{}", std::process::id());
     let _hosts = HostsLine::add(c.primary.addr, &name);
     let mapped = format!("::ffff:{}", c.primary.addr);

@@ -15,7 +15,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::scene::{self, report, Figures, Options, Scene};
-use common::*;
 
 /// How long after a fault hits a node's Postgres a reconcile run it cut
 /// short may still end (its queries are bounded by checkTimeout, 1 s).
@@ -66,15 +65,6 @@ fn assert_ours(s: &Scene, scenario: &str, figures: &[Figures], old: Option<IpAdd
     }
 }
 
-fn promote(node: &Node) {
-    run(as_pg_user(&pg_bin("pg_ctl")).args([
-        "-D",
-        node.data_dir.to_str().expect("utf-8"),
-        "-w",
-        "promote",
-    ]));
-}
-
 /// Lets the observer gather a baseline, then `fault` and the HA tool's
 /// promotion of node_2; waits until our variants hold node_2 alone in
 /// `prod`, samples `tail` more, reports and asserts the invariant. `old`
@@ -91,7 +81,7 @@ fn fault_then_promotion(
     let old = old.then(|| IpAddr::from(s.c.primary.addr));
     let at = s.now();
     fault(s);
-    promote(&s.c.standby);
+    s.c.standby.promote();
     s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
     std::thread::sleep(tail);
     let figures = s.figures(at, "node_2", old);
@@ -99,15 +89,21 @@ fn fault_then_promotion(
     assert_ours(s, scenario, &figures, old);
     // The model's bound, end to end (`bound`: P3's W, or P4's H, plus
     // three runs, the cache, HAProxy's entry and a stated margin).
+    assert_converged_within(scenario, &figures, bound);
+    figures
+}
+
+/// Our variants held the expected server alone in `prod` within `bound`
+/// of the fault.
+fn assert_converged_within(scenario: &str, figures: &[Figures], bound: Duration) {
     for f in figures.iter().filter(|f| f.ours) {
         let converge = f.converge.expect("converged");
         assert!(
             converge <= bound.as_secs_f64(),
-            "{scenario}, {}: node_2 alone in prod after {converge:.1} s, past the bound {bound:?}",
+            "{scenario}, {}: alone in prod after {converge:.1} s, past the bound {bound:?}",
             f.label
         );
     }
-    figures
 }
 
 /// After `change` (the zombie restarting, the partition healing), the old
@@ -210,22 +206,14 @@ fn a_machine_lost_long_before_the_promotion_costs_no_wait() {
     // Past L' + H' of the scene's timing (8.1 s), with a second to spare.
     std::thread::sleep(scene::lease_and_term() + Duration::from_secs(1));
     let promoted = s.now();
-    promote(&s.c.standby);
+    s.c.standby.promote();
     s.wait_prod(&["node_2"], Duration::from_secs(60), |v| v.ours);
     std::thread::sleep(Duration::from_secs(2));
     let scenario = "machine lost, promoted after L' + H'";
     let figures = s.figures(promoted, "node_2", None);
     report(scenario, &figures);
     assert_ours(&s, scenario, &figures, None);
-    let bound = scene::late_promotion_bound();
-    for f in figures.iter().filter(|f| f.ours) {
-        let converge = f.converge.expect("converged");
-        assert!(
-            converge <= bound.as_secs_f64(),
-            "{scenario}, {}: node_2 alone in prod {converge:.1} s after the promotion, past {bound:?}",
-            f.label
-        );
-    }
+    assert_converged_within(scenario, &figures, scene::late_promotion_bound());
 }
 
 /// Issue 15 (the model's P5): the primary's own Postgres restarted

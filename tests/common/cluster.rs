@@ -132,6 +132,14 @@ impl Node {
             .arg("restart"));
     }
 
+    /// `pg_ctl promote`, as an HA tool would, waiting until it is done.
+    pub fn promote(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .args(["-w", "-D"])
+            .arg(&self.data_dir)
+            .arg("promote"));
+    }
+
     /// Sends a signal to the postmaster (SIGSTOP to hang it, SIGCONT to resume).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid read from postmaster.pid; no memory involved.

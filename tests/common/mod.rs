@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod haproxy;
+pub mod patroni;
 pub mod peers;
 pub mod proxy;
 pub mod scene;
@@ -19,6 +20,7 @@ pub mod tools;
 
 pub use cluster::{as_pg_user, pg_bin, pg_bindir, run, wait_until, Cluster, Node};
 pub use haproxy::Haproxy;
+pub use patroni::patroni_venv;
 pub use peers::{make_tls, start_peer, write_with_claims, PeerConfig, TlsFiles};
 pub use proxy::Proxy;
 pub use systemd::SystemdNs;
