@@ -466,7 +466,9 @@ impl Scene {
             seen.prod = vec![Vec::new(); n];
             seen.writes = vec![Vec::new(); n];
         }
-        self.start = Instant::now();
+        // `start` is the scene's one clock: the samples, the faults the
+        // tests mark with `now()`, and the reconcilers' failures all count
+        // from it.
         let stats: Vec<PathBuf> = self
             .variants
             .iter()
@@ -1034,7 +1036,11 @@ fn reconciler(
                     .open(&log)
                 {
                     use std::io::Write;
-                    let _ = f.write_all(text.as_bytes());
+                    // Each run's lines, with the scene time it started.
+                    let at = tick.duration_since(flags.start).as_secs_f64();
+                    for line in text.lines() {
+                        let _ = writeln!(f, "[{at:8.2}] {line}");
+                    }
                 }
                 let failed = match &out {
                     Ok(out) => (!out.status.success()).then(|| out.status.to_string()),
