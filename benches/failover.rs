@@ -209,8 +209,14 @@ fn stop_postgres(data: &Path) {
     }
 }
 
-/// Starts Patroni member `name` on `addr` (REST 8008, raft 2222,
-/// PostgreSQL 5432), with `partners`' raft addresses.
+/// A raft member's port: pysyncobj binds it on every address, so members
+/// on one machine need ports of their own.
+fn raft_port(addr: Ipv4Addr) -> u16 {
+    2200 + u16::from(addr.octets()[3])
+}
+
+/// Starts Patroni member `name` on `addr` (REST 8008, raft
+/// [`raft_port`], PostgreSQL 5432), with `partners`' raft addresses.
 fn start_member(
     venv: &Path,
     dir: &Path,
@@ -222,10 +228,13 @@ fn start_member(
     std::fs::create_dir_all(&dir).expect("create a member dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let data = dir.join("data");
-    let partners: Vec<String> = partners.iter().map(|p| format!("'{p}:2222'")).collect();
+    let partners: Vec<String> = partners
+        .iter()
+        .map(|p| format!("'{p}:{}'", raft_port(*p)))
+        .collect();
     let config = format!(
         "scope: bench\nname: {name}\nrestapi:\n  listen: {addr}:8008\n  connect_address: {addr}:8008\n\
-         raft:\n  data_dir: {dir}/raft\n  self_addr: {addr}:2222\n  partner_addrs: [{partners}]\n\
+         raft:\n  data_dir: {dir}/raft\n  self_addr: {addr}:{port}\n  partner_addrs: [{partners}]\n\
          bootstrap:\n  dcs:\n    ttl: 30\n    loop_wait: 10\n    retry_timeout: 10\n  initdb:\n    - encoding: UTF8\n\
          \x20 pg_hba:\n    - local all all trust\n    - host replication replicator 127.0.0.0/8 md5\n    - host all all 127.0.0.0/8 md5\n\
          postgresql:\n  listen: {addr}:5432\n  connect_address: {addr}:5432\n  data_dir: {data}\n\
@@ -235,6 +244,7 @@ fn start_member(
         data = data.display(),
         bin = pg_bindir().display(),
         partners = partners.join(", "),
+        port = raft_port(addr),
     );
     let path = dir.join("patroni.yml");
     std::fs::write(&path, config).expect("write patroni.yml");
@@ -254,11 +264,15 @@ fn start_controller(venv: &Path, dir: &Path, addr: Ipv4Addr, partners: &[Ipv4Add
     let dir = dir.join("controller");
     std::fs::create_dir_all(&dir).expect("create the controller dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let partners: Vec<String> = partners.iter().map(|p| format!("'{p}:2222'")).collect();
+    let partners: Vec<String> = partners
+        .iter()
+        .map(|p| format!("'{p}:{}'", raft_port(*p)))
+        .collect();
     let config = format!(
-        "raft:\n  data_dir: {dir}/raft\n  self_addr: {addr}:2222\n  partner_addrs: [{}]\n",
+        "raft:\n  data_dir: {dir}/raft\n  self_addr: {addr}:{port}\n  partner_addrs: [{}]\n",
         partners.join(", "),
         dir = dir.display(),
+        port = raft_port(addr),
     );
     let path = dir.join("controller.yml");
     std::fs::write(&path, config).expect("write controller.yml");
