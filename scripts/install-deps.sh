@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the playground need on Debian 12, when missing:
 # PostgreSQL (server, psql, pgbench), HAProxy, ncat, OpenBSD nc, systemd's
-# socket-activation and analyze tools, spin and a C compiler for the model. Needs root for apt-get; without root
+# socket-activation and analyze tools, repmgr, spin and a C compiler for the model. Needs root for apt-get; without root
 # it only checks, and fails naming what is missing.
 set -euo pipefail
 
@@ -23,6 +23,16 @@ have unshare || missing+=(util-linux)
 [ -x /lib/systemd/systemd ] || missing+=(systemd)
 have ip || missing+=(iproute2)
 have spin || missing+=(spin)
+# repmgr and repmgrd (tests/repmgr.rs), with the extension for the server's
+# major version.
+have repmgr || missing+=(repmgr)
+have repmgrd || missing+=(repmgr)
+for bindir in /usr/lib/postgresql/*/bin; do
+  [ -x "$bindir/postgres" ] || continue
+  major=$(basename "$(dirname "$bindir")")
+  ls /usr/lib/postgresql/"$major"/lib/repmgr*.so >/dev/null 2>&1 || missing+=("postgresql-$major-repmgr")
+done
+pg_server || missing+=(postgresql-15-repmgr)
 # /metrics is checked with the reference OpenMetrics parser.
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
 # benches/patroni.rs makes a venv with Debian's python3.

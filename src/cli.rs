@@ -34,6 +34,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Decide by quorum and timeline, edit pg_hba.conf's managed block, and write the verdict.
     Reconcile(ReconcileArgs),
+    /// May this standby be promoted now? Exit 0 only when it reaches a majority of the voters and none is, sees, or recently confirmed another primary (for repmgr's failover_validation_command).
+    PromoteCheck,
     /// This voter's durable claim record: `init` (re)creates it, `show` prints it.
     Claims(ClaimsArgs),
     /// Write HAProxy's server-state file so HAProxy starts every server DOWN (before a start or reload).

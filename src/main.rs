@@ -27,6 +27,9 @@ fn main() {
         Ok(()) => 0,
         Err(error) => {
             let code = commands::exit_code(&error);
+            if error.is::<commands::Reported>() {
+                std::process::exit(code);
+            }
             // Logging may be off (inetd mode), so errors go straight to
             // stderr, unless stderr is the client's socket.
             if quiet {

@@ -239,24 +239,44 @@ pub fn changes(before: &[Row], after: &[Row]) -> Vec<String> {
     out
 }
 
-/// One line about the whole cluster: how many answered, and any split brain.
+/// One line about the whole cluster: how many answered, and any split
+/// brain. A primary whose fresh verdict is `fenced` is not serving: it is
+/// named apart, with what to do when it is an old one (a lower timeline
+/// than the highest primary's), as when a lost primary boots again.
 pub fn summary(rows: &[Row]) -> String {
     let answered = rows.iter().filter(|r| r.role != "unreachable").count();
-    let mut masters: Vec<&str> = rows
+    let primaries: Vec<&Row> = rows.iter().filter(|r| r.role == "primary").collect();
+    let mut serving: Vec<&str> = primaries
         .iter()
-        .filter(|r| r.role == "primary")
+        .filter(|r| r.verdict != "fenced")
         .map(|r| r.ip.as_str())
         .collect();
-    masters.sort();
+    serving.sort();
+    let fenced: Vec<&&Row> = primaries.iter().filter(|r| r.verdict == "fenced").collect();
+    let top = primaries.iter().filter_map(|r| r.timeline).max();
     let mut line = format!("{answered}/{} nodes answered; ", rows.len());
-    match masters.len() {
+    match serving.len() {
         0 => line.push_str("NO PRIMARY"),
-        1 => line.push_str(&format!("primary {}", masters[0])),
+        1 => line.push_str(&format!("primary {}", serving[0])),
         _ => line.push_str(&format!(
             "SPLIT BRAIN: {} primaries ({})",
-            masters.len(),
-            masters.join(", ")
+            serving.len(),
+            serving.join(", ")
         )),
+    }
+    for r in fenced {
+        let old = matches!((r.timeline, top), (Some(t), Some(top)) if t < top);
+        if old {
+            line.push_str(&format!(
+                "; {} ({}) is an old primary on timeline {}, fenced: make it a standby of \
+                 the new primary (`repmgr node rejoin --force-rewind`, or pg_rewind) or stop it",
+                r.node,
+                r.ip,
+                r.timeline.unwrap_or(0)
+            ));
+        } else {
+            line.push_str(&format!("; {} ({}) is a primary, fenced", r.node, r.ip));
+        }
     }
     if let Some(r) = rows.iter().find(|r| r.sees_master.len() > 1) {
         line.push_str(&format!(
@@ -521,6 +541,54 @@ mod tests {
         let r = rows(&views, None, 35_000);
         assert_eq!(r[0].verdict, "fenced (stale)");
         assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
+    }
+
+    /// A lost primary booted again as a primary (repmgr #820): fenced by
+    /// its fresh verdict, so not a split brain, and the line says what to
+    /// do with it. Unfenced, it is one.
+    #[test]
+    fn an_old_primary_fenced_is_named_with_what_to_do() {
+        let with = |kind: &str, fresh: bool| {
+            let mut old = IKnow {
+                node_name: "node_1".into(),
+                ip: "10.0.0.1".into(),
+                role: Role::Primary as i32,
+                timeline: 1,
+                master: vec!["10.0.0.1".into()],
+                ..IKnow::default()
+            };
+            old.verdict = Some(Verdict {
+                kind: kind.into(),
+                reason: "node_2 holds timeline 2".into(),
+                fresh,
+            });
+            let mut new = IKnow {
+                node_name: "node_2".into(),
+                ip: "10.0.0.2".into(),
+                role: Role::Primary as i32,
+                timeline: 2,
+                master: vec!["10.0.0.2".into()],
+                ..IKnow::default()
+            };
+            new.verdict = Some(Verdict {
+                kind: "production".into(),
+                reason: String::new(),
+                fresh: true,
+            });
+            let views = vec![
+                ("a:1".to_string(), PeerView::Answered(old)),
+                ("b:1".to_string(), PeerView::Answered(new)),
+            ];
+            summary(&rows(&views, None, 35_000))
+        };
+        assert_eq!(
+            with("fenced", true),
+            "2/2 nodes answered; primary 10.0.0.2; node_1 (10.0.0.1) is an old primary on \
+             timeline 1, fenced: make it a standby of the new primary (`repmgr node rejoin \
+             --force-rewind`, or pg_rewind) or stop it"
+        );
+        assert!(with("fenced", false).contains("SPLIT BRAIN: 2 primaries"));
+        assert!(with("production", true).contains("SPLIT BRAIN: 2 primaries"));
     }
 
     /// Review item 19.4: a peer on the path of plaintext traffic must not

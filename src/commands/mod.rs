@@ -6,6 +6,7 @@ mod claims;
 mod haproxy_state;
 mod maintenance;
 mod peer;
+mod promote_check;
 mod reconcile;
 mod respond;
 mod status;
@@ -19,6 +20,12 @@ use crate::config::{self, ConfigError, Loaded};
 pub const EXIT_CONFIG: i32 = 78;
 /// Exit code for a usage error.
 pub const EXIT_USAGE: i32 = 2;
+
+/// An error the command already printed where its reader looks (its one
+/// line on stdout): exit 1, and nothing more on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("(already reported)")]
+pub struct Reported;
 
 /// A usage error found after parsing (e.g. a bad `--listen` address).
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer(args) => peer::run(cli.config.as_deref(), args),
         Command::Status(args) => status::run(cli.config.as_deref(), args),
         Command::Reconcile(args) => reconcile::run(cli.config.as_deref(), args),
+        Command::PromoteCheck => promote_check::run(cli.config.as_deref()),
         Command::Claims(args) => claims::run(cli.config.as_deref(), args),
         Command::HaproxyState(args) => haproxy_state::run(args),
     }

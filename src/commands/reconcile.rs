@@ -138,7 +138,7 @@ fn warn_if_late(config: &Config, previous: &VerdictRead, t0: &Now) {
 
 /// This node's own peer, as the other voters reach it: its bind address,
 /// or loopback when it listens on every address.
-fn own_peer(config: &Config) -> String {
+pub(super) fn own_peer(config: &Config) -> String {
     let port = config.grpc.bind_port;
     match config.grpc.bind_address.parse::<std::net::IpAddr>() {
         Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => format!("[::1]:{port}"),

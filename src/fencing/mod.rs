@@ -4,6 +4,7 @@
 //! - [`claims`]: claim records, raised only, with their text form;
 //! - [`decide`]: the quorum and timeline rules, and the wait (what is left
 //!   of any other node's lease, as the voters' clocks tell it);
+//! - [`promote_check`]: may a standby be promoted now (a promoter's hook);
 //! - [`timing`]: the lease L, HAProxy's term H, the drift factor and W;
 //! - [`verdict`]: the verdict the responder obeys, and its freshness;
 //! - [`claims_store`] (an edge): the durable record file, under a lock;
@@ -16,5 +17,6 @@ pub mod claims;
 pub mod claims_store;
 pub mod clock;
 pub mod decide;
+pub mod promote_check;
 pub mod timing;
 pub mod verdict;

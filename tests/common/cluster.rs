@@ -177,6 +177,12 @@ impl Drop for Cluster {
 impl Cluster {
     /// Starts a fresh primary and a standby streaming from it.
     pub fn start() -> Cluster {
+        Cluster::start_with("")
+    }
+
+    /// [`Cluster::start`], with `conf` added to the primary's
+    /// postgresql.conf before its first start (the standby copies it).
+    pub fn start_with(conf: &str) -> Cluster {
         check_prerequisites();
         sweep_dead_runs();
         let (slot, lock) = take_slot();
@@ -197,6 +203,7 @@ impl Cluster {
         primary.make_socket_dir();
         standby.make_socket_dir();
         init_primary(&primary);
+        append(&primary.data_dir.join("postgresql.conf"), conf);
         primary.start();
         register(&primary);
         clone_standby(&primary, &standby);
@@ -240,6 +247,32 @@ impl Cluster {
         if let Ok(mut extra) = self.extra.lock() {
             extra.push(node.data_dir.clone());
         }
+        node
+    }
+
+    /// Another standby, `name` at 127.0.K.n, cloned from the primary and
+    /// streaming from it; stopped with the cluster.
+    pub fn add_standby(&self, name: &str, n: u8) -> Node {
+        let node = Node {
+            name: name.to_string(),
+            addr: self.spare_addr(n),
+            data_dir: self.base.join(format!("n{n}-{name}")),
+            socket_dir: self.base.join(format!("s{n}")),
+            log_file: self.base.join(format!("{name}.log")),
+        };
+        node.make_socket_dir();
+        clone_standby(&self.primary, &node);
+        node.start();
+        register(&node);
+        if let Ok(mut extra) = self.extra.lock() {
+            extra.push(node.data_dir.clone());
+        }
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' AND state = 'streaming'"
+        );
+        wait_until(Duration::from_secs(30), "the new standby streaming", || {
+            self.primary.sql(&sql) == "1"
+        });
         node
     }
 
@@ -489,6 +522,39 @@ fn check_prerequisites() {
             ok,
             "running as root needs the unprivileged `postgres` user: apt-get install postgresql"
         );
+    }
+}
+
+/// Makes `cmd` run as the unprivileged `postgres` user when we are root
+/// (its uid and gid set directly, so that signalling the child signals
+/// the program itself, not a `runuser` in between).
+pub fn as_postgres(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return cmd;
+    }
+    // SAFETY: getpwnam with a NUL-terminated name; the record is read at
+    // once, before any other call could overwrite it.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(c"postgres".as_ptr());
+        assert!(
+            !pw.is_null(),
+            "no `postgres` user: apt-get install postgresql"
+        );
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    cmd.uid(uid).gid(gid).env("HOME", "/var/lib/postgresql")
+}
+
+/// Gives `path` to the `postgres` user when we are root (a directory a
+/// process run as postgres writes in).
+pub fn give_to_postgres(path: &Path) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path));
     }
 }
 

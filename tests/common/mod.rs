@@ -14,6 +14,7 @@ pub mod haproxy;
 pub mod patroni;
 pub mod peers;
 pub mod proxy;
+pub mod repmgr;
 pub mod scene;
 pub mod systemd;
 pub mod tools;

@@ -117,7 +117,7 @@ pub struct Options {
 }
 
 /// A network namespace with a veth pair to the host, removed when dropped.
-struct NetNs {
+pub struct NetNs {
     name: String,
     host_if: String,
     ns_if: String,
@@ -244,7 +244,7 @@ pub struct Scene {
 /// 500ms, rise 2, fall 1), with `timeout check 2s`; `haproxy.check` says
 /// rise 1, the agent pool's (its up is immediate), so the wait covers the
 /// slowest pool.
-fn scenario_timing(text: &str, port: u16) -> String {
+pub fn scenario_timing(text: &str, port: u16) -> String {
     text.replace("inter 2s fastinter 1s", "inter 1s fastinter 500ms")
         .replace("agent-inter 2s", "agent-inter 1s")
         .replace("timeout check 3s", "timeout check 2s")
@@ -434,6 +434,7 @@ impl Scene {
                         Duration::from_secs(1)
                     },
                     watch: shipped.then(|| data_dir.join("postmaster.pid")),
+                    as_postgres: false,
                 },
                 scene.netns.clone().filter(|_| i == 0),
             ));
@@ -460,61 +461,16 @@ impl Scene {
 
     /// Starts the observer: a stats sampler and one writer per variant.
     fn observe(&mut self) {
-        let n = self.variants.len();
-        {
-            let mut seen = self.seen.lock().expect("seen");
-            seen.prod = vec![Vec::new(); n];
-            seen.writes = vec![Vec::new(); n];
-        }
         // `start` is the scene's one clock: the samples, the faults the
         // tests mark with `now()`, and the reconcilers' failures all count
         // from it.
-        let stats: Vec<PathBuf> = self
+        let haproxies = self
             .variants
             .iter()
-            .map(|v| v.haproxy.stats.clone())
+            .map(|v| (v.haproxy.stats.clone(), v.haproxy.prod, v.label))
             .collect();
-        let (seen, stop, start) = (self.seen.clone(), self.stop.clone(), self.start);
-        self.threads.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let tick = Instant::now();
-                for (i, path) in stats.iter().enumerate() {
-                    if let Some(up) = prod_up(path) {
-                        let sample = ProdSample {
-                            at: start.elapsed(),
-                            up,
-                        };
-                        seen.lock().expect("seen").prod[i].push(sample);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
-            }
-        }));
-        for (i, v) in self.variants.iter().enumerate() {
-            let (seen, stop, prod, label) = (
-                self.seen.clone(),
-                self.stop.clone(),
-                v.haproxy.prod,
-                v.label,
-            );
-            self.threads.push(std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let tick = Instant::now();
-                    n += 1;
-                    // When the write started: HAProxy routed it then.
-                    let at = start.elapsed();
-                    let landed = rt.block_on(write_through(prod, label, n));
-                    let sample = WriteSample { at, n, landed };
-                    seen.lock().expect("seen").writes[i].push(sample);
-                    std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
-                }
-            }));
-        }
+        let threads = observe(haproxies, &self.seen, &self.stop, self.start);
+        self.threads.extend(threads);
     }
 
     /// Cuts the A-B link both ways (the scene must have `ab_proxies`).
@@ -615,75 +571,151 @@ impl Scene {
     /// should hold `expected` alone and no write should land on `wrong`.
     pub fn figures(&self, fault: Duration, expected: &str, wrong: Option<IpAddr>) -> Vec<Figures> {
         let seen = self.seen.lock().expect("seen");
+        let wrong_name = wrong.and_then(|ip| self.name_of(ip));
         self.variants
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let prod = &seen.prod[i];
-                let max_up = prod.iter().map(|s| s.up.len()).max().unwrap_or(0);
-                let last_bad = prod
-                    .iter()
-                    .rev()
-                    .find(|s| s.at >= fault && s.up != [expected])
-                    .map(|s| s.at);
-                let after: Vec<&ProdSample> = prod.iter().filter(|s| s.at >= fault).collect();
-                let converge = match (last_bad, after.last()) {
-                    (_, None) => None,
-                    (Some(bad), Some(last)) if bad >= last.at => None,
-                    (Some(bad), _) => after
-                        .iter()
-                        .find(|s| s.at > bad)
-                        .map(|s| (s.at - fault).as_secs_f64()),
-                    (None, _) => Some(0.0),
-                };
-                let writes = &seen.writes[i];
-                let mut outage = 0.0f64;
-                let mut last_ok = fault;
-                for w in writes.iter().filter(|w| w.at >= fault) {
-                    if w.landed.is_some() {
-                        outage = outage.max((w.at - last_ok).as_secs_f64());
-                        last_ok = w.at;
-                    }
-                }
-                if let Some(end) = writes.last() {
-                    outage = outage.max((end.at - last_ok).as_secs_f64());
-                }
-                let wrong_writes = writes
-                    .iter()
-                    .filter(|w| w.at >= fault && w.landed.is_some() && w.landed == wrong)
-                    .count();
-                // The first sample that no longer saw the wrong server UP
-                // in prod for good: writes started after it must not land
-                // there (one started between two samples may).
-                let wrong_name = wrong.and_then(|ip| self.name_of(ip));
-                let is_up =
-                    |s: &ProdSample| wrong_name.is_some_and(|n| s.up.iter().any(|u| u == n));
-                let last_up = prod
-                    .iter()
-                    .rev()
-                    .find(|s| s.at >= fault && is_up(s))
-                    .map(|s| s.at);
-                let out_at = match last_up {
-                    Some(t) => prod.iter().find(|s| s.at > t).map_or(t, |s| s.at),
-                    None => fault,
-                };
-                let wrong_after_out = writes
-                    .iter()
-                    .filter(|w| w.at > out_at && w.landed.is_some() && w.landed == wrong)
-                    .count();
-                let first_n_after_out = writes.iter().find(|w| w.at > out_at).map(|w| w.n);
-                Figures {
-                    label: v.label,
-                    ours: v.ours,
-                    converge,
-                    outage,
-                    max_up,
-                    wrong_writes,
-                    wrong_after_out,
-                    first_n_after_out,
-                }
+                figures_of(
+                    (v.label, v.ours),
+                    &seen.prod[i],
+                    &seen.writes[i],
+                    fault,
+                    expected,
+                    wrong.zip(wrong_name),
+                )
             })
             .collect()
+    }
+}
+
+/// The observer of HAProxies given as (stats socket, `prod` address,
+/// label): samples every `prod`'s UP servers every 100 ms, and writes
+/// through every `prod` every 100 ms, into `seen` (one row per HAProxy),
+/// until `stop`. Times count from `start`.
+pub fn observe(
+    haproxies: Vec<(PathBuf, SocketAddr, &'static str)>,
+    seen: &Arc<Mutex<Seen>>,
+    stop: &Arc<AtomicBool>,
+    start: Instant,
+) -> Vec<JoinHandle<()>> {
+    let n = haproxies.len();
+    {
+        let mut seen = seen.lock().expect("seen");
+        seen.prod = vec![Vec::new(); n];
+        seen.writes = vec![Vec::new(); n];
+    }
+    let mut threads = Vec::new();
+    let stats: Vec<PathBuf> = haproxies.iter().map(|h| h.0.clone()).collect();
+    let (seen_s, stop_s) = (seen.clone(), stop.clone());
+    threads.push(std::thread::spawn(move || {
+        while !stop_s.load(Ordering::Relaxed) {
+            let tick = Instant::now();
+            for (i, path) in stats.iter().enumerate() {
+                if let Some(up) = prod_up(path) {
+                    let sample = ProdSample {
+                        at: start.elapsed(),
+                        up,
+                    };
+                    seen_s.lock().expect("seen").prod[i].push(sample);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+        }
+    }));
+    for (i, (_, prod, label)) in haproxies.into_iter().enumerate() {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let tick = Instant::now();
+                n += 1;
+                // When the write started: HAProxy routed it then.
+                let at = start.elapsed();
+                let landed = rt.block_on(write_through(prod, label, n));
+                let sample = WriteSample { at, n, landed };
+                seen.lock().expect("seen").writes[i].push(sample);
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+            }
+        }));
+    }
+    threads
+}
+
+/// One HAProxy's figures from its samples, for a fault at `fault` after
+/// which `prod` should hold `expected` alone and no write should land on
+/// `wrong` (its address and server name).
+pub fn figures_of(
+    (label, ours): (&'static str, bool),
+    prod: &[ProdSample],
+    writes: &[WriteSample],
+    fault: Duration,
+    expected: &str,
+    wrong: Option<(IpAddr, &str)>,
+) -> Figures {
+    let max_up = prod.iter().map(|s| s.up.len()).max().unwrap_or(0);
+    let last_bad = prod
+        .iter()
+        .rev()
+        .find(|s| s.at >= fault && s.up != [expected])
+        .map(|s| s.at);
+    let after: Vec<&ProdSample> = prod.iter().filter(|s| s.at >= fault).collect();
+    let converge = match (last_bad, after.last()) {
+        (_, None) => None,
+        (Some(bad), Some(last)) if bad >= last.at => None,
+        (Some(bad), _) => after
+            .iter()
+            .find(|s| s.at > bad)
+            .map(|s| (s.at - fault).as_secs_f64()),
+        (None, _) => Some(0.0),
+    };
+    let mut outage = 0.0f64;
+    let mut last_ok = fault;
+    for w in writes.iter().filter(|w| w.at >= fault) {
+        if w.landed.is_some() {
+            outage = outage.max((w.at - last_ok).as_secs_f64());
+            last_ok = w.at;
+        }
+    }
+    if let Some(end) = writes.last() {
+        outage = outage.max((end.at - last_ok).as_secs_f64());
+    }
+    let wrong_ip = wrong.map(|(ip, _)| ip);
+    let wrong_writes = writes
+        .iter()
+        .filter(|w| w.at >= fault && w.landed.is_some() && w.landed == wrong_ip)
+        .count();
+    // The first sample that no longer saw the wrong server UP in prod for
+    // good: writes started after it must not land there (one started
+    // between two samples may).
+    let is_up = |s: &ProdSample| wrong.is_some_and(|(_, n)| s.up.iter().any(|u| u == n));
+    let last_up = prod
+        .iter()
+        .rev()
+        .find(|s| s.at >= fault && is_up(s))
+        .map(|s| s.at);
+    let out_at = match last_up {
+        Some(t) => prod.iter().find(|s| s.at > t).map_or(t, |s| s.at),
+        None => fault,
+    };
+    let wrong_after_out = writes
+        .iter()
+        .filter(|w| w.at > out_at && w.landed.is_some() && w.landed == wrong_ip)
+        .count();
+    let first_n_after_out = writes.iter().find(|w| w.at > out_at).map(|w| w.n);
+    Figures {
+        label,
+        ours,
+        converge,
+        outage,
+        max_up,
+        wrong_writes,
+        wrong_after_out,
+        first_n_after_out,
     }
 }
 
@@ -966,7 +998,7 @@ fn start_node_peer(
 }
 
 /// `systemd-socket-activate --accept [--inetd] -l addr -- argv`.
-fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
+pub fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
     let mut cmd = Command::new(require_tool("systemd-socket-activate"));
     cmd.arg("-l").arg(addr.to_string()).arg("--accept");
     if inetd {
@@ -977,17 +1009,20 @@ fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
 }
 
 /// What a reconciler thread shares with the scene.
-struct RunFlags {
-    stop: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
-    running: Arc<AtomicBool>,
-    failures: Arc<Mutex<Vec<(Duration, String)>>>,
-    start: Instant,
+pub struct RunFlags {
+    pub stop: Arc<AtomicBool>,
+    pub paused: Arc<AtomicBool>,
+    pub running: Arc<AtomicBool>,
+    pub failures: Arc<Mutex<Vec<(Duration, String)>>>,
+    pub start: Instant,
     /// The timer's interval.
-    every: Duration,
+    pub every: Duration,
     /// A file whose change starts a run at once, as the shipped path unit
     /// does with postmaster.pid.
-    watch: Option<PathBuf>,
+    pub watch: Option<PathBuf>,
+    /// Run as the `postgres` user, as the shipped unit does (and as a
+    /// promoter's hook runs it), instead of as the test.
+    pub as_postgres: bool,
 }
 
 /// What a watched file looks like now (its change time and length).
@@ -999,7 +1034,7 @@ fn file_state(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 /// A reconciler run every second, as the timer runs it, until `stop`;
 /// skipped while `paused`. Each run's log is appended to `log`, and a run
 /// that exits non-zero (or cannot start) is recorded in `failures`.
-fn reconciler(
+pub fn reconciler(
     config: PathBuf,
     log: PathBuf,
     flags: RunFlags,
@@ -1018,6 +1053,9 @@ fn reconciler(
                     Some(ns) => ns.command(&binary()),
                     None => Command::new(binary()),
                 };
+                if flags.as_postgres {
+                    super::cluster::as_postgres(&mut cmd);
+                }
                 let out = cmd
                     .arg("-f")
                     .arg(&config)

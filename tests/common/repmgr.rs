@@ -1,0 +1,478 @@
+//! A three-node cluster as repmgr users run it: a primary (node_1) and two
+//! streaming standbys (node_2, node_3), registered with Debian 12's repmgr
+//! (`shared_preload_libraries = 'repmgr'`), with `repmgrd` on every data
+//! node (`failover=automatic`, its detection shortened to about 3 s). Its
+//! commands are the lines of the shipped `conf/repmgr.conf.example`: the
+//! `failover_validation_command` (`pgsql-state promote-check`), the
+//! `promote_command` and the `event_notification_command` (each starting a
+//! reconcile run), with their paths made the test's.
+//!
+//! Beside it, pgsql-state as packaged: a peer per data node and the
+//! witness, run as `postgres` like the shipped units; a reconciler per
+//! data node every second (watchDog 1); a strict text responder on each
+//! node's 5431; and the shipped haproxy.cfg (a `node_3` server added, the
+//! scenario suite's timing), observed as the scenario suite observes it:
+//! `prod` sampled and written through every 100 ms.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::cluster::{as_pg_user, as_postgres, give_to_postgres, pg_bindir, run, Cluster, Node};
+use super::haproxy::Haproxy;
+use super::peers::{write_with_claims, PeerConfig};
+use super::scene::{self, Figures, RunFlags, Seen};
+use super::tools::{binary, require_tool, runtime_dir, Spawned};
+
+/// Where the peers listen.
+const PEER_PORT: u16 = 10300;
+/// The responders' port.
+const TEXT_PORT: u16 = 5431;
+
+/// The cluster, repmgr and pgsql-state, running.
+pub struct RepmgrScene {
+    pub c: Cluster,
+    /// node_1, node_2, node_3 (node_1 is `c.primary`, node_2 `c.standby`).
+    pub nodes: [Node; 3],
+    pub dir: PathBuf,
+    /// pgsql-state's config of node_1..3 and the witness.
+    pub configs: [PathBuf; 4],
+    /// repmgr.conf of node_1..3.
+    pub repmgr_confs: [PathBuf; 3],
+    pub peer_addrs: [SocketAddr; 4],
+    peers: Mutex<Vec<Option<Spawned>>>,
+    repmgrd: Mutex<Vec<Option<Spawned>>>,
+    responders: Mutex<Vec<Option<Spawned>>>,
+    pub haproxy: Haproxy,
+    stop: Arc<AtomicBool>,
+    /// Pauses node i's reconciler (a stopped timer, or a lost machine).
+    pub paused: [Arc<AtomicBool>; 3],
+    running: [Arc<AtomicBool>; 3],
+    threads: Vec<JoinHandle<()>>,
+    pub seen: Arc<Mutex<Seen>>,
+    pub reconcile_failures: Arc<Mutex<Vec<(Duration, String)>>>,
+    pub start: Instant,
+}
+
+impl RepmgrScene {
+    /// Starts everything and waits until HAProxy routes writes to node_1
+    /// and reads to node_2 and node_3.
+    pub fn start() -> RepmgrScene {
+        for tool in ["haproxy", "systemd-socket-activate", "repmgr", "repmgrd"] {
+            require_tool(tool);
+        }
+        let c = Cluster::start_with("shared_preload_libraries = 'repmgr'\n");
+        for sql in [
+            "CREATE ROLE harw LOGIN PASSWORD 'harw-pass'",
+            "CREATE DATABASE harw OWNER harw",
+            "CREATE TABLE writes (label text, n int, at timestamptz DEFAULT now())",
+            "CREATE DATABASE repmgr",
+        ] {
+            c.primary.sql(sql);
+        }
+        let node_3 = c.add_standby("node_3", 5);
+        let nodes = [c.primary.clone(), c.standby.clone(), node_3];
+        let dir = runtime_dir("repmgr-scene");
+        let witness_addr = c.spare_addr(4);
+        let peer_addrs = [
+            SocketAddr::new(nodes[0].addr.into(), PEER_PORT),
+            SocketAddr::new(nodes[1].addr.into(), PEER_PORT),
+            SocketAddr::new(nodes[2].addr.into(), PEER_PORT),
+            SocketAddr::new(witness_addr.into(), PEER_PORT),
+        ];
+        let configs = [0, 1, 2, 3].map(|i| write_config(&nodes, &dir, i, peer_addrs));
+        let repmgr_confs = [0, 1, 2].map(|i| write_repmgr_conf(&nodes, &dir, i, &configs[i]));
+        give_to_postgres(&dir);
+
+        // repmgr: the primary, then each standby, registered.
+        repmgr(&repmgr_confs[0], &["primary", "register"]);
+        for conf in &repmgr_confs[1..] {
+            repmgr(conf, &["standby", "register"]);
+        }
+
+        let peers = (0..4)
+            .map(|i| Some(start_peer(&dir, &configs[i], peer_addrs[i], i)))
+            .collect();
+        let responders = (0..3)
+            .map(|i| Some(start_responder(&nodes[i], &configs[i])))
+            .collect();
+        let haproxy = Haproxy::start_ports(&c, "haproxy.cfg", c.spare_addr(6), 5432, 5433, |t| {
+            with_node_3(&scene::scenario_timing(t, TEXT_PORT), &nodes[2])
+        });
+        let mut scene = RepmgrScene {
+            c,
+            nodes,
+            dir,
+            configs,
+            repmgr_confs,
+            peer_addrs,
+            peers: Mutex::new(peers),
+            repmgrd: Mutex::new(Vec::new()),
+            responders: Mutex::new(responders),
+            haproxy,
+            stop: Arc::new(AtomicBool::new(false)),
+            paused: std::array::from_fn(|_| Arc::new(AtomicBool::new(false))),
+            running: std::array::from_fn(|_| Arc::new(AtomicBool::new(false))),
+            threads: Vec::new(),
+            seen: Arc::new(Mutex::new(Seen::default())),
+            reconcile_failures: Arc::new(Mutex::new(Vec::new())),
+            start: Instant::now(),
+        };
+        for i in 0..3 {
+            scene.threads.push(scene::reconciler(
+                scene.configs[i].clone(),
+                scene.dir.join(format!("reconcile-node_{}.log", i + 1)),
+                RunFlags {
+                    stop: scene.stop.clone(),
+                    paused: scene.paused[i].clone(),
+                    running: scene.running[i].clone(),
+                    failures: scene.reconcile_failures.clone(),
+                    start: scene.start,
+                    every: Duration::from_secs(1),
+                    watch: None,
+                    as_postgres: true,
+                },
+                None,
+            ));
+        }
+        let daemons = (0..3).map(|i| Some(scene.start_repmgrd(i))).collect();
+        *scene.repmgrd.lock().expect("repmgrd") = daemons;
+        for i in 0..3 {
+            scene.wait_repmgrd_monitoring(i, Duration::from_secs(60));
+        }
+        // The first wait of a cluster whose peers just started is all of W.
+        scene.wait_routes("node_1", &["node_2", "node_3"], Duration::from_secs(90));
+        let threads = scene::observe(
+            vec![(scene.haproxy.stats.clone(), scene.haproxy.prod, "tcp-check")],
+            &scene.seen,
+            &scene.stop,
+            scene.start,
+        );
+        scene.threads.extend(threads);
+        scene
+    }
+
+    /// Waits until HAProxy holds `prod` and `stdby` as given.
+    pub fn wait_routes(&self, prod: &str, stdby: &[&str], bound: Duration) {
+        self.haproxy.wait_up("prod", &[prod], bound);
+        self.haproxy.wait_up("stdby", stdby, bound);
+    }
+
+    /// Seconds since the scene started (the observer's clock).
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// `repmgrd -f repmgr.conf --daemonize=false` on node `i`, as postgres.
+    fn start_repmgrd(&self, i: usize) -> Spawned {
+        let log = self.dir.join(format!("repmgrd-stdout-node_{}.log", i + 1));
+        let mut cmd = Command::new(require_tool("repmgrd"));
+        cmd.arg("-f")
+            .arg(&self.repmgr_confs[i])
+            .arg("--daemonize=false")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("create a repmgrd log"))
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("open the repmgrd log"),
+            ));
+        as_postgres(&mut cmd);
+        let child = cmd.spawn().expect("start repmgrd");
+        Spawned::new(child, &format!("repmgrd of node_{}", i + 1))
+    }
+
+    /// What repmgrd of node `i` logged so far.
+    pub fn repmgrd_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("repmgrd-node_{}.log", i + 1)))
+            .unwrap_or_default()
+    }
+
+    /// Waits until repmgrd of node `i` monitors (its log says so).
+    fn wait_repmgrd_monitoring(&self, i: usize, bound: Duration) {
+        let start = Instant::now();
+        while !self.repmgrd_log(i).contains("monitoring") {
+            assert!(
+                start.elapsed() < bound,
+                "repmgrd of node_{} does not monitor after {bound:?}:\n{}",
+                i + 1,
+                self.repmgrd_log(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The machine of node `i` lost: its repmgrd, peer, responder and
+    /// reconciler stop, and its Postgres is stopped at once (immediate).
+    pub fn lose_machine(&self, i: usize) {
+        drop(self.repmgrd.lock().expect("repmgrd")[i].take());
+        self.paused[i].store(true, Ordering::SeqCst);
+        drop(self.peers.lock().expect("peers")[i].take());
+        drop(self.responders.lock().expect("responders")[i].take());
+        self.nodes[i].stop("immediate");
+    }
+
+    /// The machine of node `i` boots again: its Postgres as it was (a
+    /// primary stays a primary), its peer, responder and reconciler. Its
+    /// repmgrd stays off, as an operator leaves it until the node rejoins.
+    pub fn boot_machine(&self, i: usize) {
+        self.nodes[i].start();
+        self.peers.lock().expect("peers")[i] = Some(start_peer(
+            &self.dir,
+            &self.configs[i],
+            self.peer_addrs[i],
+            i,
+        ));
+        self.responders.lock().expect("responders")[i] =
+            Some(start_responder(&self.nodes[i], &self.configs[i]));
+        self.paused[i].store(false, Ordering::SeqCst);
+    }
+
+    /// `pgsql-state -f CONFIG ARGS` as postgres on node `i`: exit code and
+    /// stdout.
+    pub fn pgsql_state_on(&self, i: usize, args: &[&str]) -> (i32, String) {
+        let mut cmd = Command::new(binary());
+        cmd.arg("-f").arg(&self.configs[i]).args(args);
+        as_postgres(&mut cmd);
+        let out = cmd.stdin(Stdio::null()).output().expect("run pgsql-state");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// The data node that is primary now, by asking each (`None`: none, or
+    /// more than one).
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..3)
+            .filter(|&i| {
+                self.nodes[i]
+                    .try_sql("SELECT pg_is_in_recovery()")
+                    .as_deref()
+                    == Some("f")
+            })
+            .collect()
+    }
+
+    /// The server name of a data node's address.
+    pub fn name_of(&self, ip: IpAddr) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| IpAddr::from(n.addr) == ip)
+            .map(|n| n.name.as_str())
+    }
+
+    /// The tcp-check HAProxy's figures for a fault at `fault`.
+    pub fn figures(&self, fault: Duration, expected: &str, wrong: Option<usize>) -> Figures {
+        let seen = self.seen.lock().expect("seen");
+        let wrong = wrong.map(|i| {
+            (
+                IpAddr::from(self.nodes[i].addr),
+                self.nodes[i].name.as_str(),
+            )
+        });
+        scene::figures_of(
+            ("tcp-check", true),
+            &seen.prod[0],
+            &seen.writes[0],
+            fault,
+            expected,
+            wrong,
+        )
+    }
+
+    /// Every sample of `prod` since `from` in which `server` was UP.
+    pub fn up_since(&self, server: &str, from: Duration) -> usize {
+        let seen = self.seen.lock().expect("seen");
+        seen.prod[0]
+            .iter()
+            .filter(|s| s.at >= from && s.up.iter().any(|u| u == server))
+            .count()
+    }
+}
+
+impl Drop for RepmgrScene {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // repmgrd first: it must not restart a Postgres the cluster stops.
+        if let Ok(mut daemons) = self.repmgrd.lock() {
+            daemons.clear();
+        }
+    }
+}
+
+/// `repmgr -f CONF ARGS` as postgres; panics with its output on failure.
+pub fn repmgr(conf: &Path, args: &[&str]) -> String {
+    let out = run(as_pg_user(&require_tool("repmgr"))
+        .arg("-f")
+        .arg(conf)
+        .args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The shipped haproxy.cfg with a third server (the rewrite maps node_1
+/// and node_2 to the cluster's addresses; node_3's is given here).
+fn with_node_3(text: &str, node_3: &Node) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with("server node_2 ") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!(
+                    "{l}\n{indent}{}",
+                    l.trim_start()
+                        .replace("node_2", "node_3")
+                        .replace("10.21.57.62", &node_3.addr.to_string())
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// pgsql-state's config of node `i` (3: the witness): fencing strict,
+/// watchDog 1, each data node's neighbours the other two.
+fn write_config(nodes: &[Node; 3], dir: &Path, i: usize, peers: [SocketAddr; 4]) -> PathBuf {
+    let name = if i == 3 {
+        "witness"
+    } else {
+        nodes[i].name.as_str()
+    };
+    let runtime = dir.join(format!("run-{name}"));
+    let state = dir.join(format!("state-{name}"));
+    for d in [&runtime, &state] {
+        std::fs::create_dir_all(d).expect("create a node dir");
+    }
+    let (conninfo, hba, ip) = match nodes.get(i) {
+        Some(n) => (
+            n.conninfo(),
+            n.data_dir.join("pg_hba.conf"),
+            n.addr.to_string(),
+        ),
+        None => (
+            "host=/nonexistent".to_string(),
+            PathBuf::from("/nonexistent"),
+            peers[3].ip().to_string(),
+        ),
+    };
+    let neighbours = (0..3)
+        .filter(|&j| j != i)
+        .map(|j| peers[j].to_string())
+        .collect();
+    let yaml = PeerConfig {
+        node_name: name,
+        primary_ip: &ip,
+        bind: peers[i],
+        neighbours,
+        witness: peers[3].to_string(),
+        conninfo,
+        runtime_dir: &runtime,
+        tls: None,
+        connection_deadline: 1.0,
+    }
+    .reconciled_yaml(
+        &hba,
+        "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+    ) + &format!(
+        "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n",
+        state.display()
+    );
+    write_with_claims(dir, name, &yaml)
+}
+
+/// repmgr.conf of node `i`: its identity, repmgrd's shortened detection,
+/// and the lines of the shipped example with the test's paths.
+fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> PathBuf {
+    let node = &nodes[i];
+    let path = dir.join(format!("repmgr-{}.conf", node.name));
+    let pg_ctl = |action: &str| {
+        format!(
+            "{}/pg_ctl -w -t 60 -D {} -l {} {action}",
+            pg_bindir().display(),
+            node.data_dir.display(),
+            node.log_file.display()
+        )
+    };
+    let mut text = format!(
+        "node_id={id}\nnode_name='{name}'\n\
+         conninfo='host={addr} port=5432 user=postgres dbname=repmgr connect_timeout=2'\n\
+         data_directory='{data}'\npg_bindir='{bindir}'\n\
+         log_file='{log}'\nlog_level=INFO\nrepmgrd_pid_file='{pid}'\n\
+         failover=automatic\npriority={priority}\n\
+         reconnect_attempts=2\nreconnect_interval=1\nmonitor_interval_secs=1\n\
+         election_rerun_interval=2\nprimary_notification_timeout=20\n\
+         service_start_command='{start}'\nservice_stop_command='{stop}'\n\
+         service_restart_command='{restart}'\nservice_reload_command='{reload}'\n",
+        id = i + 1,
+        name = node.name,
+        addr = node.addr,
+        data = node.data_dir.display(),
+        bindir = pg_bindir().display(),
+        log = dir.join(format!("repmgrd-{}.log", node.name)).display(),
+        pid = dir.join(format!("repmgrd-{}.pid", node.name)).display(),
+        priority = 100 - 10 * i,
+        start = pg_ctl("start"),
+        stop = pg_ctl("-m fast stop"),
+        restart = pg_ctl("-m fast restart"),
+        reload = pg_ctl("reload"),
+    );
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/repmgr.conf.example"),
+    )
+    .expect("read conf/repmgr.conf.example");
+    let pgsql_state = format!("{} -f {} ", binary().display(), config.display());
+    for line in example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+    {
+        // No journal here: what systemd-cat would send there goes to
+        // repmgrd's log with the command's other output.
+        text += &line
+            .replace("/usr/bin/systemd-cat -t pgsql-state ", "")
+            .replace("/usr/bin/pgsql-state ", &pgsql_state)
+            .replace("/etc/repmgr.conf", path.to_str().expect("utf-8"));
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write repmgr.conf");
+    path
+}
+
+/// A peer, run as postgres like the shipped unit.
+fn start_peer(dir: &Path, config: &Path, bind: SocketAddr, i: usize) -> Spawned {
+    let log = dir.join(format!("peer-{i}.log"));
+    let mut cmd = Command::new(binary());
+    cmd.arg("-f")
+        .arg(config)
+        .arg("peer")
+        .env("PGSQL_STATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("create the peer log"));
+    as_postgres(&mut cmd);
+    Spawned::listening(cmd, bind, &format!("peer on {bind}"))
+}
+
+/// The strict text responder on the node's 5431, one process per
+/// connection.
+fn start_responder(node: &Node, config: &Path) -> Spawned {
+    scene::activate(
+        SocketAddr::new(node.addr.into(), TEXT_PORT),
+        false,
+        &[
+            binary().to_str().expect("utf-8"),
+            "-f",
+            config.to_str().expect("utf-8"),
+            "respond",
+        ],
+    )
+}
