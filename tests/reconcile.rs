@@ -471,8 +471,10 @@ fn healthy_zombie_and_isolated() {
 
     // harepd's HAProxy variant checks Postgres itself (`option pgsql-check
     // user harw`): only the pg_hba.conf edits route it.
+    // (The shipped timing, rise 2 at inter 2 s, each check bounded by
+    // `timeout check 3s`: a loaded machine can take a while.)
     let h = Haproxy::start(c, "haproxy-pgsql-check.cfg", c.spare_addr(6));
-    h.wait_up("prod", &["node_1"], Duration::from_secs(20));
+    h.wait_up("prod", &["node_1"], Duration::from_secs(45));
     // The shipped tcp-check HAProxy, with each node's responder on 5431
     // (Accept=yes, `fencing: strict` from the node's config).
     let _responders: Vec<Spawned> = [(&c.primary, &s.nodes[0]), (&c.standby, &s.nodes[1])]
@@ -489,7 +491,7 @@ fn healthy_zombie_and_isolated() {
     let tcp = Haproxy::start(c, "haproxy.cfg", c.spare_addr(5));
     // HAProxy 2.6 starts every server UP until its first check (issue of
     // its own); sampling starts once the checks have spoken.
-    tcp.wait_up("prod", &["node_1"], Duration::from_secs(20));
+    tcp.wait_up("prod", &["node_1"], Duration::from_secs(45));
 
     // The zombie: a writer is connected to node_1, then node_2 is promoted
     // while node_1 runs on.

@@ -25,8 +25,12 @@ use std::time::{Duration, Instant};
 use super::cluster::{as_pg_user, as_postgres, give_to_postgres, pg_bindir, run, Cluster, Node};
 use super::haproxy::Haproxy;
 use super::peers::{write_with_claims, PeerConfig};
-use super::scene::{self, Figures, RunFlags, Seen};
+use super::scene::{self, Figures, NetNs, RunFlags, Seen};
 use super::tools::{binary, require_tool, runtime_dir, Spawned};
+
+/// The pg_hba.conf lines that cut repmgr's view of a node.
+const REPMGR_CUT: &str =
+    "host repmgr all 127.0.0.0/8 reject\nhost replication all 127.0.0.0/8 reject\n";
 
 /// Where the peers listen.
 const PEER_PORT: u16 = 10300;
@@ -38,6 +42,11 @@ pub struct RepmgrScene {
     pub c: Cluster,
     /// node_1, node_2, node_3 (node_1 is `c.primary`, node_2 `c.standby`).
     pub nodes: [Node; 3],
+    /// node_1's network namespace: its peer and reconciler run there, so
+    /// that [`RepmgrScene::partition_node_1`] cuts them from the other
+    /// voters while HAProxy, replication and repmgr reach its Postgres on
+    /// loopback as before.
+    netns: Arc<NetNs>,
     pub dir: PathBuf,
     /// pgsql-state's config of node_1..3 and the witness.
     pub configs: [PathBuf; 4],
@@ -77,13 +86,15 @@ impl RepmgrScene {
         let node_3 = c.add_standby("node_3", 5);
         let nodes = [c.primary.clone(), c.standby.clone(), node_3];
         let dir = runtime_dir("repmgr-scene");
-        let witness_addr = c.spare_addr(4);
-        let peer_addrs = [
-            SocketAddr::new(nodes[0].addr.into(), PEER_PORT),
-            SocketAddr::new(nodes[1].addr.into(), PEER_PORT),
-            SocketAddr::new(nodes[2].addr.into(), PEER_PORT),
-            SocketAddr::new(witness_addr.into(), PEER_PORT),
-        ];
+        // node_1's peer and reconciler in a namespace of their own; the
+        // other voters on the host end of its veth pair.
+        let netns = Arc::new(NetNs::create(c.slot, &[1, 3, 4, 5]));
+        let peer_addrs = [2, 3, 5, 4].map(|h| {
+            SocketAddr::new(
+                std::net::Ipv4Addr::new(10, 231, c.slot, h).into(),
+                PEER_PORT,
+            )
+        });
         let configs = [0, 1, 2, 3].map(|i| write_config(&nodes, &dir, i, peer_addrs));
         let repmgr_confs = [0, 1, 2].map(|i| write_repmgr_conf(&nodes, &dir, i, &configs[i]));
         give_to_postgres(&dir);
@@ -95,7 +106,10 @@ impl RepmgrScene {
         }
 
         let peers = (0..4)
-            .map(|i| Some(start_peer(&dir, &configs[i], peer_addrs[i], i)))
+            .map(|i| {
+                let ns = Some(&*netns).filter(|_| i == 0);
+                Some(start_peer(&dir, &configs[i], peer_addrs[i], i, ns))
+            })
             .collect();
         let responders = (0..3)
             .map(|i| Some(start_responder(&nodes[i], &configs[i])))
@@ -106,6 +120,7 @@ impl RepmgrScene {
         let mut scene = RepmgrScene {
             c,
             nodes,
+            netns,
             dir,
             configs,
             repmgr_confs,
@@ -136,7 +151,7 @@ impl RepmgrScene {
                     watch: None,
                     as_postgres: true,
                 },
-                None,
+                Some(scene.netns.clone()).filter(|_| i == 0),
             ));
         }
         let daemons = (0..3).map(|i| Some(scene.start_repmgrd(i))).collect();
@@ -193,10 +208,31 @@ impl RepmgrScene {
             .unwrap_or_default()
     }
 
+    /// Restarts repmgrd on node `i` (SIGKILL, then a new one) and waits
+    /// until it monitors again.
+    pub fn restart_repmgrd(&self, i: usize) {
+        let from = self.repmgrd_log(i).len();
+        let mut daemons = self.repmgrd.lock().expect("repmgrd");
+        drop(daemons[i].take());
+        daemons[i] = Some(self.start_repmgrd(i));
+        drop(daemons);
+        self.wait_monitoring_after(i, from, Duration::from_secs(60));
+    }
+
     /// Waits until repmgrd of node `i` monitors (its log says so).
     fn wait_repmgrd_monitoring(&self, i: usize, bound: Duration) {
+        self.wait_monitoring_after(i, 0, bound);
+    }
+
+    /// Waits until repmgrd of node `i` logs that it monitors, after the
+    /// first `from` bytes of its log.
+    fn wait_monitoring_after(&self, i: usize, from: usize, bound: Duration) {
         let start = Instant::now();
-        while !self.repmgrd_log(i).contains("monitoring") {
+        while !self
+            .repmgrd_log(i)
+            .get(from..)
+            .is_some_and(|new| new.contains("monitoring"))
+        {
             assert!(
                 start.elapsed() < bound,
                 "repmgrd of node_{} does not monitor after {bound:?}:\n{}",
@@ -204,6 +240,35 @@ impl RepmgrScene {
                 self.repmgrd_log(i)
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Cuts node_1's peer and reconciler from the other voters (its end
+    /// of the veth pair down), or heals the cut.
+    pub fn partition_node_1(&self, cut: bool) {
+        self.netns.link(!cut);
+    }
+
+    /// Cuts (or heals) what the other nodes' repmgr and replication see of
+    /// node `i`'s Postgres: its pg_hba.conf refuses the `repmgr` database
+    /// and replication to everyone (on loopback they all come from
+    /// 127.0.0.1), and the sessions already open end. HAProxy's path (the
+    /// `harw` database) and pgsql-state's (the Unix socket) stay.
+    pub fn cut_repmgr_view(&self, i: usize, cut: bool) {
+        let hba = self.nodes[i].data_dir.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        let text = if cut {
+            format!("{REPMGR_CUT}{text}")
+        } else {
+            text.replacen(REPMGR_CUT, "", 1)
+        };
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+        self.nodes[i].sql("SELECT pg_reload_conf()");
+        if cut {
+            self.nodes[i].sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = 'repmgr' OR backend_type = 'walsender'",
+            );
         }
     }
 
@@ -222,11 +287,13 @@ impl RepmgrScene {
     /// repmgrd stays off, as an operator leaves it until the node rejoins.
     pub fn boot_machine(&self, i: usize) {
         self.nodes[i].start();
+        let ns = Some(&*self.netns).filter(|_| i == 0);
         self.peers.lock().expect("peers")[i] = Some(start_peer(
             &self.dir,
             &self.configs[i],
             self.peer_addrs[i],
             i,
+            ns,
         ));
         self.responders.lock().expect("responders")[i] =
             Some(start_responder(&self.nodes[i], &self.configs[i]));
@@ -285,6 +352,21 @@ impl RepmgrScene {
             expected,
             wrong,
         )
+    }
+
+    /// What `prod` held since `from`, one line per change (for failure
+    /// messages).
+    pub fn prod_trace(&self, from: Duration) -> String {
+        let seen = self.seen.lock().expect("seen");
+        let mut out = String::new();
+        let mut last: Option<&Vec<String>> = None;
+        for sample in seen.prod[0].iter().filter(|s| s.at >= from) {
+            if last != Some(&sample.up) {
+                out += &format!("{:8.2} s: {:?}\n", sample.at.as_secs_f64(), sample.up);
+                last = Some(&sample.up);
+            }
+        }
+        out
     }
 
     /// Every sample of `prod` since `from` in which `server` was UP.
@@ -411,7 +493,7 @@ fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> 
          log_file='{log}'\nlog_level=INFO\nrepmgrd_pid_file='{pid}'\n\
          failover=automatic\npriority={priority}\n\
          reconnect_attempts=2\nreconnect_interval=1\nmonitor_interval_secs=1\n\
-         election_rerun_interval=2\nprimary_notification_timeout=20\n\
+         election_rerun_interval=2\nprimary_notification_timeout=20\nlog_status_interval=1\n\
          service_start_command='{start}'\nservice_stop_command='{stop}'\n\
          service_restart_command='{restart}'\nservice_reload_command='{reload}'\n",
         id = i + 1,
@@ -448,17 +530,22 @@ fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> 
     path
 }
 
-/// A peer, run as postgres like the shipped unit.
-fn start_peer(dir: &Path, config: &Path, bind: SocketAddr, i: usize) -> Spawned {
+/// A peer, run as postgres like the shipped unit (in `netns` if given).
+fn start_peer(
+    dir: &Path,
+    config: &Path,
+    bind: SocketAddr,
+    i: usize,
+    netns: Option<&NetNs>,
+) -> Spawned {
     let log = dir.join(format!("peer-{i}.log"));
-    let mut cmd = Command::new(binary());
+    let mut cmd = scene::binary_command(netns, true);
     cmd.arg("-f")
         .arg(config)
         .arg("peer")
         .env("PGSQL_STATE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("create the peer log"));
-    as_postgres(&mut cmd);
     Spawned::listening(cmd, bind, &format!("peer on {bind}"))
 }
 

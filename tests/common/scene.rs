@@ -124,9 +124,9 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// `pst-K` with `vpaK` (host, 10.231.K.1, .3 and .4) and `vpbK`
-    /// (inside, 10.231.K.2).
-    fn create(slot: u8) -> NetNs {
+    /// `pgsql-state-test-PID-K` with `vpaK` (host end: 10.231.K.h for each
+    /// h of `host_side`) and `vpbK` (inside, 10.231.K.2).
+    pub fn create(slot: u8, host_side: &[u8]) -> NetNs {
         let ns = NetNs {
             name: format!("pgsql-state-test-{}-{slot}", std::process::id()),
             host_if: format!("vpa{slot}"),
@@ -151,7 +151,7 @@ impl NetNs {
             &ns.ns_if,
         ]);
         ip(&["link", "set", &ns.ns_if, "netns", &ns.name]);
-        for host in [1, 3, 4] {
+        for host in host_side {
             ip(&[
                 "addr",
                 "add",
@@ -179,14 +179,14 @@ impl NetNs {
     }
 
     /// `program` run inside the namespace.
-    fn command(&self, program: &Path) -> Command {
+    pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
     }
 
     /// Takes the namespace's end of the pair down (or up again).
-    fn link(&self, up: bool) {
+    pub fn link(&self, up: bool) {
         super::cluster::run(Command::new("ip").args([
             "netns",
             "exec",
@@ -269,7 +269,7 @@ impl Scene {
         let dir = runtime_dir(&format!("scene-{tag}"));
         let netns = options
             .node_1_netns
-            .then(|| Arc::new(NetNs::create(c.slot)));
+            .then(|| Arc::new(NetNs::create(c.slot, &[1, 3, 4])));
         let peer_addrs = match &netns {
             Some(_) => [2, 3, 4].map(|h| {
                 SocketAddr::new(
@@ -997,6 +997,28 @@ fn start_node_peer(
     }
 }
 
+/// The binary under test, run in `netns` if given, and as the `postgres`
+/// user if `as_postgres` (as the shipped units run it). In a namespace,
+/// `setpriv` drops to postgres and execs the binary itself, so that
+/// signalling the child signals the program.
+pub fn binary_command(netns: Option<&NetNs>, as_postgres: bool) -> Command {
+    match (netns, as_postgres) {
+        (None, false) => Command::new(binary()),
+        (None, true) => {
+            let mut cmd = Command::new(binary());
+            super::cluster::as_postgres(&mut cmd);
+            cmd
+        }
+        (Some(ns), false) => ns.command(&binary()),
+        (Some(ns), true) => {
+            let mut cmd = ns.command(&require_tool("setpriv"));
+            cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(binary());
+            cmd
+        }
+    }
+}
+
 /// `systemd-socket-activate --accept [--inetd] -l addr -- argv`.
 pub fn activate(addr: SocketAddr, inetd: bool, argv: &[&str]) -> Spawned {
     let mut cmd = Command::new(require_tool("systemd-socket-activate"));
@@ -1049,13 +1071,7 @@ pub fn reconciler(
             let tick = Instant::now();
             flags.running.store(true, Ordering::SeqCst);
             if !flags.paused.load(Ordering::SeqCst) {
-                let mut cmd = match &netns {
-                    Some(ns) => ns.command(&binary()),
-                    None => Command::new(binary()),
-                };
-                if flags.as_postgres {
-                    super::cluster::as_postgres(&mut cmd);
-                }
+                let mut cmd = binary_command(netns.as_deref(), flags.as_postgres);
                 let out = cmd
                     .arg("-f")
                     .arg(&config)

@@ -8,8 +8,9 @@
 //!    node whose Postgres is a primary, or an address a voter names as
 //!    master (a standby's upstream, the witness's observed primaries),
 //!    other than this node. A primary on a lower timeline than this node's
-//!    is an old one (records only rise, so it can never be legitimate
-//!    again) and does not stop the promotion;
+//!    or than the highest claim a reached voter's record holds is an old
+//!    one (records only rise, so it can never be legitimate again) and
+//!    does not stop the promotion;
 //! 3. none of them confirmed another node's claim within watchDog: that
 //!    node's reconciler ran with a majority that recently, so it is alive
 //!    and serving somewhere this node cannot see.
@@ -32,7 +33,8 @@ pub struct Inputs<'a> {
     pub my_ip: &'a str,
     /// This node's Postgres: its system identifier.
     pub system_identifier: u64,
-    /// This node's Postgres: its timeline.
+    /// This node's Postgres: its timeline (0 when it cannot tell: a
+    /// standby whose WAL receiver is not running).
     pub timeline: u32,
     /// Every configured voter: the data nodes and the witness.
     pub voters: usize,
@@ -132,14 +134,23 @@ pub fn promote_check(i: &Inputs) -> Result<usize, Refusal> {
             voters: i.voters,
         });
     }
-    // Old primaries, on a lower timeline: their addresses too.
+    // The highest timeline known: this node's, and the highest claim any
+    // reached voter's record holds (records only rise; a standby whose WAL
+    // receiver is not running cannot tell its own timeline). A primary
+    // below it is an old one.
+    let top = reached
+        .iter()
+        .filter_map(|a| a.record.as_ref()?.as_ref().map(|h| h.timeline))
+        .chain([i.timeline])
+        .max()
+        .unwrap_or(i.timeline);
     let old: Vec<&PeerAnswer> = reached
         .iter()
         .copied()
-        .filter(|a| a.primary && a.timeline < i.timeline)
+        .filter(|a| a.primary && a.timeline < top)
         .collect();
     for a in &reached {
-        if a.primary && a.node != i.me && a.timeline >= i.timeline {
+        if a.primary && a.node != i.me && a.timeline >= top {
             return Err(Refusal::PrimaryAlive {
                 node: a.node.clone(),
                 timeline: a.timeline,

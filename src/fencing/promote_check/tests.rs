@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::fencing::claims::Highest;
 use crate::fencing::decide::LeaseClock;
 
 const SYSID: u64 = 7_300_000_000_000_000_001;
@@ -189,6 +190,65 @@ fn the_table() {
                 })
             },
             Ok(4),
+        ),
+        (
+            "its own timeline unknown (no WAL receiver): the voters' records tell \
+             that node_1 on timeline 1 is an old primary",
+            {
+                let with_record = |a: PeerAnswer| PeerAnswer {
+                    record: Some(Some(Highest {
+                        timeline: 2,
+                        nodes: ["node_3".to_string()].into(),
+                    })),
+                    ..a
+                };
+                let peers = peers(vec![
+                    Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
+                    None,
+                    Some(with_record(answer(
+                        "witness",
+                        "10.0.0.9",
+                        false,
+                        2,
+                        &["10.0.0.1"],
+                    ))),
+                ]);
+                promote_check(&Inputs {
+                    me: "node_2",
+                    my_ip: "10.0.0.2",
+                    system_identifier: SYSID,
+                    timeline: 0,
+                    voters: 4,
+                    own: Some(&with_record(own())),
+                    peers: &peers,
+                    watchdog_ms: WATCHDOG,
+                })
+            },
+            Ok(3),
+        ),
+        (
+            "its own timeline unknown, and no record above timeline 1: node_1 is alive",
+            {
+                let peers = peers(vec![
+                    Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
+                    None,
+                    Some(witness()),
+                ]);
+                promote_check(&Inputs {
+                    me: "node_2",
+                    my_ip: "10.0.0.2",
+                    system_identifier: SYSID,
+                    timeline: 0,
+                    voters: 4,
+                    own: Some(&own()),
+                    peers: &peers,
+                    watchdog_ms: WATCHDOG,
+                })
+            },
+            Err(Refusal::PrimaryAlive {
+                node: "node_1".into(),
+                timeline: 1,
+            }),
         ),
         (
             "the witness confirmed node_1's claim 3 s ago: its reconciler runs",
