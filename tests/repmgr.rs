@@ -3,7 +3,9 @@
 //! commands, and the shipped HAProxy config, observed every 100 ms. One
 //! cluster for the file, its phases in order:
 //!
-//! 1. healthy: `promote-check` on a standby says no, and why;
+//! 1. healthy: `promote-check` on a standby says no, and why; then
+//!    `repmgr standby switchover` to node_2 and back (repmgr's remote
+//!    steps through a one-machine ssh);
 //! 2. repmgr's view of the primary cut (its Postgres refuses the `repmgr`
 //!    database and replication to the standbys) while the voters still see
 //!    it serve: repmgrd wants to promote, `promote-check` refuses every
@@ -13,7 +15,7 @@
 //!    standbys) while HAProxy still reaches it: it fences itself, repmgrd
 //!    promotes a standby after `promote-check` says yes, the other
 //!    follows, and HAProxy routes writes to the new primary;
-//! 4. the cut heals: the old primary, still a primary on timeline 1, stays
+//! 4. the cut heals: the old primary, still a primary on its timeline, stays
 //!    out of `prod`, and `status` says what it is and what to do;
 //! 5. the new primary's machine lost, the old one still running fenced:
 //!    repmgrd promotes the last standby;
@@ -52,6 +54,40 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
         "{out}"
     );
     assert_eq!(out.lines().count(), 1, "one line: {out}");
+
+    // 1b. The planned case: `repmgr standby switchover` to node_2 (node_1
+    // stopped cleanly first, then node_2 promoted: its wait is H alone),
+    // and back to node_1.
+    for (to, from) in [(1, 0), (0, 1)] {
+        let at = s.now();
+        let said = s.switchover(to, from);
+        let (to_name, from_name) = (s.nodes[to].name.clone(), s.nodes[from].name.clone());
+        let third = s.nodes[3 - to - from].name.clone();
+        s.wait_routes(&to_name, &[&from_name, &third], Duration::from_secs(90));
+        settle(&s);
+        let f = s.figures(at, &to_name, Some(from));
+        let logged = said
+            .lines()
+            .find(|l| l.contains("switchover was successful"))
+            .unwrap_or("(no success line)")
+            .trim()
+            .to_string();
+        report(
+            &format!("`repmgr standby switchover` to {to_name}"),
+            &f,
+            &logged,
+        );
+        assert_eq!(
+            f.max_up,
+            1,
+            "never two UP in prod: {f:?}\n{}",
+            s.prod_trace(at)
+        );
+        assert_eq!(
+            f.wrong_after_out, 0,
+            "writes on {from_name} after it left prod: {f:?}"
+        );
+    }
 
     // 2. repmgr's view of node_1 cut; pgsql-state's intact.
     let cut_at = s.now();
@@ -106,6 +142,7 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     // 3. The zombie: node_1's network cut from the others (its peer and
     // reconciler from the voters, its Postgres from repmgr and the
     // standbys), while HAProxy still reaches it.
+    let zombie_tl = timeline(&s, 0);
     let zombie_at = s.now();
     s.partition_node_1(true);
     s.cut_repmgr_view(0, true);
@@ -143,11 +180,15 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     );
 
     // 4. The cut heals: node_1 is reachable again, still a primary on
-    // timeline 1 (repmgr #722's two primaries), and stays out.
+    // its old timeline (repmgr #722's two primaries), and stays out.
     let healed_at = s.now();
     s.partition_node_1(false);
     s.cut_repmgr_view(0, false);
-    let status = wait_status(&s, new, "is an old primary on timeline 1, fenced");
+    let status = wait_status(
+        &s,
+        new,
+        &format!("is an old primary on timeline {zombie_tl}, fenced"),
+    );
     assert_eq!(
         s.up_since("node_1", healed_at),
         0,
@@ -157,7 +198,7 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     eprintln!("status after the cut healed:\n{status}");
 
     // 5. The new primary's machine lost, with the old one still running
-    // fenced on timeline 1: repmgrd promotes the last standby. (Once the
+    // fenced on its old timeline: repmgrd promotes the last standby. (Once the
     // follower's repmgrd monitors its new upstream, as its status line
     // says every second: one that finds its upstream gone as it resumes
     // exits, "upstream node must be running before repmgrd can start".)
@@ -171,6 +212,7 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
         "the follower's repmgrd monitoring the new primary",
         || s.repmgrd_log(follower).contains(&watching),
     );
+    let lost_tl = timeline(&s, new);
     let lost_at = s.now();
     s.lose_machine(new);
     let last = wait_promoted(&s, &[follower]);
@@ -199,7 +241,11 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
         "the rebooted primary fenced",
         || common::nc(std::net::SocketAddr::new(s.nodes[new].addr.into(), 5431)) == "fenced\n",
     );
-    let status = wait_status(&s, last, "is an old primary on timeline 2, fenced");
+    let status = wait_status(
+        &s,
+        last,
+        &format!("is an old primary on timeline {lost_tl}, fenced"),
+    );
     let watched = s.now();
     wait_until(Duration::from_secs(30), "HAProxy's checks of it", || {
         s.now() > watched + Duration::from_secs(5)
@@ -314,6 +360,15 @@ fn promoted_line(s: &RepmgrScene, new: usize, follower: usize) -> String {
         line += &format!("; {} followed", s.nodes[follower].name);
     }
     line
+}
+
+/// The timeline of node `i`, a primary (from its current WAL file's name:
+/// the checkpoint's lags after a promotion).
+fn timeline(s: &RepmgrScene, i: usize) -> u32 {
+    s.nodes[i]
+        .sql("SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+        .parse()
+        .expect("a timeline")
 }
 
 /// `status` on node `i` until its summary says `what`.

@@ -97,6 +97,7 @@ impl RepmgrScene {
         });
         let configs = [0, 1, 2, 3].map(|i| write_config(&nodes, &dir, i, peer_addrs));
         let repmgr_confs = [0, 1, 2].map(|i| write_repmgr_conf(&nodes, &dir, i, &configs[i]));
+        write_one_machine_ssh(&dir.join("bin"));
         give_to_postgres(&dir);
 
         // repmgr: the primary, then each standby, registered.
@@ -241,6 +242,39 @@ impl RepmgrScene {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// `repmgr standby switchover --siblings-follow` run on node `to`
+    /// (the primary `from`, given its config by `--remote-config-file`):
+    /// repmgr stops the primary cleanly, promotes `to`, rejoins the old
+    /// primary as a standby and has the siblings follow. Its ssh is the
+    /// harness's one-machine ssh (every node is this host). Returns what
+    /// repmgr printed; panics when it fails.
+    pub fn switchover(&self, to: usize, from: usize) -> String {
+        let bin = self.dir.join("bin");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(require_tool("repmgr"));
+        cmd.arg("-f")
+            .arg(&self.repmgr_confs[to])
+            .args(["standby", "switchover", "--siblings-follow"])
+            .arg("--remote-config-file")
+            .arg(&self.repmgr_confs[from])
+            .env("PATH", path)
+            .stdin(Stdio::null());
+        as_postgres(&mut cmd);
+        let out = cmd.output().expect("run repmgr standby switchover");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "repmgr standby switchover failed ({}):\n{text}",
+            out.status
+        );
+        text
     }
 
     /// Cuts node_1's peer and reconciler from the other voters (its end
@@ -528,6 +562,33 @@ fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> 
     }
     std::fs::write(&path, text).expect("write repmgr.conf");
     path
+}
+
+/// `dir/ssh`: ssh for a cluster on one machine. repmgr runs `ssh -o
+/// Batchmode=yes [ssh_options] HOST COMMAND` for its remote steps; every
+/// node is this host, so the command runs here, as the caller (postgres),
+/// with the options and the host skipped. The commands carry the remote
+/// node's repmgr.conf (`--remote-config-file`), so each acts on its node.
+fn write_one_machine_ssh(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("create the ssh dir");
+    let ssh = dir.join("ssh");
+    std::fs::write(
+        &ssh,
+        "#!/bin/sh\n\
+         # Every node is this host: run the remote command here.\n\
+         while [ $# -gt 0 ]; do\n\
+         \x20 case \"$1\" in\n\
+         \x20   -o|-p|-i|-l|-F) shift 2 ;;\n\
+         \x20   -*) shift ;;\n\
+         \x20   *) break ;;\n\
+         \x20 esac\n\
+         done\n\
+         shift\n\
+         exec /bin/sh -c \"$*\"\n",
+    )
+    .expect("write the one-machine ssh");
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod ssh");
 }
 
 /// A peer, run as postgres like the shipped unit (in `netns` if given).
