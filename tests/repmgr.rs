@@ -43,7 +43,7 @@ fn report(scenario: &str, f: &common::scene::Figures, logged: &str) {
 
 #[test]
 fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
-    let s = RepmgrScene::start();
+    let s = RepmgrScene::start("scenes");
     eprintln!("| scenario | writes back after the fault | longest write outage | max UP in prod | what repmgrd logged |");
 
     // 1. Healthy: no promotion while node_1 serves.

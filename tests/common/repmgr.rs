@@ -70,7 +70,7 @@ pub struct RepmgrScene {
 impl RepmgrScene {
     /// Starts everything and waits until HAProxy routes writes to node_1
     /// and reads to node_2 and node_3.
-    pub fn start() -> RepmgrScene {
+    pub fn start(tag: &str) -> RepmgrScene {
         for tool in ["haproxy", "systemd-socket-activate", "repmgr", "repmgrd"] {
             require_tool(tool);
         }
@@ -85,7 +85,7 @@ impl RepmgrScene {
         }
         let node_3 = c.add_standby("node_3", 5);
         let nodes = [c.primary.clone(), c.standby.clone(), node_3];
-        let dir = runtime_dir("repmgr-scene");
+        let dir = runtime_dir(&format!("repmgr-{tag}"));
         // node_1's peer and reconciler in a namespace of their own; the
         // other voters on the host end of its veth pair.
         let netns = Arc::new(NetNs::create(c.slot, &[1, 3, 4, 5]));
@@ -275,6 +275,44 @@ impl RepmgrScene {
             out.status
         );
         text
+    }
+
+    /// The pid of node `i`'s peer (3: the witness's), if it runs.
+    pub fn peer_pid(&self, i: usize) -> Option<i32> {
+        self.peers.lock().expect("peers")[i]
+            .as_ref()
+            .map(|p| p.child.id() as i32)
+    }
+
+    /// Kills node `i`'s peer (SIGKILL), or starts it again when it is not
+    /// running.
+    pub fn set_peer_running(&self, i: usize, running: bool) {
+        let mut peers = self.peers.lock().expect("peers");
+        if !running {
+            drop(peers[i].take());
+        } else if peers[i].is_none() {
+            let ns = Some(&*self.netns).filter(|_| i == 0);
+            peers[i] = Some(start_peer(
+                &self.dir,
+                &self.configs[i],
+                self.peer_addrs[i],
+                i,
+                ns,
+            ));
+        }
+    }
+
+    /// Every process of the scene's HAProxy (master and workers).
+    pub fn haproxy_pids(&self) -> Vec<i32> {
+        let out = Command::new("pgrep")
+            .arg("-f")
+            .arg(self.haproxy.config.to_str().expect("utf-8"))
+            .output()
+            .expect("run pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     /// Cuts node_1's peer and reconciler from the other voters (its end
