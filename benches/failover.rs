@@ -17,9 +17,14 @@
 //!     cargo bench --bench failover
 //!     PGSQL_STATE_BINARY=/path/to/an/earlier/pgsql-state cargo bench --bench failover
 //!
+//! And repmgrd promoting (three data nodes, the shipped example's
+//! `failover_validation_command` and `promote_command`), its detection
+//! tuned to Patroni's ttl (3 × 10 s) and with its defaults (6 × 10 s).
+//!
 //! The second measures an earlier build with the same harness (the
-//! "today" column of BENCHMARKS.md). `FAULTS=restart,late` runs a subset;
-//! `PATRONI=0` leaves Patroni out.
+//! "today" column of BENCHMARKS.md). `FAULTS=restart,late` runs a subset
+//! (`patroni,repmgrd` the side-by-side table); `PATRONI=0` leaves Patroni
+//! out.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -155,6 +160,45 @@ fn ours_like_patroni() -> Duration {
     std::thread::sleep(Duration::from_secs(30));
     s.c.standby.promote();
     writes_back(&s, at, s.c.standby.addr.into(), Duration::from_secs(180))
+}
+
+/// repmgrd promotes: three data nodes, the witness, repmgrd on each with
+/// the shipped example's lines, pgsql-state with its shipped defaults;
+/// node_1's machine lost (its repmgrd, peer, responder and reconciler
+/// gone, its Postgres stopped at once). From the loss to the first write
+/// HAProxy accepted on the node repmgrd promoted. `detection` is
+/// repmgrd's (reconnect_attempts, reconnect_interval,
+/// monitor_interval_secs), `watchdog` pgsql-state's (15 s shipped; the
+/// timer runs every watchDog).
+fn repmgrd_promotes(detection: (u32, u32, u32), watchdog: u64) -> Duration {
+    use common::repmgr::{RepmgrScene, Timing};
+    let s = RepmgrScene::start_timed(
+        &format!("bench-{}x{}-{watchdog}", detection.0, detection.1),
+        Timing {
+            shipped: true,
+            watchdog,
+            repmgrd: detection,
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let at = s.now();
+    s.lose_machine(0);
+    let standbys: Vec<IpAddr> = s.nodes[1..].iter().map(|n| n.addr.into()).collect();
+    let start = Instant::now();
+    loop {
+        let found = s.seen.lock().expect("seen").writes[0]
+            .iter()
+            .find(|w| w.at >= at && w.landed.is_some_and(|ip| standbys.contains(&ip)))
+            .map(|w| w.at - at);
+        if let Some(took) = found {
+            return took;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no write on a promoted standby within 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// One Patroni member (or the raft controller) and what it runs.
@@ -400,8 +444,8 @@ fn patroni() -> Duration {
 }
 
 fn main() {
-    let faults =
-        std::env::var("FAULTS").unwrap_or_else(|_| "restart,late,crashed,at-once,patroni".into());
+    let faults = std::env::var("FAULTS")
+        .unwrap_or_else(|_| "restart,late,crashed,at-once,patroni,repmgrd".into());
     let want = |f: &str| faults.split(',').any(|x| x == f);
     let binary = binary();
     println!("pgsql-state: {}", binary.display());
@@ -431,6 +475,13 @@ fn main() {
     }
     if want("patroni") {
         let ours = ours_like_patroni();
+        let repmgrd = want("repmgrd").then(|| {
+            (
+                repmgrd_promotes((3, 10, 2), 15),
+                repmgrd_promotes((6, 10, 2), 15),
+                repmgrd_promotes((3, 10, 2), 10),
+            )
+        });
         let theirs = if std::env::var("PATRONI").as_deref() == Ok("0") {
             None
         } else {
@@ -443,6 +494,20 @@ fn main() {
             "| pgsql-state, `pg_ctl promote` 30 s after the loss | {:.1} s |",
             ours.as_secs_f64()
         );
+        if let Some((tuned, defaults, shorter)) = repmgrd {
+            println!(
+                "| pgsql-state, repmgrd promotes, its detection tuned to Patroni's ttl (3 × 10 s) | {:.1} s |",
+                tuned.as_secs_f64()
+            );
+            println!(
+                "| pgsql-state, repmgrd promotes with its defaults (6 × 10 s) | {:.1} s |",
+                defaults.as_secs_f64()
+            );
+            println!(
+                "| pgsql-state at watchDog 10 (L = 25 s), repmgrd tuned (3 × 10 s) | {:.1} s |",
+                shorter.as_secs_f64()
+            );
+        }
         if let Some(theirs) = theirs {
             println!(
                 "| Patroni 4.1.5, ttl 30, loop_wait 10, its HAProxy layout | {:.1} s |",

@@ -8,8 +8,9 @@
 //!
 //! - [`fencing`]: what keeps two nodes from both answering `production`:
 //!   claim records, the quorum and timeline rules with the wait
-//!   (`decide`), the lease's timing, the verdict; and its two edges, the
-//!   durable record file and CLOCK_BOOTTIME.
+//!   (`decide`), the lease's timing, the verdict, whether a standby may
+//!   be promoted now (`promote_check`); and its two edges, the durable
+//!   record file and CLOCK_BOOTTIME.
 //! - The rest of the pure core (no I/O, no clock reads): [`word`] (the
 //!   words and `choose_word`), [`config`] (types, deserialising with
 //!   lines, validation), [`haproxy_cfg`] (a haproxy.cfg's check timing),

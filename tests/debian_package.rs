@@ -128,6 +128,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         "peer",
         "status",
         "reconcile",
+        "promote-check",
         "claims",
         "haproxy-state",
     ];

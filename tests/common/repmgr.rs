@@ -37,6 +37,33 @@ const PEER_PORT: u16 = 10300;
 /// The responders' port.
 const TEXT_PORT: u16 = 5431;
 
+/// How a repmgr scene is timed.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// pgsql-state's shipped defaults (watchDog 15, connectionDeadline 5,
+    /// the shipped HAProxy timing, the timer every 15 s and the path unit
+    /// on postmaster.pid) instead of the suite's (watchDog 1, deadline 1,
+    /// runs every second, HAProxy checks every second).
+    pub shipped: bool,
+    /// watchDog (s) with the shipped timing (the timer runs every
+    /// watchDog, as it must): 15 is the shipped default.
+    pub watchdog: u64,
+    /// repmgrd's `reconnect_attempts`, `reconnect_interval` and
+    /// `monitor_interval_secs`: it declares its upstream lost after about
+    /// attempts × interval.
+    pub repmgrd: (u32, u32, u32),
+}
+
+impl Timing {
+    /// The suite's: pgsql-state at watchDog 1, repmgrd's detection about
+    /// 2 s.
+    pub const FAST: Timing = Timing {
+        shipped: false,
+        watchdog: 1,
+        repmgrd: (2, 1, 1),
+    };
+}
+
 /// The cluster, repmgr and pgsql-state, running.
 pub struct RepmgrScene {
     pub c: Cluster,
@@ -71,6 +98,11 @@ impl RepmgrScene {
     /// Starts everything and waits until HAProxy routes writes to node_1
     /// and reads to node_2 and node_3.
     pub fn start(tag: &str) -> RepmgrScene {
+        RepmgrScene::start_timed(tag, Timing::FAST)
+    }
+
+    /// [`RepmgrScene::start`] with the given timing.
+    pub fn start_timed(tag: &str, timing: Timing) -> RepmgrScene {
         for tool in ["haproxy", "systemd-socket-activate", "repmgr", "repmgrd"] {
             require_tool(tool);
         }
@@ -95,8 +127,9 @@ impl RepmgrScene {
                 PEER_PORT,
             )
         });
-        let configs = [0, 1, 2, 3].map(|i| write_config(&nodes, &dir, i, peer_addrs));
-        let repmgr_confs = [0, 1, 2].map(|i| write_repmgr_conf(&nodes, &dir, i, &configs[i]));
+        let configs = [0, 1, 2, 3].map(|i| write_config(&nodes, &dir, i, peer_addrs, timing));
+        let repmgr_confs =
+            [0, 1, 2].map(|i| write_repmgr_conf(&nodes, &dir, i, &configs[i], timing));
         write_one_machine_ssh(&dir.join("bin"));
         give_to_postgres(&dir);
 
@@ -116,7 +149,11 @@ impl RepmgrScene {
             .map(|i| Some(start_responder(&nodes[i], &configs[i])))
             .collect();
         let haproxy = Haproxy::start_ports(&c, "haproxy.cfg", c.spare_addr(6), 5432, 5433, |t| {
-            with_node_3(&scene::scenario_timing(t, TEXT_PORT), &nodes[2])
+            if timing.shipped {
+                with_node_3(t, &nodes[2])
+            } else {
+                with_node_3(&scene::scenario_timing(t, TEXT_PORT), &nodes[2])
+            }
         });
         let mut scene = RepmgrScene {
             c,
@@ -148,8 +185,10 @@ impl RepmgrScene {
                     running: scene.running[i].clone(),
                     failures: scene.reconcile_failures.clone(),
                     start: scene.start,
-                    every: Duration::from_secs(1),
-                    watch: None,
+                    every: Duration::from_secs(if timing.shipped { timing.watchdog } else { 1 }),
+                    watch: timing
+                        .shipped
+                        .then(|| scene.nodes[i].data_dir.join("postmaster.pid")),
                     as_postgres: true,
                 },
                 Some(scene.netns.clone()).filter(|_| i == 0),
@@ -161,7 +200,9 @@ impl RepmgrScene {
             scene.wait_repmgrd_monitoring(i, Duration::from_secs(60));
         }
         // The first wait of a cluster whose peers just started is all of W.
-        scene.wait_routes("node_1", &["node_2", "node_3"], Duration::from_secs(90));
+        // (W alone is 42.8 s with the shipped timing.)
+        let bound = Duration::from_secs(if timing.shipped { 150 } else { 90 });
+        scene.wait_routes("node_1", &["node_2", "node_3"], bound);
         let threads = scene::observe(
             vec![(scene.haproxy.stats.clone(), scene.haproxy.prod, "tcp-check")],
             &scene.seen,
@@ -497,7 +538,13 @@ fn with_node_3(text: &str, node_3: &Node) -> String {
 
 /// pgsql-state's config of node `i` (3: the witness): fencing strict,
 /// watchDog 1, each data node's neighbours the other two.
-fn write_config(nodes: &[Node; 3], dir: &Path, i: usize, peers: [SocketAddr; 4]) -> PathBuf {
+fn write_config(
+    nodes: &[Node; 3],
+    dir: &Path,
+    i: usize,
+    peers: [SocketAddr; 4],
+    timing: Timing,
+) -> PathBuf {
     let name = if i == 3 {
         "witness"
     } else {
@@ -533,12 +580,19 @@ fn write_config(nodes: &[Node; 3], dir: &Path, i: usize, peers: [SocketAddr; 4])
         conninfo,
         runtime_dir: &runtime,
         tls: None,
-        connection_deadline: 1.0,
-    }
-    .reconciled_yaml(
-        &hba,
-        "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
-    ) + &format!(
+        connection_deadline: if timing.shipped { 5.0 } else { 1.0 },
+    };
+    let yaml = if timing.shipped {
+        yaml.reconciled_yaml(&hba, "").replace(
+            "  watchDog: 1\n",
+            &format!("  watchDog: {}\n", timing.watchdog),
+        )
+    } else {
+        yaml.reconciled_yaml(
+            &hba,
+            "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+        )
+    } + &format!(
         "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n",
         state.display()
     );
@@ -547,7 +601,13 @@ fn write_config(nodes: &[Node; 3], dir: &Path, i: usize, peers: [SocketAddr; 4])
 
 /// repmgr.conf of node `i`: its identity, repmgrd's shortened detection,
 /// and the lines of the shipped example with the test's paths.
-fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> PathBuf {
+fn write_repmgr_conf(
+    nodes: &[Node; 3],
+    dir: &Path,
+    i: usize,
+    config: &Path,
+    timing: Timing,
+) -> PathBuf {
     let node = &nodes[i];
     let path = dir.join(format!("repmgr-{}.conf", node.name));
     let pg_ctl = |action: &str| {
@@ -564,7 +624,7 @@ fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> 
          data_directory='{data}'\npg_bindir='{bindir}'\n\
          log_file='{log}'\nlog_level=INFO\nrepmgrd_pid_file='{pid}'\n\
          failover=automatic\npriority={priority}\n\
-         reconnect_attempts=2\nreconnect_interval=1\nmonitor_interval_secs=1\n\
+         reconnect_attempts={attempts}\nreconnect_interval={interval}\nmonitor_interval_secs={monitor}\n\
          election_rerun_interval=2\nprimary_notification_timeout=20\nlog_status_interval=1\n\
          service_start_command='{start}'\nservice_stop_command='{stop}'\n\
          service_restart_command='{restart}'\nservice_reload_command='{reload}'\n",
@@ -576,6 +636,9 @@ fn write_repmgr_conf(nodes: &[Node; 3], dir: &Path, i: usize, config: &Path) -> 
         log = dir.join(format!("repmgrd-{}.log", node.name)).display(),
         pid = dir.join(format!("repmgrd-{}.pid", node.name)).display(),
         priority = 100 - 10 * i,
+        attempts = timing.repmgrd.0,
+        interval = timing.repmgrd.1,
+        monitor = timing.repmgrd.2,
         start = pg_ctl("start"),
         stop = pg_ctl("-m fast stop"),
         restart = pg_ctl("-m fast restart"),
