@@ -77,6 +77,27 @@ impl PeerConfig<'_> {
             )
     }
 
+    /// [`PeerConfig::reconciled_yaml`] as a scene runs it: `fencing:
+    /// strict`, md5/reject auth modes, its record in `state`; with
+    /// `shipped_watchdog` the shipped HAProxy timing and that watchDog,
+    /// else watchDog 1 and the scene's check timing (inter 1, fastinter
+    /// 0.5, rise 1, fall 1, timeout check 2).
+    pub fn scene_yaml(&self, hba: &Path, state: &Path, shipped_watchdog: Option<u64>) -> String {
+        let yaml = match shipped_watchdog {
+            Some(w) => self
+                .reconciled_yaml(hba, "")
+                .replace("  watchDog: 1\n", &format!("  watchDog: {w}\n")),
+            None => self.reconciled_yaml(
+                hba,
+                "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
+            ),
+        };
+        yaml + &format!(
+            "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n",
+            state.display()
+        )
+    }
+
     /// Writes the config into `dir` and returns its path.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join(format!("{}-{}.yml", self.node_name, self.bind.port()));

@@ -582,20 +582,7 @@ fn write_config(
         tls: None,
         connection_deadline: if timing.shipped { 5.0 } else { 1.0 },
     };
-    let yaml = if timing.shipped {
-        yaml.reconciled_yaml(&hba, "").replace(
-            "  watchDog: 1\n",
-            &format!("  watchDog: {}\n", timing.watchdog),
-        )
-    } else {
-        yaml.reconciled_yaml(
-            &hba,
-            "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
-        )
-    } + &format!(
-        "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n",
-        state.display()
-    );
+    let yaml = yaml.scene_yaml(&hba, &state, timing.shipped.then_some(timing.watchdog));
     write_with_claims(dir, name, &yaml)
 }
 

@@ -958,19 +958,8 @@ fn write_config(
         tls: None,
         connection_deadline: if options.shipped_timing { 5.0 } else { 1.0 },
     };
-    let yaml = if options.shipped_timing {
-        yaml.reconciled_yaml(&hba, "")
-            .replace("  watchDog: 1\n", "  watchDog: 15\n")
-    } else {
-        yaml.reconciled_yaml(
-            &hba,
-            // As scene_check() says.
-            "    check:\n      inter: 1\n      fastinter: 0.5\n      rise: 1\n      fall: 1\n      timeoutCheck: 2\n",
-        )
-    } + &format!(
-        "  stateDir: \"{}\"\n  fencing: strict\n  authModes:\n    allow: md5\n    deny: reject\n{lag}",
-        state.display()
-    );
+    // (The check timing is scene_check()'s.)
+    let yaml = yaml.scene_yaml(&hba, &state, options.shipped_timing.then_some(15)) + &lag;
     write_with_claims(dir, name, &yaml)
 }
 

@@ -61,12 +61,17 @@ fn peers(list: Vec<Option<PeerAnswer>>) -> Vec<(String, PeerState)> {
 }
 
 fn check(own: Option<PeerAnswer>, others: Vec<Option<PeerAnswer>>) -> Checked {
+    check_on(1, own, others)
+}
+
+/// [`check`] with node_2's own timeline (0: it cannot tell).
+fn check_on(timeline: u32, own: Option<PeerAnswer>, others: Vec<Option<PeerAnswer>>) -> Checked {
     let peers = peers(others);
     promote_check(&Inputs {
         me: "node_2",
         my_ip: "10.0.0.2",
         system_identifier: SYSID,
-        timeline: 1,
+        timeline,
         voters: 4,
         own: own.as_ref(),
         peers: &peers,
@@ -172,23 +177,15 @@ fn the_table() {
         ),
         (
             "an old primary on a lower timeline, fenced, does not stop it",
-            {
-                let peers = peers(vec![
+            check_on(
+                2,
+                Some(own()),
+                vec![
                     Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
                     Some(node_3()),
                     Some(answer("witness", "10.0.0.9", false, 2, &["10.0.0.1"])),
-                ]);
-                promote_check(&Inputs {
-                    me: "node_2",
-                    my_ip: "10.0.0.2",
-                    system_identifier: SYSID,
-                    timeline: 2,
-                    voters: 4,
-                    own: Some(&own()),
-                    peers: &peers,
-                    watchdog_ms: WATCHDOG,
-                })
-            },
+                ],
+            ),
             Ok(4),
         ),
         (
@@ -202,49 +199,35 @@ fn the_table() {
                     })),
                     ..a
                 };
-                let peers = peers(vec![
-                    Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
-                    None,
-                    Some(with_record(answer(
-                        "witness",
-                        "10.0.0.9",
-                        false,
-                        2,
-                        &["10.0.0.1"],
-                    ))),
-                ]);
-                promote_check(&Inputs {
-                    me: "node_2",
-                    my_ip: "10.0.0.2",
-                    system_identifier: SYSID,
-                    timeline: 0,
-                    voters: 4,
-                    own: Some(&with_record(own())),
-                    peers: &peers,
-                    watchdog_ms: WATCHDOG,
-                })
+                check_on(
+                    0,
+                    Some(with_record(own())),
+                    vec![
+                        Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
+                        None,
+                        Some(with_record(answer(
+                            "witness",
+                            "10.0.0.9",
+                            false,
+                            2,
+                            &["10.0.0.1"],
+                        ))),
+                    ],
+                )
             },
             Ok(3),
         ),
         (
             "its own timeline unknown, and no record above timeline 1: node_1 is alive",
-            {
-                let peers = peers(vec![
+            check_on(
+                0,
+                Some(own()),
+                vec![
                     Some(answer("node_1", "10.0.0.1", true, 1, &["10.0.0.1"])),
                     None,
                     Some(witness()),
-                ]);
-                promote_check(&Inputs {
-                    me: "node_2",
-                    my_ip: "10.0.0.2",
-                    system_identifier: SYSID,
-                    timeline: 0,
-                    voters: 4,
-                    own: Some(&own()),
-                    peers: &peers,
-                    watchdog_ms: WATCHDOG,
-                })
-            },
+                ],
+            ),
             Err(Refusal::PrimaryAlive {
                 node: "node_1".into(),
                 timeline: 1,
