@@ -25,21 +25,41 @@ echo "== integration tests (in parallel, one cluster per file)"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 jobs_max=${TEST_JOBS:-3}
-pids=()
-names=()
+# Two waves. The real-systemd file (its flood and its timing) runs beside
+# the lighter files; the files that run whole clusters for minutes (the
+# scenario suite, the repmgr scenes, the soak) come after it, so that a
+# 2-core machine is never running all of them at once.
+heavy=(scenarios repmgr soak)
+first=()
+second=()
 for file in tests/*.rs; do
   name=$(basename "$file" .rs)
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do sleep 0.2; done
-  cargo test --locked --test "$name" >"$logs/$name.log" 2>&1 &
-  pids+=($!)
-  names+=("$name")
-done
-failed=()
-for i in "${!pids[@]}"; do
-  if ! wait "${pids[$i]}"; then
-    failed+=("${names[$i]}")
+  if [ "$name" = systemd_units ]; then
+    first=("$name" "${first[@]}")
+  elif printf '%s\n' "${heavy[@]}" | grep -qx "$name"; then
+    second+=("$name")
+  else
+    first+=("$name")
   fi
 done
+failed=()
+names=()
+run_wave() {
+  local pids=() wave=("$@") i
+  for name in "${wave[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do sleep 0.2; done
+    cargo test --locked --test "$name" >"$logs/$name.log" 2>&1 &
+    pids+=($!)
+    names+=("$name")
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      failed+=("${wave[$i]}")
+    fi
+  done
+}
+run_wave "${first[@]}"
+run_wave "${second[@]}"
 for name in "${names[@]}"; do
   echo "---- tests/$name.rs"
   grep -vE '^\s+(Compiling|Finished|Running|Blocking)' "$logs/$name.log" || true

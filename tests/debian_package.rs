@@ -42,9 +42,24 @@ fn build() -> PathBuf {
     deb
 }
 
-/// A fresh root with an empty dpkg database.
+/// The `postgres` user's uid in the throwaway root (its /etc/passwd).
+const POSTGRES_UID: u32 = 4242;
+
+/// A fresh root with an empty dpkg database, and a `postgres` user in its
+/// /etc/passwd (systemd-tmpfiles --root resolves owners there).
 fn throwaway_root() -> PathBuf {
     let root = runtime_dir("deb-root");
+    std::fs::create_dir_all(root.join("etc")).expect("create etc");
+    std::fs::write(
+        root.join("etc/passwd"),
+        format!("root:x:0:0:root:/root:/bin/sh\npostgres:x:{POSTGRES_UID}:{POSTGRES_UID}::/var/lib/postgresql:/bin/sh\n"),
+    )
+    .expect("write passwd");
+    std::fs::write(
+        root.join("etc/group"),
+        format!("root:x:0:\npostgres:x:{POSTGRES_UID}:\n"),
+    )
+    .expect("write group");
     for dir in [
         "var/lib/dpkg/info",
         "var/lib/dpkg/updates",
@@ -60,7 +75,9 @@ fn throwaway_root() -> PathBuf {
 fn the_package_installs_into_a_throwaway_root_and_checks_there() {
     let deb = build();
 
-    // What the package is made of: control files, no maintainer scripts.
+    // What the package is made of: control files, a postinst that makes
+    // the tmpfiles directories and a postrm that removes the runtime one
+    // on purge; nothing that enables or starts a unit.
     let info = ok(
         &command("dpkg-deb")
             .arg("--info")
@@ -69,10 +86,29 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
             .expect("dpkg-deb"),
         "dpkg-deb --info",
     );
-    for script in ["postinst", "prerm", "postrm", "preinst"] {
+    for script in ["prerm", "preinst"] {
+        assert!(!info.contains(script), "the package has a {script}\n{info}");
+    }
+    for script in ["postinst", "postrm"] {
+        assert!(info.contains(script), "the package has no {script}\n{info}");
+    }
+    // The control archive, uncompressed: the scripts' text.
+    let control = ok(
+        &command("dpkg-deb")
+            .arg("--ctrl-tarfile")
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb --ctrl-tarfile"),
+        "dpkg-deb --ctrl-tarfile",
+    );
+    assert!(
+        control.contains("systemd-tmpfiles"),
+        "the postinst makes no directories"
+    );
+    for starts in ["systemctl", "deb-systemd-invoke", "deb-systemd-helper"] {
         assert!(
-            !info.contains(script),
-            "the package has a {script}: it must start nothing\n{info}"
+            !control.contains(starts),
+            "a maintainer script calls {starts}: installing must start nothing"
         );
     }
     let package = ok(
@@ -90,7 +126,14 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
     ok(
         &command("dpkg")
             .arg(format!("--root={}", root.display()))
-            .args(["--force-depends", "--force-not-root", "--install"])
+            // The maintainer scripts run on this machine with DPKG_ROOT
+            // set (a throwaway root has no /bin/sh to chroot into).
+            .args([
+                "--force-depends",
+                "--force-not-root",
+                "--force-script-chrootless",
+                "--install",
+            ])
             .arg(&deb)
             .output()
             .expect("dpkg --install"),
@@ -109,6 +152,20 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         status.contains("/etc/pgsql-state/pgsql-state.yml"),
         "the config is not a conffile:\n{status}"
     );
+    // The postinst made the tmpfiles directories, owned by postgres (as
+    // the root's own /etc/passwd names it), so the reconciler's unit can
+    // start before the next boot.
+    for (dir, mode) in [("run/pgsql-state", 0o755), ("var/lib/pgsql-state", 0o750)] {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(root.join(dir))
+            .unwrap_or_else(|e| panic!("the postinst did not make /{dir}: {e}"));
+        assert!(meta.is_dir(), "/{dir}");
+        assert_eq!(meta.mode() & 0o7777, mode, "/{dir}'s mode");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(meta.uid(), POSTGRES_UID, "/{dir}'s owner");
+        }
+    }
 
     let units = [
         "pgsql-state.socket",
@@ -226,6 +283,35 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         String::from_utf8_lossy(&out.stderr)
     );
     ok(&out, "lintian --fail-on error");
+
+    // Purged: the runtime directory goes; the state directory and the
+    // claim record in it stay (the record is a promise to the other
+    // voters).
+    let record = root.join("var/lib/pgsql-state/claims");
+    std::fs::write(&record, "pgsql-state claims v1\n").expect("a claim record");
+    ok(
+        &command("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args([
+                "--force-depends",
+                "--force-not-root",
+                "--force-script-chrootless",
+                "--purge",
+                "pgsql-state",
+            ])
+            .output()
+            .expect("dpkg --purge"),
+        "dpkg --root --purge",
+    );
+    assert!(
+        !root.join("run/pgsql-state").exists(),
+        "the purge left /run/pgsql-state"
+    );
+    assert!(record.is_file(), "the purge removed the claim record");
+    assert!(
+        !root.join("usr/bin/pgsql-state").exists(),
+        "the purge left the binary"
+    );
 }
 
 /// `systemd-analyze verify` on the units as installed under `root`: the

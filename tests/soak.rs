@@ -200,7 +200,14 @@ struct Figures {
     primaries_promoted: usize,
 }
 
+/// One soak at a time: two scenes of three nodes each at once are more
+/// than a 2-core machine should carry beside the other test files.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn soak(seed: u64) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let secs: u64 = std::env::var("SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
