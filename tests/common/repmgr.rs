@@ -482,6 +482,22 @@ impl RepmgrScene {
         out
     }
 
+    /// Whether every sample of `prod` since `from` (at least one) held
+    /// `server` alone.
+    pub fn held_alone_since(&self, server: &str, from: Duration) -> bool {
+        let seen = self.seen.lock().expect("seen");
+        let mut since = seen.prod[0].iter().filter(|s| s.at >= from).peekable();
+        since.peek().is_some() && since.all(|s| s.up == [server])
+    }
+
+    /// The last `n` lines of node `i`'s reconciler log.
+    pub fn reconcile_log_tail(&self, i: usize, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("reconcile-node_{}.log", i + 1)))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Every sample of `prod` since `from` in which `server` was UP.
     pub fn up_since(&self, server: &str, from: Duration) -> usize {
         let seen = self.seen.lock().expect("seen");
