@@ -42,6 +42,26 @@ fn build() -> PathBuf {
     deb
 }
 
+/// `dpkg --root=ROOT ACTION WHAT`. The maintainer scripts run on this
+/// machine with DPKG_ROOT set (a throwaway root has no /bin/sh to chroot
+/// into).
+fn dpkg_in(root: &Path, action: &str, what: &std::ffi::OsStr) {
+    ok(
+        &command("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args([
+                "--force-depends",
+                "--force-not-root",
+                "--force-script-chrootless",
+                action,
+            ])
+            .arg(what)
+            .output()
+            .unwrap_or_else(|e| panic!("dpkg {action}: {e}")),
+        &format!("dpkg --root {action}"),
+    );
+}
+
 /// The `postgres` user's uid in the throwaway root (its /etc/passwd).
 const POSTGRES_UID: u32 = 4242;
 
@@ -123,22 +143,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
     assert_eq!(package.trim(), "pgsql-state");
 
     let root = throwaway_root();
-    ok(
-        &command("dpkg")
-            .arg(format!("--root={}", root.display()))
-            // The maintainer scripts run on this machine with DPKG_ROOT
-            // set (a throwaway root has no /bin/sh to chroot into).
-            .args([
-                "--force-depends",
-                "--force-not-root",
-                "--force-script-chrootless",
-                "--install",
-            ])
-            .arg(&deb)
-            .output()
-            .expect("dpkg --install"),
-        "dpkg --root --install",
-    );
+    dpkg_in(&root, "--install", deb.as_os_str());
     let status = ok(
         &command("dpkg")
             .arg(format!("--root={}", root.display()))
@@ -289,20 +294,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
     // voters).
     let record = root.join("var/lib/pgsql-state/claims");
     std::fs::write(&record, "pgsql-state claims v1\n").expect("a claim record");
-    ok(
-        &command("dpkg")
-            .arg(format!("--root={}", root.display()))
-            .args([
-                "--force-depends",
-                "--force-not-root",
-                "--force-script-chrootless",
-                "--purge",
-                "pgsql-state",
-            ])
-            .output()
-            .expect("dpkg --purge"),
-        "dpkg --root --purge",
-    );
+    dpkg_in(&root, "--purge", "pgsql-state".as_ref());
     assert!(
         !root.join("run/pgsql-state").exists(),
         "the purge left /run/pgsql-state"
