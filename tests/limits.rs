@@ -644,10 +644,12 @@ fn silent_strangers_do_not_starve_haproxy_s_checks_of_the_long_lived_responder()
         "the long-lived responder",
     );
     let rt = runtime();
-    // Nine addresses, 128 connections each, silent (eight fill the 1,024
-    // slots; the ninth keeps them full); each one that the responder
-    // answers (400, after its 1 s head timeout) or refuses is opened
-    // again. Bounded: 20 s.
+    // Sixteen addresses, 128 connections each, silent: twice the 1,024
+    // slots, so that they stay full while each connection the responder
+    // answers (400, after its 1 s head timeout) or refuses is opened again,
+    // however slowly a loaded machine reconnects (with one address over
+    // the slots, a reconnect slower than 1/8 of the head timeout left them
+    // never full). Bounded: 30 s.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let attack = {
@@ -655,30 +657,35 @@ fn silent_strangers_do_not_starve_haproxy_s_checks_of_the_long_lived_responder()
         std::thread::spawn(move || {
             runtime().block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
-                for source in (120..129).map(|i| Ipv4Addr::new(127, 0, 0, i)) {
+                for source in (120..136).map(|i| Ipv4Addr::new(127, 0, 0, i)) {
                     for _ in 0..128 {
                         let (stop, refused) = (stop.clone(), refused.clone());
                         tasks.spawn(async move {
                             use tokio::io::AsyncReadExt;
                             let started = Instant::now();
                             while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                                && started.elapsed() < Duration::from_secs(20)
+                                && started.elapsed() < Duration::from_secs(30)
                             {
+                                let Some(mut conn) = idle_connections(addr, source, 1).await.pop()
+                                else {
+                                    // Not connected (the backlog is full):
+                                    // neither held nor refused.
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                    continue;
+                                };
                                 let held = Instant::now();
-                                if let Some(mut conn) =
-                                    idle_connections(addr, source, 1).await.pop()
-                                {
-                                    let mut buf = [0u8; 256];
-                                    let _ = tokio::time::timeout(
-                                        Duration::from_secs(5),
-                                        conn.read(&mut buf),
-                                    )
-                                    .await;
-                                }
+                                let mut buf = [0u8; 256];
+                                let read = tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    conn.read(&mut buf),
+                                )
+                                .await;
                                 // Closed at once, unanswered: refused (the
                                 // slots are full). Try again soon, not in a
                                 // spin.
-                                if held.elapsed() < Duration::from_millis(100) {
+                                if matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+                                    && held.elapsed() < Duration::from_millis(100)
+                                {
                                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                     tokio::time::sleep(Duration::from_millis(20)).await;
                                 }
@@ -690,8 +697,15 @@ fn silent_strangers_do_not_starve_haproxy_s_checks_of_the_long_lived_responder()
             })
         })
     };
-    // Let the attack fill the slots.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait until the attack fills the slots: its connections are refused.
+    let filling = Instant::now();
+    while refused.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            filling.elapsed() < Duration::from_secs(15),
+            "2,048 silent connections never filled the responder's slots in 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let check_from = |source: Ipv4Addr| {
         rt.block_on(async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
