@@ -67,7 +67,7 @@ fn kill_everything_under(dir: &std::path::Path) {
 fn the_playground_plays_the_zombie_the_readme_describes() {
     let dir = runtime_dir("playground").join("playground");
     let started = Instant::now();
-    let mut child = Command::new(repo().join("scripts/playground.sh"))
+    let child = Command::new(repo().join("scripts/playground.sh"))
         .env("PLAYGROUND_DIR", &dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
