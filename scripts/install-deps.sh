@@ -42,6 +42,8 @@ have cc || missing+=(gcc)
 have lintian || missing+=(lintian)
 have man || missing+=(man-db)
 have dpkg-deb || missing+=(dpkg)
+# promtool checks and unit-tests the shipped alert rules (tests/monitoring.rs).
+have promtool || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -830,6 +830,56 @@ fn metrics_parse_with_a_real_prometheus_parser() {
         Some(0.0),
         "{s}"
     );
+    assert_eq!(sample(&p, "pgsql_state_verdict_tie{}"), Some(0.0), "{p}");
+    // A tie in the verdict (two primaries claim the highest timeline).
+    std::fs::write(
+        runtime.join("verdict"),
+        verdict_text(
+            "fenced",
+            2_000,
+            60_000,
+            Some(&format!("{identity}\ntie=1\n")),
+        ),
+    )
+    .expect("write a tie verdict");
+    let tied = scrape(primary);
+    assert_eq!(
+        sample(&tied, "pgsql_state_verdict_tie{}"),
+        Some(1.0),
+        "{tied}"
+    );
+    assert_eq!(
+        sample(&tied, "pgsql_state_word{word=fenced}"),
+        Some(1.0),
+        "{tied}"
+    );
+    // Every metric and label value the shipped alert rules and Grafana
+    // dashboard select is one a real scrape serves (a renamed metric would
+    // leave them silently empty).
+    let served: Vec<&str> = p.lines().chain(s.lines()).chain(tied.lines()).collect();
+    let selectors = common::monitoring::shipped_selectors();
+    assert!(selectors.len() >= 15, "{selectors:?}");
+    for sel in &selectors {
+        let found = served.iter().any(|line| {
+            line.strip_prefix(sel.name.as_str())
+                .and_then(|rest| rest.strip_prefix('{'))
+                .and_then(|rest| rest.split_once('}'))
+                .is_some_and(|(labels, _)| {
+                    let labels: Vec<&str> = labels.split(',').collect();
+                    sel.labels
+                        .iter()
+                        .all(|(k, v)| labels.contains(&format!("{k}={v}").as_str()))
+                })
+        });
+        assert!(
+            found,
+            "{} selects {}{:?}, which no scrape served:\n{}",
+            sel.file,
+            sel.name,
+            sel.labels,
+            served.join("\n")
+        );
+    }
     // One-shot (Accept=yes) scrapes the same way; a drained node says so.
     let (code, _, err) = pgsql_state(&["maintenance", "on", "--runtime-dir", runtime_arg]);
     assert_eq!(code, 0, "{err}");

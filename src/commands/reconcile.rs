@@ -322,6 +322,7 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         wait_until_ms: decision.wait_until_ms,
         wait_for: decision.wait_for.clone(),
         identity: decision.identity.clone(),
+        tie: decision.tie,
     };
     if dry_run {
         println!("{decision}");

@@ -110,6 +110,10 @@ pub struct Verdict {
     /// What the wait sits out, in words ("node_a's lease", "HAProxy's term
     /// after node_a stopped"), carried from the run that set it.
     pub wait_for: Option<String>,
+    /// Two primaries claim the highest timeline: no node is legitimate
+    /// until an operator clears it (`tie=1` in the file; `/metrics`
+    /// reports it for the alert rules).
+    pub tie: bool,
 }
 
 impl Verdict {
@@ -152,6 +156,9 @@ impl Verdict {
         }
         if let Some(why) = &self.wait_for {
             out.push_str(&format!("wait_for={}\n", why.replace('\n', " ")));
+        }
+        if self.tie {
+            out.push_str("tie=1\n");
         }
         if let Some(id) = &self.identity {
             out.push_str(&format!("system_identifier={}\n", id.system_identifier));
@@ -219,6 +226,7 @@ impl Verdict {
                 .transpose()?,
             identity,
             wait_for: get.wait_for,
+            tie: get.tie.as_deref() == Some("1"),
         })
     }
 }
@@ -232,6 +240,7 @@ struct Fields {
     valid_ms: Option<String>,
     wait_until_ms: Option<String>,
     wait_for: Option<String>,
+    tie: Option<String>,
     system_identifier: Option<String>,
     timeline: Option<String>,
     postmaster_start_us: Option<String>,
@@ -247,6 +256,7 @@ impl Fields {
             "valid_ms" => &mut self.valid_ms,
             "wait_until_ms" => &mut self.wait_until_ms,
             "wait_for" => &mut self.wait_for,
+            "tie" => &mut self.tie,
             "system_identifier" => &mut self.system_identifier,
             "timeline" => &mut self.timeline,
             "postmaster_start_us" => &mut self.postmaster_start_us,
@@ -294,6 +304,7 @@ mod tests {
                 postmaster_start_us: 99,
             }),
             wait_for: Some("node_2's lease".into()),
+            tie: false,
         }
     }
 
@@ -308,6 +319,10 @@ mod tests {
         assert_eq!(Verdict::parse(&v.render()), Ok(v.clone()));
         assert!(v.render().contains("\nexpires_ms=1500\n"), "{}", v.render());
         v.wait_until_ms = Some(41_700);
+        assert_eq!(Verdict::parse(&v.render()), Ok(v.clone()));
+        assert!(!v.render().contains("tie="), "{}", v.render());
+        v.tie = true;
+        assert!(v.render().contains("\ntie=1\n"), "{}", v.render());
         assert_eq!(Verdict::parse(&v.render()), Ok(v));
     }
 

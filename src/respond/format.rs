@@ -43,6 +43,8 @@ pub struct MetricFacts {
     pub timeline: Option<u32>,
     /// The verdict file's kind and its age in seconds.
     pub verdict: Option<(crate::fencing::verdict::VerdictKind, f64)>,
+    /// The verdict says two primaries claim the highest timeline.
+    pub tie: bool,
     /// How long choosing the word took, in seconds.
     pub check_seconds: f64,
 }

@@ -135,6 +135,12 @@ pub fn render(view: &HttpView) -> String {
     }
     gauge(
         &mut registry,
+        "verdict_tie",
+        "1 when the verdict says two primaries claim the highest timeline (an operator must clear it)",
+        i64::from(facts.tie),
+    );
+    gauge(
+        &mut registry,
         "fenced",
         "1 when this node answers fenced",
         i64::from(view.word == Word::Fenced),
@@ -176,6 +182,7 @@ mod tests {
                 in_recovery: Some(false),
                 timeline: Some(3),
                 verdict: Some((VerdictKind::Production, 1.5)),
+                tie: false,
                 check_seconds: 0.002,
             },
         });
@@ -188,6 +195,7 @@ mod tests {
             "pgsql_state_verdict{kind=\"fenced\"} 0",
             "pgsql_state_verdict_age_seconds 1.5",
             "pgsql_state_fenced 0",
+            "pgsql_state_verdict_tie 0",
             "pgsql_state_maintenance 0",
             "pgsql_state_check_duration_seconds 0.002",
         ] {

@@ -160,6 +160,7 @@ impl Responder {
             let age_ms = (v.written.boot_id == now.boot_id)
                 .then(|| now.boottime_ms.saturating_sub(v.written.boottime_ms));
             metric_facts.verdict = age_ms.map(|ms| (v.kind, ms as f64 / 1000.0));
+            metric_facts.tie = v.tie;
         }
         let word = choose_word(&Inputs {
             maintenance: false,

@@ -49,6 +49,7 @@ fn verdict(kind: VerdictKind) -> VerdictRead {
         wait_until_ms: None,
         identity: Some(identity(3)),
         wait_for: None,
+        tie: false,
     })
 }
 

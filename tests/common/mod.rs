@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod haproxy;
+pub mod monitoring;
 pub mod patroni;
 pub mod peers;
 pub mod proxy;

@@ -207,6 +207,7 @@ fn verdicts_are_reported() {
         wait_until_ms: None,
         identity: None,
         wait_for: None,
+        tie: false,
     });
     let p = primary_facts();
     let a = data_node_answer(
