@@ -40,6 +40,23 @@ pub enum Command {
     Claims(ClaimsArgs),
     /// Write HAProxy's server-state file so HAProxy starts every server DOWN (before a start or reload).
     HaproxyState(HaproxyStateArgs),
+    /// As a systemd generator: set the reconcile timer's interval to the config's watchDog.
+    SystemdGenerator(SystemdGeneratorArgs),
+}
+
+/// `systemd-generator` arguments: the three directories systemd passes to
+/// a generator (only the first is written).
+#[derive(Debug, clap::Args)]
+pub struct SystemdGeneratorArgs {
+    /// Where generated units and drop-ins go (/run/systemd/generator).
+    #[arg(value_name = "NORMAL_DIR")]
+    pub normal_dir: PathBuf,
+    /// The early directory (unused).
+    #[arg(value_name = "EARLY_DIR")]
+    pub early_dir: Option<PathBuf>,
+    /// The late directory (unused).
+    #[arg(value_name = "LATE_DIR")]
+    pub late_dir: Option<PathBuf>,
 }
 
 /// `haproxy-state` arguments.

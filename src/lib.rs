@@ -25,7 +25,9 @@
 //!   [`runtime_files`] (the verdict and maintenance files), [`sandbox`]
 //!   (the responder's Landlock confinement and seccomp filters),
 //!   [`fsutil`] (atomic writes that keep mode and owner), [`resolve`]
-//!   (host names to addresses, bounded in time), [`systemd`], [`logging`].
+//!   (host names to addresses, bounded in time), [`systemd`], [`logging`],
+//!   and [`timer_dropin`] (the reconcile timer's interval from watchDog,
+//!   for the systemd generator).
 //! - Commands: [`cli`] (clap) and [`commands`], one function per
 //!   subcommand with anyhow context, and the exit-code mapping;
 //!   [`respond`] holds the responder's formats and long-lived server.
@@ -54,4 +56,5 @@ pub mod runtime_files;
 pub mod sandbox;
 pub mod status;
 pub mod systemd;
+pub mod timer_dropin;
 pub mod word;

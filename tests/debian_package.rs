@@ -193,10 +193,12 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         "promote-check",
         "claims",
         "haproxy-state",
+        "systemd-generator",
     ];
     let mut files: Vec<String> = vec![
         "usr/bin/pgsql-state".into(),
         "usr/lib/tmpfiles.d/pgsql-state.conf".into(),
+        "usr/lib/systemd/system-generators/pgsql-state".into(),
         "etc/pgsql-state/pgsql-state.yml".into(),
         "usr/share/doc/pgsql-state/copyright".into(),
         "usr/share/doc/pgsql-state/changelog.Debian.gz".into(),

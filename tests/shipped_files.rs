@@ -270,6 +270,58 @@ fn the_reconcile_timer_runs_every_watchdog() {
     assert!(timer.contains("AccuracySec=100ms"), "{timer}");
 }
 
+/// The generator as systemd runs it (`pgsql-state -f CONFIG
+/// systemd-generator NORMAL EARLY LATE`): the timer's drop-in from
+/// watchDog; nothing with no config; with a bad config, nothing written,
+/// exit 78, and the key and line on stderr (which systemd logs).
+#[test]
+fn the_generator_writes_watchdog_and_nothing_from_a_bad_config() {
+    let dir = runtime_dir("generator");
+    let dropin = "pgsql-state-reconcile.timer.d/50-pgsql-state-watchdog.conf";
+    let generate = |config: &Path, out: &Path| {
+        std::fs::create_dir_all(out).expect("create the output dir");
+        pgsql_state(&[
+            "-f",
+            config.to_str().expect("utf-8"),
+            "systemd-generator",
+            out.to_str().expect("utf-8"),
+            "/nonexistent/early",
+            "/nonexistent/late",
+        ])
+    };
+    let example = std::fs::read_to_string(repo("conf/pgsql-state.yml")).expect("read the example");
+    let good = dir.join("good.yml");
+    std::fs::write(&good, example.replace("  watchDog: 15", "  watchDog: 3")).expect("write");
+    let (code, out, err) = generate(&good, &dir.join("good"));
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(dir.join("good").join(dropin)).expect("the drop-in");
+    assert!(
+        text.contains("\nOnUnitActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=3000ms\n"),
+        "{text}"
+    );
+
+    let (code, out, err) = generate(&dir.join("missing.yml"), &dir.join("missing"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!dir.join("missing").join(dropin).exists());
+
+    let bad = dir.join("bad.yml");
+    let bad_text = example.replace("  watchDog: 15", "  watchDog: soon");
+    std::fs::write(&bad, &bad_text).expect("write");
+    let line = bad_text
+        .lines()
+        .position(|l| l.contains("watchDog: soon"))
+        .expect("the bad line")
+        + 1;
+    let (code, out, err) = generate(&bad, &dir.join("bad"));
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(
+        err.contains(&format!(":{line}:")) && err.contains("harepd.watchDog"),
+        "the error names the key and line {line}: {err}"
+    );
+    assert!(err.contains("keeps its shipped interval"), "{err}");
+    assert!(!dir.join("bad").join(dropin).exists());
+}
+
 #[test]
 fn check_config_prints_every_problem_and_exits_78() {
     let dir = runtime_dir("check-config");

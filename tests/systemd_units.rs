@@ -581,3 +581,128 @@ fn flood_systemds_defaults(ns: &SystemdNs, cfg: &Path) {
         ("failed", "trigger-limit-hit")
     );
 }
+
+/// Issue 17, item 2: the config is the one place the reconcile interval is
+/// kept. The shipped generator (`units/pgsql-state.generator`) runs at boot
+/// and at each `daemon-reload`; with no interval drop-in of the user's, the
+/// shipped timer runs every watchDog: 15 s from the first config, 2 s after
+/// the config says `watchDog: 2` and systemd reloads, and the reconciler's
+/// runs then come every 2 s and confirm the primary.
+#[test]
+fn the_generator_runs_the_reconciler_every_watchdog() {
+    // The data directory's path is known only after boot: boot with a
+    // config of the default watchDog, then change it as an operator would.
+    let ns =
+        SystemdNs::boot_with_generator("generator", &config(Path::new("/nonexistent/pg-node_1")));
+    let timer = "pgsql-state-reconcile.timer";
+    let interval = |ns: &SystemdNs| ns.systemctl(&["show", "-P", "TimersMonotonic", timer]);
+    let cfg = ns.dir.join("pgsql-state.yml");
+    for unit in [
+        "pgsql-state-peer.socket",
+        "pgsql-state-peer.service",
+        "pgsql-state-reconcile.service",
+        timer,
+    ] {
+        ns.add_unit(unit, &shipped_unit(&ns, unit, &cfg));
+    }
+    let at_boot = interval(&ns);
+    assert!(
+        at_boot.contains("OnUnitActiveUSec=15s"),
+        "the timer at boot, from watchDog 15: {at_boot}"
+    );
+    let dropin = ns
+        .cmd("cat")
+        .arg("/run/systemd/generator/pgsql-state-reconcile.timer.d/50-pgsql-state-watchdog.conf")
+        .output()
+        .expect("cat");
+    let dropin = String::from_utf8_lossy(&dropin.stdout).into_owned();
+    assert!(dropin.contains("OnUnitActiveSec=15000ms"), "{dropin}");
+
+    let data = ns.postgres("node_1", NODE);
+    std::fs::write(
+        &cfg,
+        config(&data).replace("  watchDog: 15\n", "  watchDog: 2\n"),
+    )
+    .expect("write the config");
+    let tmpfiles = ns.dir.join("pgsql-state.conf");
+    std::fs::copy(repo("units/pgsql-state.tmpfiles"), &tmpfiles).expect("copy tmpfiles");
+    ns.ok(ns.cmd("systemd-tmpfiles").arg("--create").arg(&tmpfiles));
+    ns.ok(ns
+        .cmd("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(ns.binary())
+        .arg("-f")
+        .arg(&cfg)
+        .args(["claims", "init"]));
+    ns.add_unit(
+        "pgsql-state-reconcile.service.d/hba.conf",
+        &format!("[Service]\nReadWritePaths={}\n", data.display()),
+    );
+    ns.systemctl(&["daemon-reload"]);
+    let reloaded = interval(&ns);
+    assert!(
+        reloaded.contains("OnUnitActiveUSec=2s") && !reloaded.contains("OnUnitActiveUSec=15s"),
+        "the timer after watchDog 2 and a daemon-reload: {reloaded}"
+    );
+    ns.systemctl(&[
+        "start",
+        "pgsql-state-peer.socket",
+        "pgsql-state-peer.service",
+        timer,
+    ]);
+    // Runs every 2 s: at least 5 finished within 20 s of the first (every
+    // 15 s would be 2), and a confirming verdict.
+    let finished = |ns: &SystemdNs| {
+        ns.journal("pgsql-state-reconcile.service")
+            .lines()
+            .filter(|l| l.starts_with("Finished "))
+            .count()
+    };
+    let first_run = Instant::now();
+    while finished(&ns) < 1 {
+        assert!(
+            first_run.elapsed() < Duration::from_secs(30),
+            "no reconcile run finished in 30 s:\n{}\n{}",
+            ns.journal("pgsql-state-reconcile.service"),
+            ns.journal("pgsql-state-peer.service")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first = Instant::now();
+    wait_until(Duration::from_secs(40), "five reconcile runs", || {
+        finished(&ns) >= 6
+    });
+    let took = first.elapsed();
+    let journal = ns.journal("pgsql-state-reconcile.service");
+    assert!(
+        took < Duration::from_secs(20),
+        "five runs took {took:?} (every 15 s would be 75 s):\n{journal}"
+    );
+    // A confirming verdict (a new primary may first sit out W).
+    let verdict = |ns: &SystemdNs| {
+        let out = ns
+            .cmd("cat")
+            .arg("/run/pgsql-state/verdict")
+            .output()
+            .expect("cat the verdict");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let confirmed = Instant::now();
+    while !verdict(&ns).contains("verdict=production\n") {
+        assert!(
+            confirmed.elapsed() < Duration::from_secs(60),
+            "no confirming verdict in 60 s:\n{}\n{}",
+            verdict(&ns),
+            ns.journal("pgsql-state-reconcile.service")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let journal = ns.journal("pgsql-state-reconcile.service");
+    assert!(
+        !journal.contains("more than watchDog"),
+        "a run came late:\n{journal}"
+    );
+    eprintln!(
+        "generator: watchDog 15 -> {at_boot:?}; watchDog 2 -> {reloaded:?}; 5 runs in {took:?}"
+    );
+}

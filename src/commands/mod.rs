@@ -10,6 +10,7 @@ mod promote_check;
 mod reconcile;
 mod respond;
 mod status;
+mod systemd_generator;
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PromoteCheck => promote_check::run(cli.config.as_deref()),
         Command::Claims(args) => claims::run(cli.config.as_deref(), args),
         Command::HaproxyState(args) => haproxy_state::run(args),
+        Command::SystemdGenerator(args) => systemd_generator::run(cli.config.as_deref(), args),
     }
 }
 

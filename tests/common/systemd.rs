@@ -60,6 +60,19 @@ pub struct SystemdNs {
 impl SystemdNs {
     /// Boots systemd in new namespaces, brings up `lo` and starts journald.
     pub fn boot(tag: &str) -> SystemdNs {
+        SystemdNs::boot_with(tag, None)
+    }
+
+    /// [`SystemdNs::boot`], with the shipped generator
+    /// (`units/pgsql-state.generator`, its binary and config rewritten to
+    /// this run's) as the only generator, reading `config` (written to
+    /// `pgsql-state.yml` in the run's directory), and its output directory
+    /// on the unit path.
+    pub fn boot_with_generator(tag: &str, config: &str) -> SystemdNs {
+        SystemdNs::boot_with(tag, Some(config))
+    }
+
+    fn boot_with(tag: &str, generator_config: Option<&str>) -> SystemdNs {
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,
@@ -103,6 +116,40 @@ impl SystemdNs {
             )
             .expect("write a stand-in target");
         }
+        // systemd runs the host's generators unless told otherwise; their
+        // output stays off the private unit path. With ours, only ours runs
+        // and /run/systemd/generator (a tmpfs inside) joins the path.
+        let generator_env = match generator_config {
+            None => format!("SYSTEMD_UNIT_PATH={}", units.display()),
+            Some(config) => {
+                let config_path = dir.join("pgsql-state.yml");
+                std::fs::write(&config_path, config).expect("write the generator's config");
+                let generators = dir.join("generators");
+                std::fs::create_dir_all(&generators).expect("create generators/");
+                let shipped = std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("units/pgsql-state.generator"),
+                )
+                .expect("read units/pgsql-state.generator");
+                let script = shipped.replace(
+                    "/usr/bin/pgsql-state -f /etc/pgsql-state/pgsql-state.yml",
+                    &format!(
+                        "{} -f {}",
+                        dir.join("bin/pgsql-state").display(),
+                        config_path.display()
+                    ),
+                );
+                assert_ne!(script, shipped, "the generator's command line changed");
+                let gen = generators.join("pgsql-state");
+                std::fs::write(&gen, script).expect("write the generator");
+                std::fs::set_permissions(&gen, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod the generator");
+                format!(
+                    "SYSTEMD_UNIT_PATH={}:/run/systemd/generator SYSTEMD_GENERATOR_PATH={}",
+                    units.display(),
+                    generators.display()
+                )
+            }
+        };
         let cgroup = Path::new("/sys/fs/cgroup/unified").join(&name);
         let inner = "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
              mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /var/lib && \
@@ -113,9 +160,8 @@ impl SystemdNs {
         let outer = format!(
             "mkdir -p {cg} && echo $$ > {cg}/cgroup.procs && exec unshare --cgroup --fork --pid \
              --mount --uts --net --mount-proc --propagation private env container=other \
-             SYSTEMD_UNIT_PATH={units} sh -c '{inner}'",
+             {generator_env} sh -c '{inner}'",
             cg = cgroup.display(),
-            units = units.display(),
         );
         let launcher = Command::new("sh")
             .args(["-c", &outer])
