@@ -23,6 +23,11 @@
 //!    once.
 //!
 //! In every phase: never two servers UP in `prod`.
+//!
+//! A second scene, on a cluster of its own: a standby still streaming from
+//! the fenced zombie, its repmgrd stopped, is `lagging` (its timeline is
+//! below the legitimate primary's) and out of the read pool until it
+//! follows; and a standby cut from its upstream is still decided for.
 
 mod common;
 
@@ -408,4 +413,166 @@ fn wait_status(s: &RepmgrScene, i: usize, what: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Issue 16, three data nodes: a standby still streaming from the fenced
+/// zombie is `lagging`, not `standby`, until it follows the new primary.
+/// node_3's repmgrd is stopped (it does not follow at once); node_1 is cut
+/// as in the zombie phase (its peer and reconciler from the voters, its
+/// Postgres from repmgr and the standbys), and repmgrd on node_2 promotes.
+/// Then replication from node_1 heals while node_1 stays fenced: node_3's
+/// WAL receiver goes back to it, on the old timeline, while node_2 is the
+/// legitimate primary. Out of HAProxy's read pool until it follows.
+#[test]
+fn a_standby_streaming_from_the_fenced_zombie_is_lagging_until_it_follows() {
+    let s = RepmgrScene::start("lagging");
+    let upstream = |i: usize| {
+        s.nodes[i].sql(
+            "SELECT coalesce((SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'), '-')",
+        )
+    };
+    let word = |i: usize| common::nc(std::net::SocketAddr::new(s.nodes[i].addr.into(), 5431));
+    s.haproxy
+        .wait_up("stdby", &["node_2", "node_3"], Duration::from_secs(60));
+    assert_eq!(upstream(2), s.nodes[0].addr.to_string());
+
+    s.stop_repmgrd(2);
+    let fault = s.now();
+    s.partition_node_1(true);
+    s.cut_repmgr_view(0, true);
+    let new = wait_promoted(&s, &[1]);
+    // (node_3, cut from node_1's WAL and not following, still serves reads:
+    // without maxLagBytes, a standby that is not streaming is `standby`.)
+    s.haproxy
+        .wait_up("prod", &["node_2"], Duration::from_secs(90));
+    // Replication from node_1 heals; repmgr's view of it and its peer stay cut.
+    s.cut_repmgr_view(0, false);
+    s.cut_repmgr_db(0, true);
+    wait_until(
+        Duration::from_secs(60),
+        "node_3 streaming from node_1 again",
+        || upstream(2) == s.nodes[0].addr.to_string(),
+    );
+    // node_3 streams from node_1, which is fenced: lagging, and out of the
+    // read pool.
+    let streaming_again = std::time::Instant::now();
+    while word(2) != "lagging\n" {
+        assert!(
+            streaming_again.elapsed() < Duration::from_secs(30),
+            "node_3 says {:?} 30 s after it streams from the zombie again (upstream {}); \
+             its reconciler:\n{}",
+            word(2),
+            upstream(2),
+            s.reconcile_log_tail(2, 8)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        upstream(2),
+        s.nodes[0].addr.to_string(),
+        "node_3 streams from node_1"
+    );
+    assert_eq!(word(0), "fenced\n", "node_1, the zombie");
+    wait_until(Duration::from_secs(30), "node_3 out of stdby", || {
+        !s.haproxy.up("stdby").contains(&"node_3".to_string())
+    });
+    let reason = s.reconcile_log_tail(2, 3);
+    assert!(
+        reason.contains(&format!(
+            "node_3: lagging (timeline 2, 3/4 voters; streams on timeline 1 from {}, below the \
+             legitimate primary node_2's timeline 2)",
+            s.nodes[0].addr
+        )),
+        "the reconciler says why: {reason}"
+    );
+    // Watching 5 s: lagging throughout while it streams from node_1.
+    let watched = s.now();
+    while s.now() < watched + Duration::from_secs(5) {
+        assert_ne!(
+            word(2),
+            "standby\n",
+            "node_3 called standby while it streams from the zombie"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // It follows the new primary (as repmgrd would have): standby again,
+    // and back in the read pool.
+    // `repmgr standby follow`; when node_3 took WAL the zombie wrote
+    // after the fork (the writes HAProxy sent it before it was fenced), it
+    // cannot attach, and the operator's way is a rewind:
+    // `repmgr node rejoin --force-rewind` of the stopped node.
+    let repmgr = |args: &[&str]| {
+        let out = common::as_pg_user(&common::require_tool("repmgr"))
+            .arg("-f")
+            .arg(&s.repmgr_confs[2])
+            .args(args)
+            .output()
+            .expect("run repmgr");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    // Cut from its upstream, node_3 was still decided for every run (its
+    // timeline from its last restartpoint while no WAL receiver ran).
+    let before_follow = s.reconcile_log_tail(2, 10_000);
+    assert!(
+        !before_follow.contains("could not be asked"),
+        "a standby without a WAL receiver went undecided:\n{before_follow}"
+    );
+    let (ok, mut followed) = repmgr(&["standby", "follow"]);
+    if !ok {
+        assert!(
+            followed.contains("cannot attach to follow target"),
+            "standby follow failed otherwise:\n{followed}"
+        );
+        s.nodes[2].stop("fast");
+        // pg_rewind reads the new primary's timeline from its control file,
+        // which a promotion updates only at its next checkpoint (repmgr's
+        // docs: CHECKPOINT the new primary before a rewind).
+        s.nodes[new].sql("CHECKPOINT");
+        let target = format!(
+            "host={} port=5432 user=postgres dbname=repmgr connect_timeout=2",
+            s.nodes[new].addr
+        );
+        let (ok, rejoined) = repmgr(&[
+            "node",
+            "rejoin",
+            "-d",
+            &target,
+            "--force-rewind",
+            "--config-files=postgresql.conf,postgresql.auto.conf,pg_hba.conf",
+        ]);
+        assert!(
+            ok,
+            "repmgr node rejoin --force-rewind:\n{followed}\n{rejoined}"
+        );
+        followed = format!("{followed}\n{rejoined}");
+    }
+    wait_following(&s, new, 2);
+    wait_until(Duration::from_secs(30), "node_3 standby again", || {
+        word(2) == "standby\n"
+    });
+    s.haproxy
+        .wait_up("stdby", &["node_3"], Duration::from_secs(60));
+    settle(&s, "node_2");
+    let f = s.figures(fault, "node_2", Some(0));
+    report(
+        "a standby streaming from the fenced zombie (its repmgrd stopped), then `repmgr standby follow` (or `node rejoin --force-rewind`)",
+        &f,
+        followed
+            .lines()
+            .filter(|l| l.contains("cannot attach") || l.contains("NOTICE: NODE REJOIN") || l.contains("STANDBY FOLLOW"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ")
+            .as_str(),
+    );
+    assert_eq!(f.max_up, 1, "never two UP in prod: {f:?}");
+    assert_eq!(
+        f.wrong_after_out, 0,
+        "writes on the zombie after it left prod: {f:?}"
+    );
+    s.cut_repmgr_db(0, false);
+    s.partition_node_1(false);
 }

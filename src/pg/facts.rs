@@ -14,10 +14,13 @@ use super::{first_row, parse_bool, parse_num, parse_system_identifier, AnswerErr
 /// On a primary the timeline comes from the current WAL file name, since
 /// `pg_control_checkpoint()` lags until the next checkpoint after a
 /// promotion; on a standby from `pg_stat_wal_receiver.received_tli`
-/// (which needs `pg_read_all_stats` or `pg_monitor`).
+/// (which needs `pg_read_all_stats` or `pg_monitor`), or, when its WAL
+/// receiver is not running (cut from its upstream, as in every failover),
+/// from its last restartpoint (`pg_control_checkpoint()`): without it a
+/// disconnected standby could not be decided for at all.
 pub const FACTS_SQL: &str = "\
 SELECT r, s.system_identifier, \
- CASE WHEN r THEN w.received_tli \
+ CASE WHEN r THEN coalesce(w.received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
   ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
  (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint, \
  CASE WHEN r THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END, \

@@ -42,7 +42,8 @@ impl ProbeQuery {
         if with_identity {
             sql.push_str(
                 ", (SELECT system_identifier FROM pg_control_system())\
-                 , CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver)\
+                 , CASE WHEN r THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),\
+                     (SELECT timeline_id FROM pg_control_checkpoint()))\
                    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END\
                  , (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint",
             );

@@ -31,6 +31,8 @@ use super::tools::{binary, require_tool, runtime_dir, Spawned};
 /// The pg_hba.conf lines that cut repmgr's view of a node.
 const REPMGR_CUT: &str =
     "host repmgr all 127.0.0.0/8 reject\nhost replication all 127.0.0.0/8 reject\n";
+/// The `repmgr` database alone refused: replication goes on.
+const REPMGR_DB_CUT: &str = "host repmgr all 127.0.0.0/8 reject\n";
 
 /// Where the peers listen.
 const PEER_PORT: u16 = 10300;
@@ -106,7 +108,12 @@ impl RepmgrScene {
         for tool in ["haproxy", "systemd-socket-activate", "repmgr", "repmgrd"] {
             require_tool(tool);
         }
-        let c = Cluster::start_with("shared_preload_libraries = 'repmgr'\n");
+        // wal_log_hints and full_page_writes (the harness turns it off):
+        // pg_rewind, for `repmgr node rejoin --force-rewind` of a node that
+        // took the zombie's WAL.
+        let c = Cluster::start_with(
+            "shared_preload_libraries = 'repmgr'\nwal_log_hints = on\nfull_page_writes = on\n",
+        );
         for sql in [
             "CREATE ROLE harw LOGIN PASSWORD 'harw-pass'",
             "CREATE DATABASE harw OWNER harw",
@@ -383,6 +390,33 @@ impl RepmgrScene {
                  WHERE datname = 'repmgr' OR backend_type = 'walsender'",
             );
         }
+    }
+
+    /// Cuts (or heals) repmgr's view of node `i` alone: its pg_hba.conf
+    /// refuses the `repmgr` database, and those sessions end; the standbys
+    /// go on streaming from it.
+    pub fn cut_repmgr_db(&self, i: usize, cut: bool) {
+        let hba = self.nodes[i].data_dir.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        let text = if cut {
+            format!("{REPMGR_DB_CUT}{text}")
+        } else {
+            text.replacen(REPMGR_DB_CUT, "", 1)
+        };
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+        self.nodes[i].sql("SELECT pg_reload_conf()");
+        if cut {
+            self.nodes[i].sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'repmgr'",
+            );
+        }
+    }
+
+    /// Stops repmgrd on node `i` (it stays off until [`restart_repmgrd`]).
+    ///
+    /// [`restart_repmgrd`]: RepmgrScene::restart_repmgrd
+    pub fn stop_repmgrd(&self, i: usize) {
+        drop(self.repmgrd.lock().expect("repmgrd")[i].take());
     }
 
     /// The machine of node `i` lost: its repmgrd, peer, responder and

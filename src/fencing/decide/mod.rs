@@ -458,7 +458,22 @@ fn standby(
             )),
             None => None,
         };
-        if let Some(reason) = wrong {
+        // An upstream no address places, on a timeline below the
+        // legitimate primary's: not the legitimate primary, whatever its
+        // name (its walsender would have taken this standby to its
+        // timeline). The zombie's Postgres at an address its peer is not
+        // known by is found this way.
+        let old_timeline = d.legitimate.as_ref().and_then(|legit| {
+            let mine = local.identity.timeline;
+            (mine > 0 && mine < legit.timeline).then(|| {
+                format!(
+                    "streams on timeline {mine} from {upstream}, below the legitimate primary \
+                     {}'s timeline {}",
+                    legit.node, legit.timeline
+                )
+            })
+        });
+        if let Some(reason) = wrong.or(old_timeline) {
             return lagging(d, reason);
         }
     }

@@ -497,6 +497,28 @@ fn rows() -> Vec<Row> {
             ..row("the zombie whose peer is silent is still not the legitimate primary")
         },
         Row {
+            me: (C, IP_C),
+            local: Some(named_standby("10.7.7.7", &["10.7.7.7"], 1, 0)),
+            peers: vec![PeerState::Unreachable, data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            asked: vec!["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.9:10000"],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Lagging),
+            because: "streams on timeline 1 from 10.7.7.7, below the legitimate primary node_b's timeline 2",
+            ..row("the zombie at an address no peer is known by: its old timeline gives it away")
+        },
+        Row {
+            me: (C, IP_C),
+            local: Some(named_standby("10.7.7.7", &["10.7.7.7"], 2, 0)),
+            peers: vec![PeerState::Unreachable, data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), witness(&[IP_B], rec(2, &[B]))],
+            asked: vec!["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.9:10000"],
+            own: rec(2, &[B]),
+            voters: 4,
+            want: Some(Standby),
+            because: "streams from 10.7.7.7",
+            ..row("an unplaced upstream on the legitimate primary's timeline is not doubted")
+        },
+        Row {
             me: (B, IP_B),
             local: Some(named_standby("node-a-host", &[IP_A], 1, 0)),
             peers: vec![data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])), witness(&[IP_A], rec(1, &[A]))],
