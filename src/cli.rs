@@ -42,6 +42,17 @@ pub enum Command {
     HaproxyState(HaproxyStateArgs),
     /// As a systemd generator: set the reconcile timer's interval to the config's watchDog.
     SystemdGenerator(SystemdGeneratorArgs),
+    /// Check this node as installed, one line per finding with its fix; exit 0 only when nothing failed.
+    Doctor(DoctorArgs),
+}
+
+/// `doctor` flags.
+#[derive(Debug, Default, clap::Args)]
+pub struct DoctorArgs {
+    /// Also check this haproxy.cfg: its prod pool's timing against
+    /// haproxy.check, and its server-state file.
+    #[arg(long, value_name = "FILE")]
+    pub haproxy: Option<PathBuf>,
 }
 
 /// `systemd-generator` arguments: the three directories systemd passes to

@@ -41,6 +41,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod conn_limit;
+pub mod doctor;
 pub mod error_text;
 pub mod fencing;
 pub mod fsutil;

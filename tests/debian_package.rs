@@ -194,6 +194,7 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         "claims",
         "haproxy-state",
         "systemd-generator",
+        "doctor",
     ];
     let mut files: Vec<String> = vec![
         "usr/bin/pgsql-state".into(),

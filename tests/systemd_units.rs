@@ -21,6 +21,12 @@
 //! units; intervals a test cannot wait for (the timer's, the watchdog's)
 //! and the pg_hba.conf directory are set by drop-ins, as a user would.
 //! One test function, steps in order: the flood would skew the others.
+//!
+//! A second systemd, booted with the shipped generator as its only one:
+//! the timer's interval follows the config's watchDog (15 s, then 2 s
+//! after a daemon-reload) with no interval drop-in, the reconciler runs
+//! every 2 s to a confirming verdict, and `pgsql-state doctor` finds the
+//! node whole, then each piece broken on purpose.
 
 mod common;
 
@@ -705,4 +711,197 @@ fn the_generator_runs_the_reconciler_every_watchdog() {
     eprintln!(
         "generator: watchDog 15 -> {at_boot:?}; watchDog 2 -> {reloaded:?}; 5 runs in {took:?}"
     );
+
+    doctor_finds_each_broken_piece(&ns, &cfg, &data);
+}
+
+/// `pgsql-state doctor` inside the namespaces, as root (as an operator
+/// runs it, with sudo): the exit code and report.
+fn doctor(ns: &SystemdNs, cfg: &Path, extra: &[&str]) -> (i32, String) {
+    let out = ns
+        .cmd(ns.binary().to_str().expect("utf-8"))
+        .arg("-f")
+        .arg(cfg)
+        .arg("doctor")
+        .args(extra)
+        .output()
+        .expect("run doctor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The report's line about `what`.
+fn finding<'a>(report: &'a str, what: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| {
+            l.get(6..)
+                .is_some_and(|rest| rest.starts_with(&format!("{what}:")))
+        })
+        .unwrap_or_else(|| panic!("no {what} line in:\n{report}"))
+}
+
+/// Issue 17, item 3: `doctor` on a node installed as the units run it
+/// says every piece holds; each piece broken on purpose gives its FAIL line
+/// with the fix, and exit 1; mended, ok again.
+fn doctor_finds_each_broken_piece(ns: &SystemdNs, cfg: &Path, data: &Path) {
+    let (code, report) = doctor(ns, cfg, &[]);
+    eprintln!("doctor on the installed node:\n{report}");
+    assert_eq!(code, 0, "{report}");
+    for what in [
+        "config",
+        "claim record",
+        "runtime directory",
+        "state directory",
+        "reconciler's write paths",
+        "reconcile timer",
+        "Postgres role",
+        "peer",
+    ] {
+        assert!(
+            finding(&report, what).starts_with("ok  "),
+            "{what}: {report}"
+        );
+    }
+    assert!(
+        finding(&report, "reconcile timer").contains("every 2 s (watchDog 2 s)"),
+        "{report}"
+    );
+    assert!(!report.contains("FAIL"), "{report}");
+    // The kernel's sandbox support is reported, whatever it is.
+    for what in ["Landlock", "seccomp"] {
+        let line = finding(&report, what);
+        assert!(
+            line.starts_with("ok  ") || line.starts_with("warn"),
+            "{line}"
+        );
+    }
+
+    // Broken one at a time: the finding must say FAIL, what, and the fix.
+    let broken = |what: &str, says: &str, extra: &[&str], cfg: &Path| {
+        let (code, report) = doctor(ns, cfg, extra);
+        let line = finding(&report, what).to_string();
+        assert_eq!(code, 1, "{what} broken, yet exit {code}:\n{report}");
+        assert!(
+            line.starts_with("FAIL") && line.contains(says) && line.contains("; fix: "),
+            "{what} broken: {line}"
+        );
+        eprintln!("broken {what}: {line}");
+    };
+    // A timer slower than watchDog (a hand-written drop-in).
+    ns.add_unit(
+        "pgsql-state-reconcile.timer.d/slow.conf",
+        "[Timer]\nOnUnitActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=30s\n",
+    );
+    ns.systemctl(&["daemon-reload"]);
+    broken(
+        "reconcile timer",
+        "every 30 s, slower than watchDog (2 s)",
+        &[],
+        cfg,
+    );
+    std::fs::remove_file(ns.units.join("pgsql-state-reconcile.timer.d/slow.conf"))
+        .expect("remove the drop-in");
+    // hbaConfig outside the reconciler's write paths.
+    let hba_dropin = ns.units.join("pgsql-state-reconcile.service.d/hba.conf");
+    let hba_text = std::fs::read_to_string(&hba_dropin).expect("read the drop-in");
+    std::fs::remove_file(&hba_dropin).expect("remove the drop-in");
+    ns.systemctl(&["daemon-reload"]);
+    broken(
+        "reconciler's write paths",
+        "is not under ReadWritePaths",
+        &[],
+        cfg,
+    );
+    std::fs::write(&hba_dropin, hba_text).expect("restore the drop-in");
+    ns.systemctl(&["daemon-reload"]);
+    // No claim record.
+    let record = "/var/lib/pgsql-state/claims";
+    ns.ok(ns
+        .cmd("mv")
+        .args([record, "/var/lib/pgsql-state/claims.away"]));
+    broken("claim record", "/var/lib/pgsql-state", &[], cfg);
+    ns.ok(ns
+        .cmd("mv")
+        .args(["/var/lib/pgsql-state/claims.away", record]));
+    // The runtime directory owned by root.
+    ns.ok(ns.cmd("chown").args(["root:root", "/run/pgsql-state"]));
+    broken("runtime directory", "not postgres", &[], cfg);
+    ns.ok(ns
+        .cmd("chown")
+        .args(["postgres:postgres", "/run/pgsql-state"]));
+    // HAProxy's config given: its server-state file missing.
+    let haproxy_cfg = ns.dir.join("haproxy.cfg");
+    std::fs::copy(repo("haproxy/haproxy.cfg"), &haproxy_cfg).expect("copy haproxy.cfg");
+    let haproxy_cfg = haproxy_cfg.to_str().expect("utf-8");
+    let haproxy_arg = ["--haproxy", haproxy_cfg];
+    broken("server-state file", "does not exist", &haproxy_arg, cfg);
+    ns.ok(ns.cmd("mkdir").args(["-p", "/var/lib/haproxy"]));
+    ns.ok(ns
+        .cmd(ns.binary().to_str().expect("utf-8"))
+        .args(["haproxy-state", haproxy_cfg]));
+    // A Postgres role that cannot read the WAL receiver, with maxLagBytes;
+    // and a neighbour whose peer does not answer.
+    ns.ok(ns
+        .cmd("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(pg_bin("psql"))
+        .arg("-h")
+        .arg(format!("{}.s", data.display()))
+        .args(["-d", "postgres", "-c", "CREATE ROLE weak LOGIN"]));
+    let weak = ns.dir.join("weak.yml");
+    let text = std::fs::read_to_string(cfg).expect("read the config");
+    let weak_text = text
+        .replace("user=postgres dbname", "user=weak dbname")
+        .replace(
+            "  checkTimeout: 1\n",
+            "  checkTimeout: 1\n  maxLagBytes: 1000000\n",
+        )
+        .replace(
+            "neighbours: []",
+            "neighbours: [\"127.0.0.9:10000\", \"127.0.0.9:10099\"]",
+        );
+    assert_ne!(weak_text, text);
+    std::fs::write(&weak, weak_text).expect("write the weak config");
+    let (code, report) = doctor(ns, &weak, &haproxy_arg);
+    eprintln!("doctor with a weak role and a silent neighbour:\n{report}");
+    assert_eq!(code, 1, "{report}");
+    let role = finding(&report, "Postgres role");
+    assert!(
+        role.starts_with("FAIL")
+            && role.contains("weak cannot read pg_stat_wal_receiver")
+            && role.contains("GRANT pg_read_all_stats TO weak"),
+        "{report}"
+    );
+    // 127.0.0.9:10000 is this node's own peer (it listens on every
+    // address); nothing listens on 10099.
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("FAIL  peer: 127.0.0.9:10000 answers as node_1 itself")),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("FAIL  peer: 127.0.0.9:10099")),
+        "{report}"
+    );
+    assert!(
+        finding(&report, "server-state file").starts_with("ok  "),
+        "{report}"
+    );
+    assert!(
+        finding(&report, "haproxy.check").starts_with("ok  "),
+        "{report}"
+    );
+    // An invalid config: one FAIL line, exit 1.
+    let bad = ns.dir.join("bad.yml");
+    std::fs::write(&bad, text.replace("  watchDog: 2\n", "  watchDog: soon\n")).expect("write");
+    broken("config", "harepd.watchDog", &[], &bad);
+    // Mended: all holds again.
+    let (code, report) = doctor(ns, cfg, &haproxy_arg);
+    assert_eq!(code, 0, "mended:\n{report}");
 }

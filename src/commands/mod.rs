@@ -3,6 +3,7 @@
 
 mod check_config;
 mod claims;
+mod doctor;
 mod haproxy_state;
 mod maintenance;
 mod peer;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PromoteCheck => promote_check::run(cli.config.as_deref()),
         Command::Claims(args) => claims::run(cli.config.as_deref(), args),
         Command::HaproxyState(args) => haproxy_state::run(args),
+        Command::Doctor(args) => doctor::run(cli.config.as_deref(), args),
         Command::SystemdGenerator(args) => systemd_generator::run(cli.config.as_deref(), args),
     }
 }

@@ -1,0 +1,201 @@
+//! `pgsql-state doctor`'s pure part: the findings, one line each with its
+//! fix, and the readings of systemd's answers they need (a unit's
+//! `ReadWritePaths`, a timer's `TimersMonotonic`). The I/O that gathers
+//! the facts is in `commands::doctor`.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It holds.
+    Ok,
+    /// It could not be checked here (no systemd, no HAProxy config given),
+    /// or it weakens the node without breaking it.
+    Warn,
+    /// It is broken: the node will not do its job until it is fixed.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How it came out.
+    pub outcome: Outcome,
+    /// What was checked ("claim record", "timer interval").
+    pub what: &'static str,
+    /// What was found.
+    pub detail: String,
+    /// What to do, when it is not ok.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    /// A check that holds.
+    pub fn ok(what: &'static str, detail: impl Into<String>) -> Finding {
+        Finding {
+            outcome: Outcome::Ok,
+            what,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    /// A check that failed, with its fix.
+    pub fn fail(what: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            outcome: Outcome::Fail,
+            what,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    /// A check that could not be made, or a weakness, with what to do.
+    pub fn warn(what: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            outcome: Outcome::Warn,
+            what,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.outcome {
+            Outcome::Ok => "ok  ",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "FAIL",
+        };
+        write!(f, "{tag}  {}: {}", self.what, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "; fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `ReadWritePaths` (as `systemctl show -P ReadWritePaths`
+/// prints it: space-separated, a `-` prefix for optional ones) lets the
+/// unit write `file`: one of them is its directory or above it.
+pub fn write_paths_cover(read_write_paths: &str, file: &Path) -> bool {
+    let Some(dir) = file.parent() else {
+        return false;
+    };
+    read_write_paths
+        .split_whitespace()
+        .map(|p| p.trim_start_matches(['-', '+']))
+        .any(|p| !p.is_empty() && dir.starts_with(p))
+}
+
+/// A systemd time span as `systemctl show` prints it ("15s", "2s",
+/// "1min 30s", "500ms", "1h 2min", "2.500000s").
+pub fn parse_timespan(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut any = false;
+    for word in text.split_whitespace() {
+        let split = word.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, unit) = word.split_at(split);
+        let n: f64 = number.parse().ok()?;
+        let seconds = match unit {
+            "us" | "usec" | "µs" => n / 1e6,
+            "ms" | "msec" => n / 1e3,
+            "s" | "sec" => n,
+            "min" | "m" => n * 60.0,
+            "h" | "hr" => n * 3600.0,
+            "d" => n * 86_400.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(seconds);
+        any = true;
+    }
+    any.then_some(total)
+}
+
+/// The timer's `OnUnitActiveSec` from `systemctl show -P TimersMonotonic`
+/// (`{ OnUnitActiveUSec=2s ; next_elapse=… }`, one line per trigger).
+pub fn unit_active_interval(timers_monotonic: &str) -> Option<Duration> {
+    timers_monotonic.lines().find_map(|line| {
+        let rest = line.split("OnUnitActiveUSec=").nth(1)?;
+        parse_timespan(rest.split(';').next()?.trim())
+    })
+}
+
+/// Exit 0 only when nothing failed.
+pub fn all_hold(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.outcome != Outcome::Fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_paths() {
+        let shipped = "/run/pgsql-state -/etc/postgresql";
+        let cases = [
+            (shipped, "/etc/postgresql/15/main/pg_hba.conf", true),
+            (shipped, "/var/lib/postgresql/15/main/pg_hba.conf", false),
+            (shipped, "/etc/postgresql-common/pg_hba.conf", false),
+            ("/run/pgsql-state /srv/pg", "/srv/pg/data/pg_hba.conf", true),
+            ("/run/pgsql-state /srv/pg", "/srv/pgdata/pg_hba.conf", false),
+            ("", "/etc/postgresql/pg_hba.conf", false),
+        ];
+        for (paths, file, want) in cases {
+            assert_eq!(
+                write_paths_cover(paths, Path::new(file)),
+                want,
+                "{paths} / {file}"
+            );
+        }
+    }
+
+    #[test]
+    fn timespans() {
+        let cases = [
+            ("15s", Some(15_000)),
+            ("2s", Some(2_000)),
+            ("500ms", Some(500)),
+            ("1min 30s", Some(90_000)),
+            ("2.500000s", Some(2_500)),
+            ("1h 2min", Some(3_720_000)),
+            ("soon", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_timespan(text).map(|d| d.as_millis() as u64),
+                want,
+                "{text}"
+            );
+        }
+        let shown =
+            "{ OnUnitActiveUSec=2s ; next_elapse=0 }\n{ OnActiveUSec=1s ; next_elapse=0 }\n";
+        assert_eq!(unit_active_interval(shown), Some(Duration::from_secs(2)));
+        assert_eq!(
+            unit_active_interval("{ OnActiveUSec=1s ; next_elapse=0 }"),
+            None
+        );
+    }
+
+    #[test]
+    fn lines_and_exit() {
+        let ok = Finding::ok("claim record", "present");
+        let fail = Finding::fail(
+            "timer interval",
+            "30 s, above watchDog (2 s)",
+            "systemctl daemon-reload",
+        );
+        assert_eq!(ok.to_string(), "ok    claim record: present");
+        assert_eq!(
+            fail.to_string(),
+            "FAIL  timer interval: 30 s, above watchDog (2 s); fix: systemctl daemon-reload"
+        );
+        assert!(all_hold(&[ok.clone(), Finding::warn("x", "y", "z")]));
+        assert!(!all_hold(&[ok, fail]));
+    }
+}
