@@ -244,8 +244,16 @@ fn can_write(ns: &SystemdNs, pid: &str, path: &str) -> bool {
         .success()
 }
 
+/// The two booted systemds run one after the other: the flood's timing
+/// must not share the machine with the generator's runs.
+static ONE_SYSTEMD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_shipped_units_under_a_real_systemd() {
+    // A panic in the other test poisons the lock; the order still holds.
+    let _one = ONE_SYSTEMD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let ns = SystemdNs::boot("units");
     let data = ns.postgres("node_1", NODE);
     let cfg = ns.dir.join("node_1.yml");
@@ -596,6 +604,10 @@ fn flood_systemds_defaults(ns: &SystemdNs, cfg: &Path) {
 /// runs then come every 2 s and confirm the primary.
 #[test]
 fn the_generator_runs_the_reconciler_every_watchdog() {
+    // A panic in the other test poisons the lock; the order still holds.
+    let _one = ONE_SYSTEMD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     // The data directory's path is known only after boot: boot with a
     // config of the default watchDog, then change it as an operator would.
     let ns =
