@@ -244,6 +244,22 @@ fn can_write(ns: &SystemdNs, pid: &str, path: &str) -> bool {
         .success()
 }
 
+/// What installation does before the units run: our tmpfiles snippet only
+/// (/run/pgsql-state and /var/lib/pgsql-state), and the claim record,
+/// created as postgres.
+fn install_directories_and_record(ns: &SystemdNs, cfg: &Path) {
+    let tmpfiles = ns.dir.join("pgsql-state.conf");
+    std::fs::copy(repo("units/pgsql-state.tmpfiles"), &tmpfiles).expect("copy tmpfiles");
+    ns.ok(ns.cmd("systemd-tmpfiles").arg("--create").arg(&tmpfiles));
+    ns.ok(ns
+        .cmd("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(ns.binary())
+        .arg("-f")
+        .arg(cfg)
+        .args(["claims", "init"]));
+}
+
 /// The two booted systemds run one after the other: the flood's timing
 /// must not share the machine with the generator's runs.
 static ONE_SYSTEMD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -258,17 +274,7 @@ fn the_shipped_units_under_a_real_systemd() {
     let data = ns.postgres("node_1", NODE);
     let cfg = ns.dir.join("node_1.yml");
     std::fs::write(&cfg, config(&data)).expect("write the config");
-    // Our tmpfiles snippet only: /run/pgsql-state and /var/lib/pgsql-state.
-    let tmpfiles = ns.dir.join("pgsql-state.conf");
-    std::fs::copy(repo("units/pgsql-state.tmpfiles"), &tmpfiles).expect("copy tmpfiles");
-    ns.ok(ns.cmd("systemd-tmpfiles").arg("--create").arg(&tmpfiles));
-    ns.ok(ns
-        .cmd("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(ns.binary())
-        .arg("-f")
-        .arg(&cfg)
-        .args(["claims", "init"]));
+    install_directories_and_record(&ns, &cfg);
     for unit in [
         "pgsql-state.socket",
         "pgsql-state@.service",
@@ -642,16 +648,7 @@ fn the_generator_runs_the_reconciler_every_watchdog() {
         config(&data).replace("  watchDog: 15\n", "  watchDog: 2\n"),
     )
     .expect("write the config");
-    let tmpfiles = ns.dir.join("pgsql-state.conf");
-    std::fs::copy(repo("units/pgsql-state.tmpfiles"), &tmpfiles).expect("copy tmpfiles");
-    ns.ok(ns.cmd("systemd-tmpfiles").arg("--create").arg(&tmpfiles));
-    ns.ok(ns
-        .cmd("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(ns.binary())
-        .arg("-f")
-        .arg(&cfg)
-        .args(["claims", "init"]));
+    install_directories_and_record(&ns, &cfg);
     ns.add_unit(
         "pgsql-state-reconcile.service.d/hba.conf",
         &format!("[Service]\nReadWritePaths={}\n", data.display()),

@@ -375,40 +375,37 @@ impl RepmgrScene {
     /// 127.0.0.1), and the sessions already open end. HAProxy's path (the
     /// `harw` database) and pgsql-state's (the Unix socket) stay.
     pub fn cut_repmgr_view(&self, i: usize, cut: bool) {
-        let hba = self.nodes[i].data_dir.join("pg_hba.conf");
-        let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
-        let text = if cut {
-            format!("{REPMGR_CUT}{text}")
-        } else {
-            text.replacen(REPMGR_CUT, "", 1)
-        };
-        std::fs::write(&hba, text).expect("write pg_hba.conf");
-        self.nodes[i].sql("SELECT pg_reload_conf()");
-        if cut {
-            self.nodes[i].sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = 'repmgr' OR backend_type = 'walsender'",
-            );
-        }
+        self.cut_hba(
+            i,
+            cut,
+            REPMGR_CUT,
+            "datname = 'repmgr' OR backend_type = 'walsender'",
+        );
     }
 
     /// Cuts (or heals) repmgr's view of node `i` alone: its pg_hba.conf
     /// refuses the `repmgr` database, and those sessions end; the standbys
     /// go on streaming from it.
     pub fn cut_repmgr_db(&self, i: usize, cut: bool) {
+        self.cut_hba(i, cut, REPMGR_DB_CUT, "datname = 'repmgr'");
+    }
+
+    /// Puts `rules` first in node `i`'s pg_hba.conf (or takes them out),
+    /// reloads, and on a cut ends the sessions `sessions` selects.
+    fn cut_hba(&self, i: usize, cut: bool, rules: &str, sessions: &str) {
         let hba = self.nodes[i].data_dir.join("pg_hba.conf");
         let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
         let text = if cut {
-            format!("{REPMGR_DB_CUT}{text}")
+            format!("{rules}{text}")
         } else {
-            text.replacen(REPMGR_DB_CUT, "", 1)
+            text.replacen(rules, "", 1)
         };
         std::fs::write(&hba, text).expect("write pg_hba.conf");
         self.nodes[i].sql("SELECT pg_reload_conf()");
         if cut {
-            self.nodes[i].sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'repmgr'",
-            );
+            self.nodes[i].sql(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {sessions}"
+            ));
         }
     }
 
