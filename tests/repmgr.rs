@@ -153,6 +153,9 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     // reconciler from the voters, its Postgres from repmgr and the
     // standbys), while HAProxy still reaches it.
     let zombie_tl = timeline(&s, 0);
+    // Where each repmgrd log stands before the cut: scene 5 waits for
+    // a line written after it (the switchovers wrote the same lines).
+    let logs_before_cut: Vec<usize> = (0..3).map(|i| s.repmgrd_log(i).len()).collect();
     let zombie_at = s.now();
     s.partition_node_1(true);
     s.cut_repmgr_view(0, true);
@@ -211,7 +214,9 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     // fenced on its old timeline: repmgrd promotes the last standby. (Once the
     // follower's repmgrd monitors its new upstream, as its status line
     // says every second: one that finds its upstream gone as it resumes
-    // exits, "upstream node must be running before repmgrd can start".)
+    // exits, "upstream node must be running before repmgrd can start".
+    // The switchovers of scenes 1 and 2 logged the same line, so only
+    // what was written since the cut counts.)
     let watching = format!(
         "monitoring upstream node \"{}\" (ID: {}) in normal state",
         s.nodes[new].name,
@@ -220,7 +225,11 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
     wait_until(
         Duration::from_secs(60),
         "the follower's repmgrd monitoring the new primary",
-        || s.repmgrd_log(follower).contains(&watching),
+        || {
+            s.repmgrd_log(follower)
+                .get(logs_before_cut[follower]..)
+                .is_some_and(|since| since.contains(&watching))
+        },
     );
     let lost_tl = timeline(&s, new);
     let lost_at = s.now();
