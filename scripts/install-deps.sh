@@ -42,6 +42,8 @@ have cc || missing+=(gcc)
 have lintian || missing+=(lintian)
 have man || missing+=(man-db)
 have dpkg-deb || missing+=(dpkg)
+# The package installed in a real systemd runs the README's `sudo` lines.
+have sudo || missing+=(sudo)
 # promtool checks and unit-tests the shipped alert rules (tests/monitoring.rs).
 have promtool || missing+=(prometheus)
 

@@ -27,6 +27,12 @@
 //! after a daemon-reload) with no interval drop-in, the reconciler runs
 //! every 2 s to a confirming verdict, and `pgsql-state doctor` finds the
 //! node whole, then each piece broken on purpose.
+//!
+//! A third, with /usr, /etc and /var overlaid on this machine's: the
+//! Debian package installed by the README's `sudo apt install` line, and
+//! the README's enable lines run as written, reach a confirming verdict
+//! with `watchDog: 2` in the conffile and no drop-in; a purge then keeps
+//! the claim record.
 
 mod common;
 
@@ -913,4 +919,279 @@ fn doctor_finds_each_broken_piece(ns: &SystemdNs, cfg: &Path, data: &Path) {
     // Mended: all holds again.
     let (code, report) = doctor(ns, cfg, &haproxy_arg);
     assert_eq!(code, 0, "mended:\n{report}");
+}
+
+/// The lines of the first fenced code block of README section `heading`
+/// (its `## ` line) that contains `marker`, comments and blank lines
+/// dropped.
+fn readme_commands(heading: &str, marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo("README.md")).expect("read README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
+    let block = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("README's {heading:?} has no code block with {marker:?}"));
+    block
+        .lines()
+        .skip(1) // the fence's language
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// `sh -c LINE` inside the namespaces, as root, from `cwd`: panics with
+/// its output when it fails; returns stdout and stderr.
+fn run_line(ns: &SystemdNs, cwd: &Path, line: &str) -> String {
+    let out = ns
+        .cmd("sh")
+        .arg("-c")
+        .arg(format!("cd {} && {line}", cwd.display()))
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .expect("run sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`{line}` failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// A file inside the namespaces (the overlays hide it from the host).
+fn read_inside(ns: &SystemdNs, path: &str) -> Option<String> {
+    let out = ns.cmd("cat").arg(path).output().expect("run cat");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Debian's layout of a PostgreSQL cluster, as `postgresql-15` makes it:
+/// data in /var/lib/postgresql/MAJOR/main, pg_hba.conf in
+/// /etc/postgresql/MAJOR/main (the shipped hbaConfig, under the
+/// reconciler's shipped write path), the socket in /var/run/postgresql,
+/// run as a unit. The overlays keep the host's own cluster untouched.
+fn debian_postgres(ns: &SystemdNs, addr: Ipv4Addr) -> String {
+    let bindir = pg_bindir();
+    let major = bindir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|m| m.to_str())
+        .expect("/usr/lib/postgresql/MAJOR/bin")
+        .to_string();
+    let data = format!("/var/lib/postgresql/{major}/main");
+    let etc = format!("/etc/postgresql/{major}/main");
+    let script = format!(
+        "set -e; rm -rf {data} {etc}; mkdir -p {data} {etc} /run/postgresql; \
+         chown postgres:postgres {data} {etc} /run/postgresql /var/lib/postgresql /var/lib/postgresql/{major}; \
+         chmod 700 {data}; \
+         runuser -u postgres -- {initdb} -U postgres --auth=trust -N -E UTF8 --locale=C -D {data} >/dev/null; \
+         mv {data}/pg_hba.conf {etc}/pg_hba.conf; \
+         printf \"listen_addresses = '{addr}'\\nunix_socket_directories = '/var/run/postgresql'\\nhba_file = '{etc}/pg_hba.conf'\\nfsync = off\\n\" >> {data}/postgresql.conf",
+        initdb = bindir.join("initdb").display(),
+    );
+    run_line(ns, Path::new("/"), &script);
+    ns.add_unit(
+        "postgresql.service",
+        &format!(
+            "[Unit]\nDescription=PostgreSQL {major}/main\n[Service]\nType=notify\nUser=postgres\n\
+             ExecStart={} -D {data}\nKillMode=mixed\nKillSignal=SIGINT\nTimeoutStopSec=10s\n",
+            bindir.join("postgres").display(),
+        ),
+    );
+    ns.systemctl(&["start", "postgresql.service"]);
+    data
+}
+
+/// Issue 17: the Debian package installed in a real systemd, following the
+/// README word for word. Its install line (`sudo apt install ./target/…`)
+/// and its enable lines run as written, in a namespace whose /usr, /etc
+/// and /var are overlays over this machine's (the postinst's tmpfiles, the
+/// generator and the conffile are the package's own). The only edit is the
+/// one every operator makes, to the installed conffile: this node's
+/// address and `watchDog: 2`, no interval drop-in. Then the timer runs
+/// every 2 s (the generator), a run confirms the primary, 5431 says
+/// `production`, `doctor` finds nothing to fix, and a purge removes the
+/// runtime directory and keeps the claim record.
+#[test]
+fn the_debian_package_installed_as_the_readme_says() {
+    let _one = ONE_SYSTEMD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for tool in ["apt", "dpkg", "sudo", "nc"] {
+        require_tool(tool);
+    }
+    let ns = SystemdNs::boot_for_package("package");
+    let install = readme_commands("Installing from the Debian package", "apt install");
+    let apt_line = install
+        .iter()
+        .find(|l| l.starts_with("sudo apt install "))
+        .expect("README's `sudo apt install` line");
+    let named = apt_line.rsplit(' ').next().expect("the package's path");
+    let deb = debian_package(&ns.dir.join(Path::new(named).parent().expect("a directory")));
+    assert_eq!(
+        deb.file_name(),
+        Path::new(named).file_name(),
+        "README installs {named}, the build made {}",
+        deb.display()
+    );
+    let installed = run_line(&ns, &ns.dir, apt_line);
+    eprintln!("{apt_line}:\n{installed}");
+    let units = ns.link_installed_units("pgsql-state");
+    for unit in [
+        "pgsql-state.socket",
+        "pgsql-state@.service",
+        "pgsql-state-peer.socket",
+        "pgsql-state-reconcile.timer",
+        "pgsql-state-reconcile.path",
+    ] {
+        assert!(
+            units.iter().any(|u| u == unit),
+            "{unit} not installed: {units:?}"
+        );
+    }
+    // The postinst made the directories, owned by postgres.
+    for dir in ["/run/pgsql-state", "/var/lib/pgsql-state"] {
+        let owner = run_line(&ns, Path::new("/"), &format!("stat -c %U {dir}"));
+        assert_eq!(owner.trim(), "postgres", "{dir} after install");
+    }
+
+    // The operator's part: a cluster, and the installed conffile edited.
+    debian_postgres(&ns, NODE);
+    let shipped = read_inside(&ns, "/etc/pgsql-state/pgsql-state.yml").expect("the conffile");
+    let mut edited = shipped.clone();
+    for (from, to) in [
+        (
+            "  primaryIP: \"10.21.57.61\"",
+            format!("  primaryIP: \"{NODE}\""),
+        ),
+        (
+            "      - \"10.21.57.65\"",
+            "      - \"127.0.0.4\"".to_string(),
+        ),
+        (
+            "    bindAddress: \"10.21.57.61\"",
+            format!("    bindAddress: \"{NODE}\""),
+        ),
+        (
+            "    neighbours:\n      - \"10.21.57.62:10000\"",
+            "    neighbours: []".to_string(),
+        ),
+        ("    witness: \"10.21.57.63:10000\"\n", String::new()),
+        (
+            "    connectionDeadline: 5 ",
+            "    connectionDeadline: 1 ".to_string(),
+        ),
+        ("  watchDog: 15\n", "  watchDog: 2\n".to_string()),
+    ] {
+        assert!(edited.contains(from), "the shipped config has no {from:?}");
+        edited = edited.replacen(from, &to, 1);
+    }
+    std::fs::write(ns.dir.join("pgsql-state.yml"), &edited).expect("write the edit");
+    run_line(
+        &ns,
+        &ns.dir,
+        "cp pgsql-state.yml /etc/pgsql-state/pgsql-state.yml && pgsql-state check-config",
+    );
+
+    // The README's steps, as written.
+    let steps = readme_commands("Running the responder", "claims init");
+    assert!(steps.len() >= 4, "{steps:?}");
+    for step in &steps {
+        let said = run_line(&ns, &ns.dir, step);
+        eprintln!("{step}\n{said}");
+    }
+    let timer = "pgsql-state-reconcile.timer";
+    let interval = ns.property(timer, "TimersMonotonic");
+    assert!(
+        interval.contains("OnUnitActiveUSec=2s") && !interval.contains("OnUnitActiveUSec=15s"),
+        "the installed timer with watchDog 2: {interval}"
+    );
+    assert!(
+        read_inside(
+            &ns,
+            "/etc/systemd/system/pgsql-state-reconcile.timer.d/override.conf"
+        )
+        .is_none(),
+        "a hand-written interval drop-in"
+    );
+    let verdict_at = Instant::now();
+    while !read_inside(&ns, "/run/pgsql-state/verdict")
+        .is_some_and(|v| v.contains("verdict=production\n"))
+    {
+        assert!(
+            verdict_at.elapsed() < Duration::from_secs(60),
+            "no confirming verdict in 60 s:\n{:?}\n{}\n{}",
+            read_inside(&ns, "/run/pgsql-state/verdict"),
+            ns.journal("pgsql-state-reconcile.service"),
+            ns.journal("pgsql-state-peer.service")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let finished = ns
+        .journal("pgsql-state-reconcile.service")
+        .lines()
+        .filter(|l| l.starts_with("Finished "))
+        .count();
+    assert!(finished >= 1, "no run finished");
+    let word_at = Instant::now();
+    let mut word = String::new();
+    while word != "production\n" {
+        assert!(
+            word_at.elapsed() < Duration::from_secs(30),
+            "5431 said {word:?}, not production"
+        );
+        word = run_line(
+            &ns,
+            Path::new("/"),
+            &format!("nc -w 3 {NODE} 5431 </dev/null"),
+        );
+    }
+    let doctor = run_line(&ns, Path::new("/"), "sudo pgsql-state doctor");
+    eprintln!("sudo pgsql-state doctor:\n{doctor}");
+    assert!(!doctor.contains("FAIL"), "{doctor}");
+    assert!(doctor.contains("every 2 s (watchDog 2 s)"), "{doctor}");
+
+    // Purge: the runtime directory goes, the claim record stays.
+    run_line(
+        &ns,
+        Path::new("/"),
+        "systemctl disable --now pgsql-state.socket pgsql-state-peer.socket \
+         pgsql-state-reconcile.timer pgsql-state-reconcile.path && dpkg --purge pgsql-state",
+    );
+    assert!(
+        read_inside(&ns, "/run/pgsql-state/verdict").is_none(),
+        "verdict kept"
+    );
+    assert!(
+        !run_line(&ns, Path::new("/"), "ls -d /run/pgsql-state 2>&1 || true")
+            .starts_with("/run/pgsql-state"),
+        "/run/pgsql-state kept after purge"
+    );
+    assert!(
+        read_inside(&ns, "/var/lib/pgsql-state/claims").is_some(),
+        "the claim record was removed by the purge"
+    );
+    assert!(
+        read_inside(&ns, "/etc/pgsql-state/pgsql-state.yml").is_none(),
+        "the conffile survived a purge"
+    );
+    // The postrm reloaded systemd: the removed units are gone from it too.
+    for unit in units.iter().filter(|u| !u.contains('@')) {
+        assert_eq!(
+            ns.property(unit, "LoadState"),
+            "not-found",
+            "{unit} still loaded after the purge"
+        );
+    }
+    eprintln!(
+        "installed, confirmed in {:?} after the README's steps; purged",
+        verdict_at.elapsed()
+    );
 }

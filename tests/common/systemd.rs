@@ -60,7 +60,7 @@ pub struct SystemdNs {
 impl SystemdNs {
     /// Boots systemd in new namespaces, brings up `lo` and starts journald.
     pub fn boot(tag: &str) -> SystemdNs {
-        SystemdNs::boot_with(tag, None)
+        SystemdNs::boot_with(tag, Setup::Plain)
     }
 
     /// [`SystemdNs::boot`], with the shipped generator
@@ -69,10 +69,21 @@ impl SystemdNs {
     /// `pgsql-state.yml` in the run's directory), and its output directory
     /// on the unit path.
     pub fn boot_with_generator(tag: &str, config: &str) -> SystemdNs {
-        SystemdNs::boot_with(tag, Some(config))
+        SystemdNs::boot_with(tag, Setup::Generator(config))
     }
 
-    fn boot_with(tag: &str, generator_config: Option<&str>) -> SystemdNs {
+    /// [`SystemdNs::boot`] for installing the Debian package inside: /usr,
+    /// /etc, /var/lib and /var/cache are overlays over the host's, their
+    /// writes kept in the namespace's /run (so `apt`, `dpkg` and the
+    /// maintainer scripts see a real system and change nothing outside).
+    /// The generator path holds only a link to the package's generator
+    /// (dangling until it is installed), and the unit path stays private:
+    /// [`SystemdNs::link_installed_units`] adds the package's units.
+    pub fn boot_for_package(tag: &str) -> SystemdNs {
+        SystemdNs::boot_with(tag, Setup::Package)
+    }
+
+    fn boot_with(tag: &str, setup: Setup) -> SystemdNs {
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,
@@ -119,9 +130,23 @@ impl SystemdNs {
         // systemd runs the host's generators unless told otherwise; their
         // output stays off the private unit path. With ours, only ours runs
         // and /run/systemd/generator (a tmpfs inside) joins the path.
-        let generator_env = match generator_config {
-            None => format!("SYSTEMD_UNIT_PATH={}", units.display()),
-            Some(config) => {
+        let generator_env = match setup {
+            Setup::Plain => format!("SYSTEMD_UNIT_PATH={}", units.display()),
+            Setup::Package => {
+                let generators = dir.join("generators");
+                std::fs::create_dir_all(&generators).expect("create generators/");
+                std::os::unix::fs::symlink(
+                    "/usr/lib/systemd/system-generators/pgsql-state",
+                    generators.join("pgsql-state"),
+                )
+                .expect("link the package's generator");
+                format!(
+                    "SYSTEMD_UNIT_PATH={}:/run/systemd/generator SYSTEMD_GENERATOR_PATH={}",
+                    units.display(),
+                    generators.display()
+                )
+            }
+            Setup::Generator(config) => {
                 let config_path = dir.join("pgsql-state.yml");
                 std::fs::write(&config_path, config).expect("write the generator's config");
                 let generators = dir.join("generators");
@@ -151,12 +176,27 @@ impl SystemdNs {
             }
         };
         let cgroup = Path::new("/sys/fs/cgroup/unified").join(&name);
-        let inner = "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
-             mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /var/lib && \
+        // Where the host's directories are replaced: tmpfs, or (for the
+        // package) overlays whose upper layers live in the namespace's
+        // /run. /var/cache holds this run's directory, bound back on top.
+        let var = match setup {
+            Setup::Package => format!(
+                "mkdir -p /run/.runs && mount --bind {RUNS} /run/.runs && \
+                 for d in usr etc var/lib var/cache; do o=/run/.overlay/$d; \
+                 mkdir -p $o/upper $o/work && mount -t overlay overlay \
+                 -o lowerdir=/$d,upperdir=$o/upper,workdir=$o/work /$d || exit 1; done && \
+                 mount --bind /run/.runs {RUNS} && umount /run/.runs"
+            ),
+            _ => "mount -t tmpfs tmpfs /var/lib".to_string(),
+        };
+        let inner = format!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
+             mount -t tmpfs tmpfs /var/tmp && {var} && \
              mount -t tmpfs tmpfs /var/log && umount -R /sys/fs/cgroup && \
              mount -t cgroup2 cgroup2 /sys/fs/cgroup && mount --bind -o ro /proc/sys /proc/sys && \
              mount --bind /dev/null /dev/console && \
-             exec /lib/systemd/systemd --system --unit=pgsql-state-test.target";
+             exec /lib/systemd/systemd --system --unit=pgsql-state-test.target"
+        );
         let outer = format!(
             "mkdir -p {cg} && echo $$ > {cg}/cgroup.procs && exec unshare --cgroup --fork --pid \
              --mount --uts --net --mount-proc --propagation private env container=other \
@@ -263,6 +303,28 @@ impl SystemdNs {
         self.systemctl(&["daemon-reload"]);
     }
 
+    /// Links the units an installed package put in /lib/systemd/system
+    /// (`dpkg -L PACKAGE`) into the private unit path, as a stand-in for
+    /// that directory, whose other units must never boot here. Returns
+    /// their names.
+    pub fn link_installed_units(&self, package: &str) -> Vec<String> {
+        let listed = self.ok(self.cmd("dpkg").args(["-L", package]));
+        let mut names = Vec::new();
+        for path in listed.lines().map(Path::new) {
+            let in_unit_dir = path.parent() == Some(Path::new("/lib/systemd/system"))
+                || path.parent() == Some(Path::new("/usr/lib/systemd/system"));
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if in_unit_dir && name.contains('.') {
+                std::os::unix::fs::symlink(path, self.units.join(name))
+                    .unwrap_or_else(|e| panic!("link {}: {e}", path.display()));
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
     /// The journal of `unit`, message text only.
     pub fn journal(&self, unit: &str) -> String {
         self.ok(self
@@ -351,6 +413,15 @@ impl Drop for SystemdNs {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What a boot prepares besides systemd itself.
+enum Setup<'a> {
+    Plain,
+    /// The shipped generator, reading this config.
+    Generator(&'a str),
+    /// Overlays for installing the Debian package.
+    Package,
 }
 
 /// The `postgres` user's uid and gid.

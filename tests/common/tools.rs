@@ -290,3 +290,35 @@ pub fn respond_word(conninfo: &str, extra: &[&str]) -> String {
     assert_eq!(code, 0, "respond {extra:?}: {err}");
     out
 }
+
+/// The Debian package, built as the README says (`scripts/build-deb.sh`)
+/// under an exclusive lock (two test files build it at once in a run),
+/// and copied to `into` (the build of another file may replace it later).
+/// Returns the copy's path; its file name is the one the build printed.
+pub fn debian_package(into: &std::path::Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(repo.join("target")).expect("create target/");
+    let lock = std::fs::File::create(repo.join("target/build-deb.lock")).expect("the build lock");
+    // SAFETY: flock on a descriptor we hold; it is released when `lock`
+    // is dropped at the end of this function.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    let out = Command::new(repo.join("scripts/build-deb.sh"))
+        .output()
+        .expect("run scripts/build-deb.sh");
+    assert!(
+        out.status.success(),
+        "scripts/build-deb.sh failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let built = repo.join(stdout.lines().last().expect("the .deb's path").trim());
+    let name = built.file_name().expect("the .deb's file name");
+    std::fs::create_dir_all(into).expect("create the package's directory");
+    let copy = into.join(name);
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    copy
+}
