@@ -24,7 +24,10 @@
 //!
 //! In every phase: never two servers UP in `prod`.
 //!
-//! A second scene, on a cluster of its own: a standby still streaming from
+//! A second scene, on a cluster of its own: first a standby cut off alone
+//! (from the primary's Postgres and every other voter) with one standby
+//! registered, which repmgrd alone would promote: `promote-check` refuses
+//! every election and nothing is promoted; then a standby still streaming from
 //! the fenced zombie, its repmgrd stopped, is `lagging` (its timeline is
 //! below the legitimate primary's) and out of the read pool until it
 //! follows; and a standby cut from its upstream is still decided for.
@@ -424,6 +427,91 @@ fn wait_status(s: &RepmgrScene, i: usize, what: &str) -> String {
     }
 }
 
+/// Issue 16, a standby cut off alone: node_3 loses node_1 (repmgr's view
+/// and its WAL stream) and every other voter, while node_1 stays reachable
+/// to HAProxy and the voters. With both standbys registered, repmgr's own
+/// majority check already holds a lone standby back ("unable to reach a
+/// qualified majority of nodes": one of two standbys visible). With one
+/// standby only (here node_2 unregistered, as in a primary-and-one-standby
+/// cluster), repmgrd has no sibling to ask and "wins by default": only
+/// its `failover_validation_command` stands between it and a second
+/// primary. promote-check says no (this node reaches 1/4 voters), repmgrd
+/// reruns the election and is refused again, nothing is promoted, and
+/// `prod` keeps node_1 throughout. Healed, node_3's repmgrd monitors
+/// node_1 again and node_2 is registered again.
+fn a_standby_cut_off_alone_is_refused(s: &RepmgrScene) {
+    s.unregister_standby(1);
+    let from = s.repmgrd_log(2).len();
+    let fault = s.now();
+    s.cut_voters_of(2, true);
+    s.cut_repmgr_view(0, true);
+    let since = |s: &RepmgrScene| s.repmgrd_log(2).get(from..).unwrap_or("").to_string();
+    // Until refused twice (a rerun), and a rerun's length more: never
+    // promoted.
+    let mut refused_at = None;
+    while refused_at.is_none_or(|at| s.now() < at + Duration::from_secs(5)) {
+        assert_eq!(
+            s.primaries(),
+            vec![0],
+            "a lone standby was promoted:\n{}",
+            since(s)
+        );
+        if refused_at.is_none() && since(s).matches(REFUSED).count() >= 2 {
+            refused_at = Some(s.now());
+        }
+        assert!(
+            s.now() < fault + Duration::from_secs(60),
+            "node_3's repmgrd not refused twice in 60 s:\n{}",
+            since(s)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = since(s);
+    assert!(
+        log.contains("no other sibling nodes") || log.contains("0 active sibling nodes"),
+        "node_3's repmgrd counted a sibling:
+{log}"
+    );
+    let said = log
+        .lines()
+        .find(|l| l.contains("promote-check: no:"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no promote-check line in node_3's repmgrd log:
+{log}"
+            )
+        })
+        .trim()
+        .to_string();
+    assert!(
+        said.contains("1/4 voters reached, not a majority"),
+        "promote-check refused for another reason: {said}"
+    );
+    s.cut_repmgr_view(0, false);
+    s.cut_voters_of(2, false);
+    let watching = "monitoring upstream node \"node_1\" (ID: 1) in normal state";
+    let healed = s.repmgrd_log(2).len();
+    wait_until(
+        Duration::from_secs(60),
+        "node_3's repmgrd monitoring node_1 again",
+        || {
+            s.repmgrd_log(2)
+                .get(healed..)
+                .is_some_and(|l| l.contains(watching))
+        },
+    );
+    s.register_standby_again(1);
+    assert_eq!(s.primaries(), vec![0], "a promotion after the heal");
+    let f = s.figures(fault, "node_1", None);
+    report(
+        "a standby cut off alone (node_3; node_2 unregistered, so repmgrd wins its election by default)",
+        &f,
+        &format!("node_3: {REFUSED} ({said}), {} times; nothing promoted", log.matches(REFUSED).count()),
+    );
+    assert_eq!(f.max_up, 1, "never two UP in prod: {f:?}");
+    assert!(f.outage < 1.0, "writes stopped on node_1: {f:?}");
+}
+
 /// Issue 16, three data nodes: a standby still streaming from the fenced
 /// zombie is `lagging`, not `standby`, until it follows the new primary.
 /// node_3's repmgrd is stopped (it does not follow at once); node_1 is cut
@@ -444,6 +532,15 @@ fn a_standby_streaming_from_the_fenced_zombie_is_lagging_until_it_follows() {
     s.haproxy
         .wait_up("stdby", &["node_2", "node_3"], Duration::from_secs(60));
     assert_eq!(upstream(2), s.nodes[0].addr.to_string());
+
+    a_standby_cut_off_alone_is_refused(&s);
+    wait_until(
+        Duration::from_secs(60),
+        "node_3 streaming from node_1 again",
+        || upstream(2) == s.nodes[0].addr.to_string(),
+    );
+    s.haproxy
+        .wait_up("stdby", &["node_2", "node_3"], Duration::from_secs(60));
 
     s.stop_repmgrd(2);
     let fault = s.now();

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use super::cluster::{as_pg_user, as_postgres, give_to_postgres, pg_bindir, run, Cluster, Node};
 use super::haproxy::Haproxy;
 use super::peers::{write_with_claims, PeerConfig};
+use super::proxy::Proxy;
 use super::scene::{self, Figures, NetNs, RunFlags, Seen};
 use super::tools::{binary, require_tool, runtime_dir, Spawned};
 
@@ -85,6 +86,8 @@ pub struct RepmgrScene {
     peers: Mutex<Vec<Option<Spawned>>>,
     repmgrd: Mutex<Vec<Option<Spawned>>>,
     responders: Mutex<Vec<Option<Spawned>>>,
+    /// The black holes of [`RepmgrScene::cut_voters_of`].
+    voter_cuts: Mutex<Vec<Proxy>>,
     pub haproxy: Haproxy,
     stop: Arc<AtomicBool>,
     /// Pauses node i's reconciler (a stopped timer, or a lost machine).
@@ -173,6 +176,7 @@ impl RepmgrScene {
             peers: Mutex::new(peers),
             repmgrd: Mutex::new(Vec::new()),
             responders: Mutex::new(responders),
+            voter_cuts: Mutex::new(Vec::new()),
             haproxy,
             stop: Arc::new(AtomicBool::new(false)),
             paused: std::array::from_fn(|_| Arc::new(AtomicBool::new(false))),
@@ -407,6 +411,56 @@ impl RepmgrScene {
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {sessions}"
             ));
         }
+    }
+
+    /// Cuts (or heals) node `i`'s pgsql-state from the other voters: its
+    /// config names, for each of them, a proxy on loopback that holds every
+    /// connection without a word (a partition's black hole), so that its
+    /// reconciler and `promote-check` reach only its own peer. Healed, the
+    /// config names the voters again. (The others still reach its peer.)
+    pub fn cut_voters_of(&self, i: usize, cut: bool) {
+        let path = &self.configs[i];
+        let text = std::fs::read_to_string(path).expect("read the config");
+        let mut proxies = self.voter_cuts.lock().expect("voter cuts");
+        let others: Vec<usize> = (0..4).filter(|&j| j != i).collect();
+        let holes: Vec<SocketAddr> = (0..others.len())
+            .map(|k| SocketAddr::new(self.c.spare_addr(20 + k as u8).into(), PEER_PORT))
+            .collect();
+        let mut text = text;
+        for (&j, hole) in others.iter().zip(&holes) {
+            let (from, to) = (self.peer_addrs[j].to_string(), hole.to_string());
+            let (from, to) = if cut { (from, to) } else { (to, from) };
+            assert!(text.contains(&from), "node {i}'s config names no {from}");
+            text = text.replace(&from, &to);
+        }
+        if cut {
+            for (&j, hole) in others.iter().zip(&holes) {
+                let proxy = Proxy::start(*hole, self.peer_addrs[j]);
+                proxy.cut();
+                proxies.push(proxy);
+            }
+        }
+        let tmp = path.with_extension("yml.tmp");
+        std::fs::write(&tmp, text).expect("write the config");
+        give_to_postgres(&tmp);
+        std::fs::rename(&tmp, path).expect("replace the config");
+        if !cut {
+            proxies.clear();
+        }
+    }
+
+    /// `repmgr standby unregister` of standby `i` (its repmgrd stopped
+    /// first): repmgr then counts one standby fewer.
+    pub fn unregister_standby(&self, i: usize) {
+        self.stop_repmgrd(i);
+        repmgr(&self.repmgr_confs[i], &["standby", "unregister"]);
+    }
+
+    /// `repmgr standby register --force` of standby `i`, and its repmgrd
+    /// started again (waits until it monitors).
+    pub fn register_standby_again(&self, i: usize) {
+        repmgr(&self.repmgr_confs[i], &["standby", "register", "--force"]);
+        self.restart_repmgrd(i);
     }
 
     /// Stops repmgrd on node `i` (it stays off until [`restart_repmgrd`]).
