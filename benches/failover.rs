@@ -480,6 +480,7 @@ fn main() {
                 repmgrd_promotes((3, 10, 2), 15),
                 repmgrd_promotes((6, 10, 2), 15),
                 repmgrd_promotes((3, 10, 2), 10),
+                repmgrd_promotes((3, 10, 2), 8),
             )
         });
         let theirs = if std::env::var("PATRONI").as_deref() == Ok("0") {
@@ -494,7 +495,7 @@ fn main() {
             "| pgsql-state, `pg_ctl promote` 30 s after the loss | {:.1} s |",
             ours.as_secs_f64()
         );
-        if let Some((tuned, defaults, shorter)) = repmgrd {
+        if let Some((tuned, defaults, shorter, shortest)) = repmgrd {
             println!(
                 "| pgsql-state, repmgrd promotes, its detection tuned to Patroni's ttl (3 × 10 s) | {:.1} s |",
                 tuned.as_secs_f64()
@@ -506,6 +507,10 @@ fn main() {
             println!(
                 "| pgsql-state at watchDog 10 (L = 25 s), repmgrd tuned (3 × 10 s) | {:.1} s |",
                 shorter.as_secs_f64()
+            );
+            println!(
+                "| pgsql-state at watchDog 8 (L = 21 s), repmgrd tuned (3 × 10 s) | {:.1} s |",
+                shortest.as_secs_f64()
             );
         }
         if let Some(theirs) = theirs {

@@ -5,8 +5,11 @@
 //! A seeded schedule injects one fault at a time, holds it, heals it:
 //! kill -9 or SIGSTOP/SIGCONT of any postmaster or peer, a stopped
 //! reconciler, node_1 cut from the other voters (its network namespace),
-//! `pg_ctl restart` of any node, HAProxy stopped or reloaded. Promotions
-//! are repmgrd's own, after a primary is killed or hung long enough.
+//! `pg_ctl restart` of any node, HAProxy stopped or reloaded, and the
+//! primary's machine lost until repmgrd promotes a standby (its own
+//! election, `promote-check` deciding), then booted again as the old
+//! primary and rejoined as a standby of the new one (`repmgr node rejoin
+//! --force-rewind`), as an operator does.
 //!
 //! Checked over the whole run:
 //! - never two servers UP in `prod` at any sample;
@@ -75,12 +78,22 @@ enum Fault {
     HangHaproxy,
     /// HAProxy reloaded as the shipped drop-in does.
     ReloadHaproxy,
+    /// The primary's machine lost (its repmgrd, peer, responder,
+    /// reconciler, and Postgres stopped at once), held until repmgrd
+    /// promotes a standby (or 30 s). Healed: it boots again as it was (an
+    /// old primary, fenced), then rejoins as a standby of the new primary
+    /// (`repmgr node rejoin --force-rewind`), the other standby follows,
+    /// and every repmgrd starts again. Resolved at injection to
+    /// `LoseMachine(the primary)`.
+    LosePrimaryMachine,
+    /// Node `i`'s machine lost (see `LosePrimaryMachine`).
+    LoseMachine(usize),
 }
 
 impl Fault {
     fn pick(rng: &mut Rng) -> Fault {
         let node = rng.below(3) as usize;
-        match rng.below(9) {
+        match rng.below(10) {
             0 => Fault::HangPostmaster(node),
             1 => Fault::KillPostmaster(node),
             2 => Fault::RestartPostgres(node),
@@ -89,7 +102,8 @@ impl Fault {
             5 => Fault::StopReconciler(node),
             6 => Fault::PartitionNode1,
             7 => Fault::HangHaproxy,
-            _ => Fault::ReloadHaproxy,
+            8 => Fault::ReloadHaproxy,
+            _ => Fault::LosePrimaryMachine,
         }
     }
 }
@@ -126,8 +140,12 @@ fn start_again(s: &RepmgrScene, i: usize) {
     }
 }
 
-/// Injects `fault`.
-fn inject(s: &RepmgrScene, fault: Fault) {
+/// Injects `fault`; returns it resolved (the machine lost named).
+fn inject(s: &RepmgrScene, fault: Fault) -> Fault {
+    let fault = match fault {
+        Fault::LosePrimaryMachine => Fault::LoseMachine(legitimate(s).unwrap_or(0)),
+        other => other,
+    };
     match fault {
         Fault::HangPostmaster(i) => s.nodes[i].signal(libc::SIGSTOP),
         Fault::KillPostmaster(i) => s.nodes[i].signal(libc::SIGKILL),
@@ -146,7 +164,49 @@ fn inject(s: &RepmgrScene, fault: Fault) {
             }
         }
         Fault::ReloadHaproxy => s.haproxy.reload(),
+        Fault::LoseMachine(i) => s.lose_machine(i),
+        Fault::LosePrimaryMachine => unreachable!("resolved above"),
     }
+    fault
+}
+
+/// Heals a lost machine: it boots as it was, and every other node is made
+/// (or kept) a standby of the primary, which is a standby repmgrd promoted
+/// when there is one, or else the node itself.
+fn boot_and_rejoin(s: &RepmgrScene, i: usize) {
+    s.boot_machine(i);
+    let primary = s
+        .primaries()
+        .into_iter()
+        .filter(|&p| p != i)
+        .max_by_key(|&p| timeline_of(s, p))
+        .unwrap_or(i);
+    for j in (0..3).filter(|&j| j != primary) {
+        s.rejoin(j, primary);
+    }
+    s.restart_repmgrd(primary);
+}
+
+/// Whether node `p`'s repmgr metadata names it the primary (repmgr's
+/// `standby promote` updates it after the promotion itself).
+fn registered_primary(s: &RepmgrScene, p: usize) -> bool {
+    s.nodes[p]
+        .try_sql(&format!(
+            "SELECT type FROM repmgr.nodes WHERE node_id = {}",
+            p + 1
+        ))
+        .as_deref()
+        == Some("primary")
+}
+
+/// The timeline of a primary (0 when it cannot be asked).
+fn timeline_of(s: &RepmgrScene, i: usize) -> u32 {
+    s.nodes[i]
+        .try_sql(
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+        )
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Heals `fault`.
@@ -167,7 +227,9 @@ fn heal(s: &RepmgrScene, fault: Fault) {
                 signal(pid, libc::SIGCONT);
             }
         }
+        Fault::LoseMachine(i) => boot_and_rejoin(s, i),
         Fault::RestartPostgres(_) | Fault::ReloadHaproxy => {}
+        Fault::LosePrimaryMachine => unreachable!("resolved at injection"),
     }
 }
 
@@ -227,11 +289,30 @@ fn soak(seed: u64) {
             s.now() >= from + gap
         });
         let at = s.now();
-        inject(&s, fault);
+        let fault = inject(&s, fault);
         let held_from = s.now();
-        wait_until(hold + Duration::from_secs(5), "the hold", || {
-            s.now() >= held_from + hold
-        });
+        let hold = match fault {
+            // Until repmgrd has promoted another node (its promote_command
+            // done: repmgr's metadata names it the primary), or 30 s.
+            Fault::LoseMachine(i) => {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(30)
+                    && !s
+                        .primaries()
+                        .iter()
+                        .any(|&p| p != i && registered_primary(&s, p))
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                s.now() - held_from
+            }
+            _ => {
+                wait_until(hold + Duration::from_secs(5), "the hold", || {
+                    s.now() >= held_from + hold
+                });
+                hold
+            }
+        };
         heal(&s, fault);
         faults += 1;
         timeline.push(format!(

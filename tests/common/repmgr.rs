@@ -113,9 +113,12 @@ impl RepmgrScene {
         }
         // wal_log_hints and full_page_writes (the harness turns it off):
         // pg_rewind, for `repmgr node rejoin --force-rewind` of a node that
-        // took the zombie's WAL.
+        // took the zombie's WAL; wal_keep_size, so that an old primary keeps
+        // the WAL back to the last checkpoint before the fork, which
+        // pg_rewind reads (its own checkpoints would recycle it).
         let c = Cluster::start_with(
-            "shared_preload_libraries = 'repmgr'\nwal_log_hints = on\nfull_page_writes = on\n",
+            "shared_preload_libraries = 'repmgr'\nwal_log_hints = on\nfull_page_writes = on\n\
+             wal_keep_size = '256MB'\n",
         );
         for sql in [
             "CREATE ROLE harw LOGIN PASSWORD 'harw-pass'",
@@ -449,6 +452,92 @@ impl RepmgrScene {
         }
     }
 
+    /// Makes node `i` a standby of the primary `new` again, as an operator
+    /// does after a failover, and restarts its repmgrd (which may have
+    /// exited, or kept a refused election's state). Nothing to do when it
+    /// already streams from `new`; `repmgr standby follow` when it is a
+    /// standby that can attach; otherwise (an old primary, or a standby
+    /// that took WAL `new` never had) it is stopped, `new` checkpointed
+    /// (pg_rewind reads its timeline from the control file) and the node
+    /// rewound: `repmgr node rejoin --force-rewind`. Returns what repmgr
+    /// said.
+    pub fn rejoin(&self, i: usize, new: usize) -> String {
+        let streams = |s: &Self| {
+            s.nodes[new]
+                .try_sql(&format!(
+                    "SELECT count(*) FROM pg_stat_replication \
+                     WHERE application_name = '{}' AND state = 'streaming'",
+                    s.nodes[i].name
+                ))
+                .as_deref()
+                == Some("1")
+        };
+        let mut said = String::new();
+        let standby = self.nodes[i]
+            .try_sql("SELECT pg_is_in_recovery()")
+            .as_deref()
+            == Some("t");
+        if standby {
+            // A WAL receiver retries its upstream every 5 s
+            // (wal_retrieve_retry_interval): one that comes back by itself
+            // needs nothing.
+            let start = Instant::now();
+            while !streams(self) && start.elapsed() < Duration::from_secs(8) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if !streams(self) {
+            let upstream = (new + 1).to_string();
+            let followed = standby && {
+                let (ok, text) = try_repmgr(
+                    &self.repmgr_confs[i],
+                    &["standby", "follow", "--upstream-node-id", &upstream],
+                );
+                said += &text;
+                ok
+            };
+            if !followed {
+                if self.nodes[i].try_sql("SELECT 1").is_some() {
+                    self.nodes[i].stop("fast");
+                }
+                self.nodes[new].sql("CHECKPOINT");
+                let target = format!(
+                    "host={} port=5432 user=postgres dbname=repmgr connect_timeout=2",
+                    self.nodes[new].addr
+                );
+                let (ok, text) = try_repmgr(
+                    &self.repmgr_confs[i],
+                    &[
+                        "node",
+                        "rejoin",
+                        "-d",
+                        &target,
+                        "--force-rewind",
+                        "--config-files=postgresql.conf,postgresql.auto.conf,pg_hba.conf",
+                    ],
+                );
+                said += &text;
+                assert!(
+                    ok,
+                    "repmgr node rejoin of {} failed:\n{said}",
+                    self.nodes[i].name
+                );
+            }
+            let start = Instant::now();
+            while !streams(self) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{} does not stream from {} 60 s after it rejoined:\n{said}",
+                    self.nodes[i].name,
+                    self.nodes[new].name
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        self.restart_repmgrd(i);
+        said
+    }
+
     /// `repmgr standby unregister` of standby `i` (its repmgrd stopped
     /// first): repmgr then counts one standby fewer.
     pub fn unregister_standby(&self, i: usize) {
@@ -613,6 +702,21 @@ pub fn repmgr(conf: &Path, args: &[&str]) -> String {
         .arg(conf)
         .args(args));
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `repmgr -f CONF ARGS` as postgres: whether it succeeded, and what it
+/// printed.
+fn try_repmgr(conf: &Path, args: &[&str]) -> (bool, String) {
+    let out = as_pg_user(&require_tool("repmgr"))
+        .arg("-f")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("run repmgr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// The shipped haproxy.cfg with a third server (the rewrite maps node_1
