@@ -827,7 +827,12 @@ fn write_repmgr_conf(
         bindir = pg_bindir().display(),
         log = dir.join(format!("repmgrd-{}.log", node.name)).display(),
         pid = dir.join(format!("repmgrd-{}.pid", node.name)).display(),
-        priority = 100 - 10 * i,
+        // node_1 is never repmgr's candidate (priority 0): its pgsql-state
+        // lives in a network namespace (its peer's address is there) that
+        // its repmgrd, run as postgres on the host, cannot enter, so its
+        // promote-check could not reach its own peer ("tcp bind local
+        // error"). On a real machine they share the network.
+        priority = if i == 0 { 0 } else { 100 - 10 * i },
         attempts = timing.repmgrd.0,
         interval = timing.repmgrd.1,
         monitor = timing.repmgrd.2,
