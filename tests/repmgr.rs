@@ -603,22 +603,11 @@ fn a_standby_streaming_from_the_fenced_zombie_is_lagging_until_it_follows() {
     }
 
     // It follows the new primary (as repmgrd would have): standby again,
-    // and back in the read pool.
-    // `repmgr standby follow`; when node_3 took WAL the zombie wrote
-    // after the fork (the writes HAProxy sent it before it was fenced), it
-    // cannot attach, and the operator's way is a rewind:
-    // `repmgr node rejoin --force-rewind` of the stopped node.
-    let repmgr = |args: &[&str]| {
-        let out = common::as_pg_user(&common::require_tool("repmgr"))
-            .arg("-f")
-            .arg(&s.repmgr_confs[2])
-            .args(args)
-            .output()
-            .expect("run repmgr");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    // and back in the read pool. `repmgr standby follow`; when node_3 took
+    // WAL the zombie wrote after the fork (the writes HAProxy sent it
+    // before it was fenced), it cannot attach, and the operator's way is a
+    // rewind: `repmgr node rejoin --force-rewind` of the stopped node
+    // ([`RepmgrScene::rejoin`], which also starts its repmgrd again).
     // Cut from its upstream, node_3 was still decided for every run (its
     // timeline from its last restartpoint while no WAL receiver ran).
     let before_follow = s.reconcile_log_tail(2, 10_000);
@@ -626,34 +615,12 @@ fn a_standby_streaming_from_the_fenced_zombie_is_lagging_until_it_follows() {
         !before_follow.contains("could not be asked"),
         "a standby without a WAL receiver went undecided:\n{before_follow}"
     );
-    let (ok, mut followed) = repmgr(&["standby", "follow"]);
-    if !ok {
+    let followed = s.rejoin(2, new);
+    if followed.contains("NODE REJOIN") {
         assert!(
             followed.contains("cannot attach to follow target"),
             "standby follow failed otherwise:\n{followed}"
         );
-        s.nodes[2].stop("fast");
-        // pg_rewind reads the new primary's timeline from its control file,
-        // which a promotion updates only at its next checkpoint (repmgr's
-        // docs: CHECKPOINT the new primary before a rewind).
-        s.nodes[new].sql("CHECKPOINT");
-        let target = format!(
-            "host={} port=5432 user=postgres dbname=repmgr connect_timeout=2",
-            s.nodes[new].addr
-        );
-        let (ok, rejoined) = repmgr(&[
-            "node",
-            "rejoin",
-            "-d",
-            &target,
-            "--force-rewind",
-            "--config-files=postgresql.conf,postgresql.auto.conf,pg_hba.conf",
-        ]);
-        assert!(
-            ok,
-            "repmgr node rejoin --force-rewind:\n{followed}\n{rejoined}"
-        );
-        followed = format!("{followed}\n{rejoined}");
     }
     wait_following(&s, new, 2);
     wait_until(Duration::from_secs(30), "node_3 standby again", || {

@@ -304,16 +304,7 @@ pub fn debian_package(into: &std::path::Path) -> PathBuf {
     // is dropped at the end of this function.
     let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-    let out = Command::new(repo.join("scripts/build-deb.sh"))
-        .output()
-        .expect("run scripts/build-deb.sh");
-    assert!(
-        out.status.success(),
-        "scripts/build-deb.sh failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = super::cluster::run(&mut Command::new(repo.join("scripts/build-deb.sh")));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let built = repo.join(stdout.lines().last().expect("the .deb's path").trim());
     let name = built.file_name().expect("the .deb's file name");
