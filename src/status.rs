@@ -62,7 +62,12 @@ pub fn peers_to_ask(own: &str, neighbours: &[String], witness: Option<&str>) -> 
 ///
 /// A node reached at two addresses (say its bind address and its entry in
 /// `neighbours`) is listed once.
-pub fn rows(views: &[(String, PeerView)], witness: Option<&str>, lease_ms: u64) -> Vec<Row> {
+pub fn rows(
+    views: &[(String, PeerView)],
+    witness: Option<&str>,
+    lease_ms: u64,
+    voters: usize,
+) -> Vec<Row> {
     let mut seen: Vec<(&str, &str)> = Vec::new();
     let mut rows: Vec<Row> = views
         .iter()
@@ -107,7 +112,7 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>, lease_ms: u64) 
         .collect();
     for row in &mut rows {
         if row.role != "witness" && row.node != "?" {
-            row.lease_left_ms = lease_left_ms(views, &row.node, lease_ms);
+            row.lease_left_ms = lease_left_ms(views, &row.node, lease_ms, voters);
         }
     }
     rows
@@ -116,19 +121,36 @@ pub fn rows(views: &[(String, PeerView)], witness: Option<&str>, lease_ms: u64) 
 /// What can be left of `node`'s lease as the voters that answered
 /// `views` tell it: L' less the m-th smallest of their ages of its last
 /// confirmation, its own and every silent voter's counting as 0 (as the
-/// reconciler's wait counts them). `None` when nothing is left.
-pub fn lease_left_ms(views: &[(String, PeerView)], node: &str, lease_ms: u64) -> Option<u64> {
-    let mut ages: Vec<u64> = views
-        .iter()
-        .map(|(_, view)| match view {
-            PeerView::Answered(a) if a.node_name != node => {
-                crate::peer::opinion::lease_clock(a).map_or(0, |c| c.age_of(Some(node)))
+/// reconciler's wait counts them), m a majority of the `voters`
+/// configured. Each voter counts once, by its node name: one reached at
+/// two addresses does not count its age twice. `None` when nothing is
+/// left.
+pub fn lease_left_ms(
+    views: &[(String, PeerView)],
+    node: &str,
+    lease_ms: u64,
+    voters: usize,
+) -> Option<u64> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut ages: Vec<u64> = Vec::new();
+    for (_, view) in views {
+        ages.push(match view {
+            PeerView::Answered(a) if !a.node_name.is_empty() => {
+                if seen.contains(&a.node_name.as_str()) {
+                    continue;
+                }
+                seen.push(&a.node_name);
+                if a.node_name == node {
+                    0
+                } else {
+                    crate::peer::opinion::lease_clock(a).map_or(0, |c| c.age_of(Some(node)))
+                }
             }
             _ => 0,
-        })
-        .collect();
+        });
+    }
     ages.sort_unstable();
-    let m = views.len() / 2 + 1;
+    let m = voters / 2 + 1;
     let age = ages.get(m - 1).copied().unwrap_or(0);
     Some(lease_ms.saturating_sub(age)).filter(|left| *left > 0)
 }
@@ -385,7 +407,7 @@ mod tests {
                 PeerView::Unreachable(PeerError::Refused),
             ),
         ];
-        let r = rows(&views, Some("10.0.0.9:10000"), 35_000);
+        let r = rows(&views, Some("10.0.0.9:10000"), 35_000, 3);
         assert_eq!(r[0].role, "primary");
         assert_eq!(
             (r[0].check.as_str(), r[2].check.as_str(), r[2].node.as_str()),
@@ -438,6 +460,7 @@ mod tests {
             &[("a:1".to_string(), PeerView::Answered(fenced))],
             None,
             35_000,
+            3,
         );
         assert_eq!(
             r[0].problem.as_deref(),
@@ -456,6 +479,7 @@ mod tests {
                 )],
                 None,
                 35_000,
+                3,
             );
             r[0].check = check.to_string();
             r
@@ -507,7 +531,7 @@ mod tests {
                 node("node_2", "10.0.0.2", Role::Standby, &["10.0.0.1"]),
             ),
         ];
-        let r = rows(&views, None, 35_000);
+        let r = rows(&views, None, 35_000, 3);
         let names: Vec<&str> = r.iter().map(|r| r.node.as_str()).collect();
         assert_eq!(names, ["node_1", "node_2"]);
         assert_eq!(summary(&r), "2/2 nodes answered; primary 10.0.0.1");
@@ -538,7 +562,7 @@ mod tests {
                 ),
             ),
         ];
-        let r = rows(&views, None, 35_000);
+        let r = rows(&views, None, 35_000, 3);
         assert_eq!(r[0].verdict, "fenced (stale)");
         assert_eq!(summary(&r), "2/2 nodes answered; SPLIT BRAIN: 2 primaries (10.0.0.1, 10.0.0.2); node_2 sees 2 masters");
     }
@@ -579,7 +603,7 @@ mod tests {
                 ("a:1".to_string(), PeerView::Answered(old)),
                 ("b:1".to_string(), PeerView::Answered(new)),
             ];
-            summary(&rows(&views, None, 35_000))
+            summary(&rows(&views, None, 35_000, 3))
         };
         assert_eq!(
             with("fenced", true),
@@ -615,7 +639,7 @@ mod tests {
                 node("node_2", "10.0.0.2", Role::Primary, &["10.0.0.2"]),
             ),
         ];
-        let r = rows(&views, None, 35_000);
+        let r = rows(&views, None, 35_000, 3);
         let text = format!("{}\n{}", render(&r), summary(&r));
         assert!(
             !text.chars().any(|c| c == '\u{1b}' || c == '\r'),
@@ -681,9 +705,20 @@ mod tests {
                 vec![at(down()), at(down()), at(voter("w", Some(90_000)))],
                 Some(35_000),
             ),
+            // One voter reached at two addresses counts once: its old
+            // confirmation is not a second vote that nothing is left.
+            (
+                vec![
+                    at(down()),
+                    at(voter("b", Some(60_000))),
+                    at(voter("b", Some(60_000))),
+                    at(voter("w", Some(0))),
+                ],
+                Some(35_000),
+            ),
         ];
         for (views, want) in cases {
-            assert_eq!(lease_left_ms(&views, "node_a", 35_000), want);
+            assert_eq!(lease_left_ms(&views, "node_a", 35_000, 3), want);
         }
     }
 }

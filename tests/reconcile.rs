@@ -1220,3 +1220,93 @@ fn a_flood_of_made_up_claims_does_not_stop_the_real_one_being_verified() {
     // No stranger's claim made it into the record.
     assert_eq!(record_at(&rt, p1), (2, vec!["node_2".to_string()]));
 }
+
+/// Sends `signal` to a spawned peer (SIGSTOP: its port still completes
+/// handshakes in the kernel and then says nothing, as a hung process).
+fn signal_peer(peer: &Spawned, signal: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(peer.child.id() as i32, signal) };
+}
+
+/// Issue 24, item 1, as it was reproduced: each data node lists itself
+/// among its neighbours twice, once by its own address (which the config
+/// finds) and once through a forwarder (which only the answer's node name
+/// reveals). Cut off from every other voter, their peers stopped with
+/// SIGSTOP, node_1 counted itself three times, 3 of "5" voters, and stayed
+/// `production`. Each voter now counts once: node_1 is fenced, 1 of 4 (the
+/// forwarder's address is still a configured voter), and node_2 in the
+/// same place is refused promotion.
+#[test]
+fn a_node_listed_twice_in_its_own_neighbours_is_one_voter() {
+    let c = Cluster::start();
+    let dir = runtime_dir("voters-once");
+    let port = 10700;
+    let [p1, p2, w] = peer_addrs(&c, port);
+    let again_1 = Proxy::start(SocketAddr::new(c.spare_addr(9).into(), port), p1);
+    let again_2 = Proxy::start(SocketAddr::new(c.spare_addr(10).into(), port), p2);
+    let nodes = [
+        node_yaml_with(&c, "node_1", p1, &[p1, p2, again_1.listen], w, &dir),
+        node_yaml_with(&c, "node_2", p2, &[p1, p2, again_2.listen], w, &dir),
+        node_yaml_with(&c, "witness", w, &[p1, p2], w, &dir),
+    ];
+    let s = Setup {
+        cluster: c,
+        nodes,
+        dir,
+        dba_hba: String::new(),
+    };
+    let c = &s.cluster;
+    let peers = start_peers(&s);
+    until_healthy(&s);
+
+    // check-config loads the file and names the entry, its key and line.
+    let config_1 = s.nodes[0].config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", config_1, "check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&s.nodes[0].config).expect("read the config");
+    let line = text
+        .lines()
+        .position(|l| l.contains(&format!("\"{p1}\"")))
+        .expect("node_1's own entry")
+        + 1;
+    assert!(
+        out.contains(&format!(
+            ":{line}: harepd.gRPC.neighbours.0: {p1} is this node's own peer"
+        )),
+        "{out}{err}"
+    );
+
+    // node_1 cut off from node_2 and the witness: their peers hang.
+    signal_peer(&peers[1], libc::SIGSTOP);
+    signal_peer(&peers[2], libc::SIGSTOP);
+    let (code, log) = reconcile(&s.nodes[0], &[]);
+    assert_eq!(code, 0, "{log}");
+    // The forwarder is an address of its own as far as the config can
+    // tell, so it stays in the count of configured voters (one too many
+    // only fences); its answer, which names node_1, is no vote.
+    assert!(log.contains("isolated: 1/4 voters reached"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "the peer at {} answers as this node (node_1)",
+            again_1.listen
+        )),
+        "{log}"
+    );
+    assert_eq!(word(&c.primary.conninfo(), &s.nodes[0]), "fenced");
+    signal_peer(&peers[1], libc::SIGCONT);
+    signal_peer(&peers[2], libc::SIGCONT);
+
+    // node_2 in the same place (node_1's peer and the witness's hang) may
+    // not be promoted: it reaches only itself.
+    signal_peer(&peers[0], libc::SIGSTOP);
+    signal_peer(&peers[2], libc::SIGSTOP);
+    let config_2 = s.nodes[1].config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", config_2, "promote-check"]);
+    signal_peer(&peers[0], libc::SIGCONT);
+    signal_peer(&peers[2], libc::SIGCONT);
+    assert_ne!(code, 0, "promote-check said yes: {out}{err}");
+    assert!(
+        format!("{out}{err}").contains("1/4 voters reached, not a majority"),
+        "{out}{err}"
+    );
+}

@@ -40,6 +40,16 @@ pub fn run(explicit: Option<&Path>, args: DoctorArgs) -> anyhow::Result<()> {
                     loaded.config.watchdog.as_secs_f64()
                 ),
             ));
+            // What the file still has that does nothing or is left out (a
+            // neighbour that is this node, the witness again, a repeat),
+            // with its key and line.
+            for warning in &loaded.warnings {
+                findings.push(Finding::warn(
+                    "config",
+                    format!("{}:{warning}", path.display()),
+                    "edit the file as the message says; it loads as it is",
+                ));
+            }
             loaded.config
         }
         Err(e) => {

@@ -82,6 +82,54 @@ fn load_config(explicit: Option<&Path>, optional: bool) -> Result<Option<Loaded>
     Ok(Some(loaded))
 }
 
+/// The other voters' peers to ask, each once, and how many voters are
+/// configured (this node among them): [`crate::config::Grpc::other_voters`]
+/// less any entry whose host name resolves to this node itself (said in
+/// the journal). A name that does not resolve stays a voter: counting one
+/// too many can only fence, never confirm.
+pub(crate) async fn voters(config: &crate::config::Config) -> (Vec<String>, usize) {
+    let bound = std::time::Duration::from_secs(1).min(config.grpc.connection_deadline);
+    let entries = config.grpc.other_voters();
+    let resolved = futures_resolve(&entries, bound).await;
+    let mut others = Vec::new();
+    for (entry, addrs) in entries.into_iter().zip(resolved) {
+        if config
+            .grpc
+            .resolves_to_self(&entry, &addrs, config.primary_ip)
+        {
+            log::warn!(
+                "{}: {entry} resolves to this node's own peer: left out (this node's vote is \
+                 its own record, counted once); list only the other nodes in gRPC.neighbours",
+                config.node_name
+            );
+        } else {
+            others.push(entry);
+        }
+    }
+    let count = 1 + others.len();
+    (others, count)
+}
+
+/// Resolves the host names among `entries` in parallel (addresses are
+/// taken as written).
+async fn futures_resolve(
+    entries: &[String],
+    bound: std::time::Duration,
+) -> Vec<Vec<std::net::IpAddr>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let host = crate::config::host_of(entry).to_string();
+        set.spawn(async move { (i, crate::resolve::addresses(&host, bound).await) });
+    }
+    let mut out = vec![Vec::new(); entries.len()];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, addrs)) = joined {
+            out[i] = addrs;
+        }
+    }
+    out
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

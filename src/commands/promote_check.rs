@@ -74,9 +74,8 @@ async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, 
         postmaster_start_us: facts.postmaster_start_us,
         ..WhatYouKnow::default()
     };
-    let mut addrs: Vec<String> = config.grpc.neighbours.clone();
-    addrs.extend(config.grpc.witness.iter().cloned());
-    addrs.dedup();
+    // Each other voter once (the config left out this node and repeats).
+    let (addrs, voters) = super::voters(config).await;
     let client = PeerClient::new(&config.grpc, asker)?;
     let own_addr = super::reconcile::own_peer(config);
     let (views, own_view) = tokio::join!(client.ask_all(&addrs), client.ask(&own_addr));
@@ -92,7 +91,9 @@ async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, 
         .iter()
         .map(|(addr, view)| (addr.clone(), opinion::as_peer_state(addr, view, sysid)))
         .collect();
-    let voters = 1 + config.grpc.neighbours.len() + usize::from(config.grpc.witness.is_some());
+    for line in crate::fencing::decide::distinct_voters(&config.node_name, &peers, sysid).left_out {
+        log::warn!("{}: {line}", config.node_name);
+    }
     let primary_ip = config.primary_ip.to_string();
     let verdict = promote_check::promote_check(&Inputs {
         me: &config.node_name,

@@ -220,21 +220,16 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         postmaster_start_us: local.as_ref().map_or(0, |l| l.identity.postmaster_start_us),
         ..WhatYouKnow::default()
     };
-    let mut addrs: Vec<String> = config.grpc.neighbours.clone();
-    addrs.extend(config.grpc.witness.iter().cloned());
-    addrs.dedup();
+    // Each other voter once (the config left out this node and repeats).
+    let (addrs, voters) = super::voters(config).await;
     // This node's own peer too, for its lease clock (its record is read
     // from the file): it is a voter like the others.
     let peers_client = PeerClient::new(&config.grpc, asker)?;
     let own = own_peer(config);
     let (views, own_view) = tokio::join!(peers_client.ask_all(&addrs), peers_client.ask(&own));
-    let own_clock = match &own_view {
-        crate::peer::client::PeerView::Answered(a) => opinion::lease_clock(a),
-        crate::peer::client::PeerView::Unreachable(e) => {
-            log::info!("this node's own peer: {e}; the wait counts its clock as 0");
-            None
-        }
-    };
+    if let crate::peer::client::PeerView::Unreachable(e) = &own_view {
+        log::info!("this node's own peer: {e}; the wait counts its clock as 0");
+    }
     let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
     for (addr, view) in &views {
         if let crate::peer::client::PeerView::Unreachable(e) = view {
@@ -250,6 +245,14 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         return Ok(None);
     };
     let sysid = local.identity.system_identifier;
+    // This node's own peer's answer: its clock and the record it returned
+    // with it are this node's vote in the wait.
+    let own_answer = match opinion::as_peer_state(&own, &own_view, sysid) {
+        PeerState::Answered(a) if a.system_identifier == 0 || a.system_identifier == sysid => {
+            Some(a)
+        }
+        _ => None,
+    };
     let mut peers: Vec<(String, PeerState)> = views
         .iter()
         .map(|(addr, view)| (addr.clone(), opinion::as_peer_state(addr, view, sysid)))
@@ -292,7 +295,9 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
     warn_if_late(config, &verdict_read, t0);
     let lease = config.responder.lease;
     let wait = timing::wait(lease, &config.haproxy_check);
-    let voters = 1 + config.grpc.neighbours.len() + usize::from(config.grpc.witness.is_some());
+    for line in decide::distinct_voters(&config.node_name, &peers, sysid).left_out {
+        log::warn!("{}: {line}", config.node_name);
+    }
     let decision = decide::decide(&decide::Inputs {
         me: &config.node_name,
         my_ip: &config.primary_ip.to_string(),
@@ -301,7 +306,11 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         own_record: own.as_ref().map(Option::as_ref),
         voters,
         previous: previous.as_ref(),
-        own_clock: own_clock.as_ref(),
+        own_clock: own_answer.as_ref().and_then(|a| a.clock.as_ref()),
+        own_peer_record: own_answer
+            .as_ref()
+            .and_then(|a| a.record.as_ref())
+            .map(Option::as_ref),
         t0_ms: t0.boottime_ms,
         now_ms: now.boottime_ms,
         lease_ms: lease.as_millis() as u64,

@@ -111,7 +111,12 @@ async fn gather(
     {
         let views = client.ask_all(peers).await;
         let lease_ms = crate::fencing::timing::drifted(config.responder.lease).as_millis() as u64;
-        let mut rows = status::rows(&views, config.grpc.witness.as_deref(), lease_ms);
+        let mut rows = status::rows(
+            &views,
+            config.grpc.witness.as_deref(),
+            lease_ms,
+            config.grpc.voter_count(),
+        );
         // Ask every data node's check port at once; answers land in row order.
         let mut checks = tokio::task::JoinSet::new();
         for (i, row) in rows.iter().enumerate().filter(|(_, r)| r.check == "?") {

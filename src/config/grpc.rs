@@ -8,7 +8,11 @@ use super::raw::RawGrpc;
 use super::validate::Checker;
 use super::{Grpc, Tls, DEFAULT_CONNECTION_DEADLINE};
 
-pub(super) fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Option<Grpc> {
+pub(super) fn validate_grpc(
+    c: &mut Checker<'_>,
+    grpc: Option<RawGrpc>,
+    primary_ip: Option<IpAddr>,
+) -> Option<Grpc> {
     let g = c.required("harepd.gRPC", grpc)?;
     let tls_block = g.tls.unwrap_or_default();
     let mut tls_key =
@@ -78,7 +82,7 @@ pub(super) fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Optio
     let mut neighbours = Vec::new();
     for (i, n) in g.neighbours.unwrap_or_default().iter().enumerate() {
         match host_port(n, port) {
-            Ok(hp) => neighbours.push(hp),
+            Ok(hp) => neighbours.push((i, hp)),
             Err(message) => c.report(&format!("harepd.gRPC.neighbours.{i}"), message),
         }
     }
@@ -92,6 +96,17 @@ pub(super) fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Optio
             }
         },
     };
+    if let Some(bind_address) = &bind_address {
+        let own = Own {
+            bind: format!("{bind_address}:{port}"),
+            bind_unspecified: bind_address
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()),
+            primary: primary_ip.map(|ip| std::net::SocketAddr::new(ip, port).to_string()),
+            port,
+        };
+        neighbours = distinct_neighbours(c, neighbours, witness.as_deref(), &own);
+    }
     let connection_deadline = c.seconds(
         "harepd.gRPC.connectionDeadline",
         g.connection_deadline,
@@ -108,10 +123,96 @@ pub(super) fn validate_grpc(c: &mut Checker<'_>, grpc: Option<RawGrpc>) -> Optio
         bind_address: bind_address?,
         bind_port: bind_port?,
         server_host_override: g.server_host_override.filter(|s| !s.is_empty()),
-        neighbours,
+        neighbours: neighbours.into_iter().map(|(_, hp)| hp).collect(),
         witness,
         connection_deadline,
     })
+}
+
+/// How this node's own peer may be written in `neighbours`.
+struct Own {
+    /// `bindAddress:bindPort`.
+    bind: String,
+    /// Whether it binds every address (then any loopback address at its
+    /// port is this node too).
+    bind_unspecified: bool,
+    /// `primaryIP:bindPort`.
+    primary: Option<String>,
+    /// `bindPort`.
+    port: u16,
+}
+
+/// Whether two `host:port` entries name the same peer as written: the
+/// same address (in any spelling of it) or the same host name (in any
+/// case), and the same port. Two names for one host are not found here;
+/// the answers' node names tell them apart at run time.
+pub fn same_peer(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => a.ip().to_canonical() == b.ip().to_canonical() && a.port() == b.port(),
+        (Err(_), Err(_)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// Whether `entry` is this node's own peer.
+fn is_own(entry: &str, own: &Own) -> bool {
+    if same_peer(entry, &own.bind) || own.primary.as_deref().is_some_and(|p| same_peer(entry, p)) {
+        return true;
+    }
+    own.bind_unspecified
+        && entry
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.port() == own.port && a.ip().to_canonical().is_loopback())
+}
+
+/// `neighbours` with every voter once: an entry that is this node (its
+/// vote is its own record), the witness (counted by `gRPC.witness`) or a
+/// repeat of an earlier entry is left out, with a warning naming its key
+/// and line. Not an error: `check-config` runs before the peer starts, and
+/// refusing such files at an upgrade would stop every peer and fence every
+/// primary. Counting them was the error: a node listed twice made 3 of
+/// "5" voters a majority.
+fn distinct_neighbours(
+    c: &mut Checker<'_>,
+    entries: Vec<(usize, String)>,
+    witness: Option<&str>,
+    own: &Own,
+) -> Vec<(usize, String)> {
+    let mut kept: Vec<(usize, String)> = Vec::new();
+    for (i, entry) in entries {
+        let key = format!("harepd.gRPC.neighbours.{i}");
+        if is_own(&entry, own) {
+            c.warn(
+                &key,
+                format!(
+                    "{entry} is this node's own peer: left out (this node's vote is its own \
+                     record, counted once); list only the other nodes"
+                ),
+            );
+        } else if witness.is_some_and(|w| same_peer(&entry, w)) {
+            c.warn(
+                &key,
+                format!(
+                    "{entry} is the witness, already a voter through gRPC.witness: left out, \
+                     so it is counted once"
+                ),
+            );
+        } else if let Some((first, _)) = kept.iter().find(|(_, k)| same_peer(&entry, k)) {
+            c.warn(
+                &key,
+                format!(
+                    "{entry} repeats harepd.gRPC.neighbours.{first}: left out, so that voter \
+                     is counted once"
+                ),
+            );
+        } else {
+            kept.push((i, entry));
+        }
+    }
+    kept
 }
 
 /// Normalizes `ip`, `ip:port`, `[v6]:port` or `host:port` to `host:port`,

@@ -9,6 +9,19 @@
 /// Returns the 1-based line where `path` (map keys, outermost first) is
 /// written, or of its deepest ancestor that is written, or `None`.
 pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    // `neighbours.2`: the third item of a block sequence.
+    if let Some((last, parent)) = path.split_last() {
+        if let (Ok(index), false) = (last.parse::<usize>(), parent.is_empty()) {
+            let parent_line = line_of(text, parent)?;
+            let exact = key_line_matches(text, parent_line, parent);
+            return Some(
+                exact
+                    .then(|| item_line(text, parent_line, index))
+                    .flatten()
+                    .unwrap_or(parent_line),
+            );
+        }
+    }
     let mut stack: Vec<(usize, String)> = Vec::new();
     let mut best: Option<(usize, usize)> = None; // (matched depth, line)
     for (index, raw_line) in text.lines().enumerate() {
@@ -28,6 +41,42 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
         }
     }
     best.map(|(_, line)| line)
+}
+
+/// Whether the key on `line` is `path`'s last key (not an ancestor that
+/// `line_of` fell back to).
+fn key_line_matches(text: &str, line: usize, path: &[&str]) -> bool {
+    let written = text.lines().nth(line - 1).and_then(key_of_line);
+    matches!((written, path.last()), (Some((_, key)), Some(want)) if key == *want)
+}
+
+/// The line of the `index`-th (from 0) `- item` of the block sequence
+/// under the key on `key_line`, when it is written that way.
+fn item_line(text: &str, key_line: usize, index: usize) -> Option<usize> {
+    let key_indent = {
+        let line = text.lines().nth(key_line - 1)?;
+        line.len() - line.trim_start().len()
+    };
+    let mut seen = 0;
+    let mut item_indent = None;
+    for (i, line) in text.lines().enumerate().skip(key_line) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let item = trimmed == "-" || trimmed.starts_with("- ");
+        if indent < key_indent || (indent == key_indent && !item) {
+            return None;
+        }
+        if item && *item_indent.get_or_insert(indent) == indent {
+            if seen == index {
+                return Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    None
 }
 
 /// How many leading elements of `stack` equal `path`.
@@ -108,6 +157,11 @@ harepd:
             // Missing keys fall back to their deepest written ancestor.
             (&["harepd", "haproxy", "users", "readOnly"], Some(7)),
             (&["harepd", "nothing"], Some(2)),
+            // Items of a block sequence, at the key's indentation or past it.
+            (&["harepd", "haproxy", "server", "0"], Some(6)),
+            (&["harepd", "gRPC", "neighbours", "0"], Some(14)),
+            (&["harepd", "gRPC", "neighbours", "1"], Some(13)),
+            (&["harepd", "gRPC", "missing", "0"], Some(9)),
             (&["other"], None),
         ];
         for (path, want) in cases {

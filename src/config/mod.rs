@@ -147,7 +147,9 @@ pub struct Grpc {
     pub bind_port: u16,
     /// The name expected in peers' certificates, instead of their host.
     pub server_host_override: Option<String>,
-    /// `host:port` of each data-node peer.
+    /// `host:port` of each other data node's peer, each once: entries that
+    /// are this node, the witness or a repeat are left out (with a
+    /// warning) when the file is read.
     pub neighbours: Vec<String>,
     /// `host:port` of the witness; a witness given without a port takes `bindPort`.
     pub witness: Option<String>,
@@ -164,6 +166,43 @@ impl Grpc {
             self.bind_port,
         );
         matches!((own, &self.witness), (Ok(own), Some(w)) if &own == w)
+    }
+
+    /// The other voters' peers, each once: the neighbours (validation left
+    /// out this node and repeats), then the witness unless this node is
+    /// it.
+    pub fn other_voters(&self) -> Vec<String> {
+        let mut voters = self.neighbours.clone();
+        if !self.is_witness() {
+            voters.extend(self.witness.iter().cloned());
+        }
+        voters
+    }
+
+    /// How many voters are configured: this node and [`Self::other_voters`].
+    /// A majority is more than half of this.
+    pub fn voter_count(&self) -> usize {
+        1 + self.other_voters().len()
+    }
+
+    /// Whether `entry`, a `host:port` whose host name resolved to
+    /// `resolved`, is this node's own peer: one of its addresses
+    /// (`primary_ip`, `bindAddress`) at its port. The same config copied
+    /// to every host (`neighbours: [node1, node2, node3]`) names each node
+    /// itself by a name that only resolving tells.
+    pub fn resolves_to_self(&self, entry: &str, resolved: &[IpAddr], primary_ip: IpAddr) -> bool {
+        let port_is_ours = entry
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            == Some(self.bind_port);
+        let bind = self.bind_address.parse::<IpAddr>().ok();
+        port_is_ours
+            && resolved.iter().any(|ip| {
+                let ip = ip.to_canonical();
+                ip == primary_ip.to_canonical()
+                    || bind.is_some_and(|b| !b.is_unspecified() && b.to_canonical() == ip)
+                    || (bind.is_some_and(|b| b.is_unspecified()) && ip.is_loopback())
+            })
     }
 }
 

@@ -123,16 +123,29 @@ fn harepd_readme_template_loads_unchanged() {
         }
     );
     let warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
-    // harepd's template sets the TLS files with TLS off: told, not refused.
-    assert_eq!(warned, ["harepd.logs", "harepd.gRPC.tls"]);
+    // harepd's template sets the TLS files with TLS off, and node_1 lists
+    // itself as its neighbour: told, not refused.
+    assert_eq!(
+        warned,
+        ["harepd.logs", "harepd.gRPC.tls", "harepd.gRPC.neighbours.0"]
+    );
     assert_eq!(loaded.warnings[0].line, Some(33));
+    assert!(
+        loaded.warnings[2].message.contains("this node's own peer"),
+        "{}",
+        loaded.warnings[2]
+    );
+    assert!(c.grpc.neighbours.is_empty());
+    assert_eq!(c.grpc.voter_count(), 2);
 }
 
 #[test]
 fn harepd_conf_yml_loads_and_witness_takes_bind_port() {
     let c = ok(HAREPD_CONF_YML).config;
     assert_eq!(c.grpc.witness.as_deref(), Some("10.21.57.63:10000"));
-    assert_eq!(c.grpc.neighbours, ["10.21.57.61:10000"]);
+    // node_1 at 10.21.57.61 lists itself: left out, not a second vote.
+    assert!(c.grpc.neighbours.is_empty());
+    assert_eq!(c.grpc.other_voters(), ["10.21.57.63:10000"]);
     assert_eq!(c.grpc.connection_deadline, Duration::from_secs(5));
     assert_eq!(c.repmgr_user.as_deref(), Some("repmgr"));
 }
@@ -411,4 +424,102 @@ fn flags_are_a_fragment_checked_like_the_file() {
         (merged.max_lag_bytes, merged.fencing),
         (Some(200), Fencing::Strict)
     );
+}
+
+/// Each voter is asked and counted once. An entry that is this node, the
+/// witness again, or a repeat (in another spelling of the same address or
+/// another case of the same name) is left out with a warning that names
+/// its key and line; the file still loads (refusing it at an upgrade would
+/// stop every peer and fence every primary).
+#[test]
+fn neighbours_that_are_this_node_the_witness_or_repeats_are_left_out_and_named() {
+    let text = HAREPD_CONF_YML
+        .replace(
+            "    neighbours:\n      - \"10.21.57.61:10000\"\n",
+            "    neighbours:\n      - \"10.21.57.61:10000\"\n      - \"10.21.57.62:10000\"\n      \
+             - \"10.21.57.63\"\n      - \"::ffff:10.21.57.62\"\n      - \"Node3.example:10000\"\n      \
+             - \"node3.EXAMPLE:10000\"\n      - \"10.21.51.61:10000\"\n",
+        );
+    let loaded = ok(&text);
+    let c = &loaded.config;
+    assert_eq!(
+        c.grpc.neighbours,
+        ["10.21.57.62:10000", "Node3.example:10000"]
+    );
+    assert_eq!(
+        c.grpc.other_voters(),
+        [
+            "10.21.57.62:10000",
+            "Node3.example:10000",
+            "10.21.57.63:10000"
+        ]
+    );
+    assert_eq!(c.grpc.voter_count(), 4);
+    let warned: Vec<(String, Option<usize>, &str)> = loaded
+        .warnings
+        .iter()
+        .filter(|w| w.path.starts_with("harepd.gRPC.neighbours"))
+        .map(|w| (w.path.clone(), w.line, w.message.as_str()))
+        .collect();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    let want = [
+        (
+            "harepd.gRPC.neighbours.0",
+            line_of("10.21.57.61:10000"),
+            "this node's own peer",
+        ),
+        (
+            "harepd.gRPC.neighbours.2",
+            line_of("- \"10.21.57.63\""),
+            "is the witness",
+        ),
+        (
+            "harepd.gRPC.neighbours.3",
+            line_of("::ffff:10.21.57.62"),
+            "repeats harepd.gRPC.neighbours.1",
+        ),
+        (
+            "harepd.gRPC.neighbours.5",
+            line_of("node3.EXAMPLE"),
+            "repeats harepd.gRPC.neighbours.4",
+        ),
+        (
+            "harepd.gRPC.neighbours.6",
+            line_of("10.21.51.61:10000"),
+            "this node's own peer",
+        ),
+    ];
+    assert_eq!(warned.len(), want.len(), "{warned:#?}");
+    for ((path, line, message), (want_path, want_line, want_text)) in warned.iter().zip(want) {
+        assert_eq!(path, want_path);
+        assert_eq!(*line, want_line, "{path}");
+        assert!(message.contains(want_text), "{path}: {message}");
+    }
+}
+
+/// A neighbour named by a host name is this node when the name resolves
+/// to one of its addresses at its port (the same file copied to every
+/// host); a name that resolves elsewhere, or another port, is a voter.
+#[test]
+fn a_neighbour_whose_name_resolves_to_this_node_is_this_node() {
+    let c = ok(HAREPD_CONF_YML).config;
+    let primary: IpAddr = "10.21.57.61".parse().expect("an address");
+    let bind: IpAddr = "10.21.51.61".parse().expect("an address");
+    let mapped: IpAddr = "::ffff:10.21.57.61".parse().expect("an address");
+    let other: IpAddr = "10.21.57.62".parse().expect("an address");
+    let cases: &[(&str, &[IpAddr], bool)] = &[
+        ("node1.example:10000", &[primary], true),
+        ("node1.example:10000", &[bind], true),
+        ("node1.example:10000", &[other, mapped], true),
+        ("node1.example:10001", &[primary], false),
+        ("node2.example:10000", &[other], false),
+        ("unresolved.example:10000", &[], false),
+    ];
+    for (entry, resolved, want) in cases {
+        assert_eq!(
+            c.grpc.resolves_to_self(entry, resolved, primary),
+            *want,
+            "{entry} {resolved:?}"
+        );
+    }
 }

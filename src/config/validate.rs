@@ -332,7 +332,7 @@ pub(super) fn validate(
     }
     let repmgr = repmgr.unwrap_or_default();
 
-    let grpc = validate_grpc(&mut c, grpc);
+    let grpc = validate_grpc(&mut c, grpc, primary_ip);
     let watchdog = c.seconds("harepd.watchDog", watch_dog, DEFAULT_WATCHDOG);
 
     let connection_deadline = grpc

@@ -135,6 +135,11 @@ pub struct Inputs<'a> {
     /// This node's own peer's lease clock (the reconciler asks it like any
     /// voter; `None` when it did not answer).
     pub own_clock: Option<&'a LeaseClock>,
+    /// The claim record this node's own peer returned with that clock
+    /// (`None`: it did not answer, or has no usable record). The wait
+    /// judges this node's vote by it, as every other voter's by the record
+    /// it returned, never by the record read after this run's raise.
+    pub own_peer_record: Option<Option<&'a Highest>>,
     /// When this run started (CLOCK_BOOTTIME, ms), before anything was read.
     pub t0_ms: u64,
     /// When gathering ended (CLOCK_BOOTTIME, ms).
@@ -197,19 +202,56 @@ impl Decision {
     }
 }
 
-/// The answered peers of our cluster: another system identifier is
-/// ignored (and 0, a witness that saw nobody, is taken as ours).
+/// The answered peers of our cluster, each voter once: another system
+/// identifier is ignored (and 0, a witness that saw nobody, is taken as
+/// ours); an answer that names this node (its own peer, listed under
+/// another address) is not a second vote, since this node votes with its
+/// own record; and a voter that answered at two addresses counts once,
+/// by its node name. Voters are counted by who answered, never by how
+/// many addresses were asked: a node listed twice once made 3 of "5"
+/// voters a majority.
+pub fn distinct_voters<'a>(me: &str, peers: &'a [(String, PeerState)], sysid: u64) -> Voters<'a> {
+    let mut voters = Voters::default();
+    for (addr, state) in peers {
+        let PeerState::Answered(a) = state else {
+            continue;
+        };
+        if a.system_identifier != 0 && a.system_identifier != sysid {
+            continue;
+        }
+        if a.node == me {
+            voters.left_out.push(format!(
+                "the peer at {addr} answers as this node ({me}): not a second vote (this \
+                 node votes with its own record); list only the other nodes in gRPC.neighbours"
+            ));
+            continue;
+        }
+        if !a.node.is_empty() && voters.counted.iter().any(|s| s.node == a.node) {
+            voters.left_out.push(format!(
+                "the peer at {addr} answers as {}, which another configured address reached \
+                 too: counted once",
+                a.node
+            ));
+            continue;
+        }
+        voters.counted.push(a);
+    }
+    voters
+}
+
+/// The answers that count as voters, and why any other was left out (for
+/// the log).
+#[derive(Debug, Default)]
+pub struct Voters<'a> {
+    /// Each voter's answer, once.
+    pub counted: Vec<&'a PeerAnswer>,
+    /// One line per answer left out.
+    pub left_out: Vec<String>,
+}
+
+/// [`distinct_voters`] for `decide`'s inputs.
 fn our_peers<'a>(inputs: &'a Inputs<'_>, sysid: u64) -> Vec<&'a PeerAnswer> {
-    inputs
-        .peers
-        .iter()
-        .filter_map(|(_, state)| match state {
-            PeerState::Answered(a) if a.system_identifier == 0 || a.system_identifier == sysid => {
-                Some(a)
-            }
-            _ => None,
-        })
-        .collect()
+    distinct_voters(inputs.me, inputs.peers, sysid).counted
 }
 
 /// Every claim this run has seen for `sysid`: what the reconciler raises

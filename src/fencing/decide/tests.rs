@@ -214,6 +214,9 @@ struct Row {
     previous_verdict: Option<Previous>,
     /// This node's own peer's lease clock.
     own_clock: Option<LeaseClock>,
+    /// The record this node's own peer returned with its clock, when not
+    /// `own` (the record read after the raise).
+    own_peer_record: Option<Option<Option<Highest>>>,
     /// W, when not the file's.
     wait_ms_override: Option<u64>,
     voters: usize,
@@ -234,6 +237,7 @@ fn row(name: &'static str) -> Row {
         previous: Some(0),
         previous_verdict: None,
         own_clock: up_a_day(&[]),
+        own_peer_record: None,
         wait_ms_override: None,
         voters: 3,
         max_lag: None,
@@ -269,6 +273,12 @@ fn run(r: &Row) -> Decision {
         voters: r.voters,
         previous: previous.as_ref(),
         own_clock: r.own_clock.as_ref(),
+        own_peer_record: r
+            .own_peer_record
+            .as_ref()
+            .unwrap_or(&r.own)
+            .as_ref()
+            .map(Option::as_ref),
         t0_ms: T0,
         now_ms: NOW,
         lease_ms: LEASE,
@@ -705,6 +715,46 @@ fn rows() -> Vec<Row> {
             want: None,
             because: "no decision",
             ..row("postgres could not be asked: nothing changes")
+        },
+        // Each voter counts once (issue 24, reproduced against the real
+        // binary): node_a's neighbours were [itself, node_b, itself].
+        Row {
+            peers: vec![
+                data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])),
+                down(),
+                data(A, IP_A, true, 1, &[IP_A], rec(1, &[A])),
+                down(),
+            ],
+            asked: vec!["10.0.0.1:10000", "10.0.0.2:10000", "node-a.example:10000", "10.0.0.9:10000"],
+            voters: 3,
+            want: Some(Fenced),
+            because: "isolated: 1/3 voters reached",
+            ..row("this node's own peer, listed in its neighbours at two spellings, is not a voter of its own")
+        },
+        Row {
+            peers: vec![
+                data(C, IP_C, false, 1, &[IP_A], rec(1, &[A])),
+                data(C, IP_C, false, 1, &[IP_A], rec(1, &[A])),
+                down(),
+                down(),
+            ],
+            asked: vec!["10.0.0.3:10000", "node-c.example:10000", "10.0.0.2:10000", "10.0.0.9:10000"],
+            voters: 4,
+            want: Some(Fenced),
+            because: "isolated: 2/4 voters reached",
+            ..row("split {A, C} from {B, W}: C reached at two addresses is one voter, and 2 of 4 is no majority")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 60_000)])],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            own_peer_record: Some(rec(1, &[A])),
+            previous: None,
+            want: Some(Fenced),
+            because: "HAProxy's term after it (42 s left)",
+            ..row("this node's own vote in the wait is the record its own peer returned with its ages, not the one read after the raise")
         },
     ]
 }

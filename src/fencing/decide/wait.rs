@@ -138,27 +138,36 @@ fn lease_wait(inputs: &Inputs<'_>, local: &LocalFacts) -> (u64, String) {
         record.is_some_and(|h| h.timeline == local.identity.timeline && h.nodes.contains(inputs.me))
     };
     let sysid = local.identity.system_identifier;
+    // This node's own vote, judged by what its own peer returned (the
+    // record and the ages come from one answer).
     let mut voters = vec![Voter {
         name: Some(inputs.me),
-        holds: holds(inputs.own_record.flatten()),
+        holds: holds(inputs.own_peer_record.flatten()),
         clock: inputs.own_clock,
     }];
-    for (_, state) in inputs.peers {
-        voters.push(match state {
-            PeerState::Answered(a) if a.system_identifier == 0 || a.system_identifier == sysid => {
-                Voter {
-                    name: Some(a.node.as_str()),
-                    holds: holds(a.record.as_ref().and_then(Option::as_ref)),
-                    clock: a.clock.as_ref(),
-                }
-            }
-            _ => Voter {
-                name: None,
-                holds: false,
-                clock: None,
-            },
-        });
-    }
+    // Each other voter once: a voter reached at two addresses would count
+    // its age twice.
+    let counted = super::distinct_voters(inputs.me, inputs.peers, sysid).counted;
+    voters.extend(counted.iter().map(|a| Voter {
+        name: Some(a.node.as_str()),
+        holds: holds(a.record.as_ref().and_then(Option::as_ref)),
+        clock: a.clock.as_ref(),
+    }));
+    // Every address that gave no answer of ours may be a voter that can
+    // still confirm anyone: age 0 (one too many only lengthens the wait).
+    let silent = inputs
+        .peers
+        .iter()
+        .filter(|(_, state)| match state {
+            PeerState::Answered(a) => a.system_identifier != 0 && a.system_identifier != sysid,
+            PeerState::Unreachable => true,
+        })
+        .count();
+    voters.extend((0..silent).map(|_| Voter {
+        name: None,
+        holds: false,
+        clock: None,
+    }));
     // Every claimant a voter names, every data node that answered, and
     // "any other" (None); never this node.
     let mut claimants: BTreeSet<Option<&str>> = BTreeSet::from([None]);

@@ -16,13 +16,15 @@
 //!    and serving somewhere this node cannot see.
 //!
 //! Answers from another cluster (another system identifier) count as not
-//! reached. The promotion itself is still fenced by `decide`: this check
+//! reached, and each voter counts once: an answer that names this node
+//! (its own peer listed among the neighbours) or a voter reached at two
+//! addresses is not another vote. The promotion itself is still fenced by `decide`: this check
 //! only keeps a promoter on the minority side of a split, or on one side
 //! of a non-transitive one, from promoting at all.
 
 use std::fmt;
 
-use super::decide::{PeerAnswer, PeerState};
+use super::decide::{distinct_voters, PeerAnswer, PeerState};
 
 /// What the check reads.
 #[derive(Debug, Clone)]
@@ -119,14 +121,14 @@ impl fmt::Display for Refusal {
 pub fn promote_check(i: &Inputs) -> Result<usize, Refusal> {
     let ours =
         |a: &&PeerAnswer| a.system_identifier == 0 || a.system_identifier == i.system_identifier;
+    // Each voter once: this node through its own peer, and every other
+    // voter by who answered (an answer that names this node, or a voter
+    // reached at two addresses, is not another vote).
     let reached: Vec<&PeerAnswer> = i
         .own
         .into_iter()
-        .chain(i.peers.iter().filter_map(|(_, p)| match p {
-            PeerState::Answered(a) => Some(a),
-            PeerState::Unreachable => None,
-        }))
         .filter(ours)
+        .chain(distinct_voters(i.me, i.peers, i.system_identifier).counted)
         .collect();
     if reached.len() * 2 <= i.voters {
         return Err(Refusal::NoMajority {

@@ -79,6 +79,14 @@ struct PeerState {
     /// The configured voters' addresses: the connection limiter reserves
     /// them, and the verification gate gives them their own slot.
     voter_addrs: Reserved,
+    /// What the connection limiter never refuses for strangers' sake: the
+    /// configured voters, this node's own addresses and loopback (its own
+    /// reconciler and `promote-check` ask from there; counted as strangers,
+    /// they lost their own vote to a flood).
+    reserved_addrs: Reserved,
+    /// This node's own addresses (`primaryIP`, and `bindAddress` unless it
+    /// is every address).
+    own_ips: Vec<std::net::IpAddr>,
     /// Which connections have sent a request (their set-up deadline ends).
     setup: SetupTracker,
     /// The lease's clock: per claimant, when (CLOCK_BOOTTIME, ms) this
@@ -135,22 +143,26 @@ impl PeerService {
         };
         let client = PeerClient::new(&config.grpc, asker)?;
         let deadline = config.grpc.connection_deadline;
-        let own = format!("{}:{}", config.grpc.bind_address, config.grpc.bind_port);
-        let mut voters: Vec<String> = config.grpc.neighbours.clone();
-        voters.extend(config.grpc.witness.iter().cloned());
-        voters.retain(|v| {
-            crate::config::host_port(v, config.grpc.bind_port).ok()
-                != crate::config::host_port(&own, config.grpc.bind_port).ok()
-        });
-        voters.dedup();
+        // Each other voter once (the config left out this node and repeats).
+        let voters = config.grpc.other_voters();
+        // This node's own addresses: its reconciler, `promote-check` and
+        // `status` ask its peer from them (or from loopback).
+        let own_ips: Vec<std::net::IpAddr> = [config.primary_ip]
+            .into_iter()
+            .chain(
+                config
+                    .grpc
+                    .bind_address
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .filter(|ip| !ip.is_unspecified()),
+            )
+            .collect();
         let verify_client = client.with_deadline(crate::fencing::timing::fan_out_budget(deadline));
-        let voter_addrs = Reserved::new(
-            voters
-                .iter()
-                .filter_map(|v| crate::config::host_of(v).parse::<std::net::IpAddr>().ok()),
-            false,
-        );
+        let voter_addrs = Reserved::new(voter_addrs_of(&voters), false);
         let verify_gate = VerifyGate::new(voter_addrs.clone(), voters.len());
+        let reserved_addrs =
+            Reserved::new(voter_addrs_of(&voters).chain(own_ips.iter().copied()), true);
         let kind = if config.is_witness() {
             Kind::Witness(Witness {
                 client: client.with_deadline(crate::fencing::timing::fan_out_budget(deadline)),
@@ -184,6 +196,8 @@ impl PeerService {
                 verify_client,
                 verify_gate,
                 voter_addrs,
+                reserved_addrs,
+                own_ips,
                 setup: SetupTracker::default(),
                 confirmed: Mutex::new(HashMap::new()),
                 started_ms: clock::boottime_ms(),
@@ -256,7 +270,10 @@ impl PeerService {
                     .await,
             );
         }
-        self.inner.voter_addrs.set(ips);
+        self.inner.voter_addrs.set(ips.iter().copied());
+        self.inner
+            .reserved_addrs
+            .set(ips.into_iter().chain(self.inner.own_ips.iter().copied()));
     }
 }
 
@@ -444,6 +461,14 @@ impl ClusterInfo for PeerService {
     }
 }
 
+/// The addresses among `voters` written as addresses (names are resolved
+/// in the background).
+fn voter_addrs_of(voters: &[String]) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    voters
+        .iter()
+        .filter_map(|v| crate::config::host_of(v).parse::<std::net::IpAddr>().ok())
+}
+
 /// At most 64 characters of `text`, for a log line.
 fn clip(text: &str) -> String {
     text.chars().take(64).collect()
@@ -474,7 +499,7 @@ pub async fn serve(
         ConnLimiter::with_reserved(
             MAX_CONNECTIONS_PER_SOURCE,
             MAX_CONNECTIONS,
-            service.inner.voter_addrs.clone(),
+            service.inner.reserved_addrs.clone(),
         ),
         service.inner.setup.clone(),
         SETUP_TIMEOUT,
