@@ -100,6 +100,19 @@ pub fn load(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
     load_locked(state_dir)
 }
 
+/// Reads the record and calls `then` with it while still holding the lock
+/// shared: no raise can come between the read and what `then` does (a
+/// voter confirms a claimant from exactly the record its answer returns).
+pub fn read_then<R>(
+    state_dir: &Path,
+    then: impl FnOnce(&ClaimRecord) -> R,
+) -> Result<(ClaimRecord, R), ClaimStoreError> {
+    let _shared = lock_shared(state_dir)?;
+    let record = load_locked(state_dir)?;
+    let done = then(&record);
+    Ok((record, done))
+}
+
 /// Reads the record; the caller holds the lock.
 fn load_locked(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
     let path = claims_path(state_dir);

@@ -456,7 +456,7 @@ impl ClusterInfo for PeerService {
         self.verify_inline(&asker, &mut answer, record_cluster, from.map(|a| a.ip()))
             .await;
         // Set before the answer leaves: the lease's clock.
-        self.confirm_and_report(&asker, &mut answer);
+        self.confirm_and_report(&asker, &mut answer).await;
         Ok(Response::new(answer))
     }
 }

@@ -170,25 +170,57 @@ impl PeerService {
         }
     }
 
-    /// The lease's clock: when the record in `answer` holds the asker's
-    /// claim, this voter confirms the asker now (before the answer
-    /// leaves); then it reports how long ago it confirmed each claimant,
-    /// and its uptime. Any ask that names a claimant counts, a stranger's
-    /// too: that can only lengthen a wait. The names are the record's, so
-    /// the list stays as short as the record.
-    pub(super) fn confirm_and_report(&self, asker: &WhatYouKnow, answer: &mut IKnow) {
+    /// The lease's clock: the record is read once more, under the
+    /// record's lock, and goes into `answer` as read; when it holds the
+    /// asker's claim this voter confirms the asker now, before the lock is
+    /// let go and before the answer leaves. Confirming from a record read
+    /// earlier in the answer would let a raise in between (another
+    /// asker's verified promotion) go unseen: the old primary renewed
+    /// after this voter had already vouched for its successor. Then it
+    /// reports how long ago it confirmed each claimant, and its uptime.
+    /// Any ask that names a claimant counts, a stranger's too: that can
+    /// only lengthen a wait. The names are the record's, so the list stays
+    /// as short as the record.
+    pub(super) async fn confirm_and_report(&self, asker: &WhatYouKnow, answer: &mut IKnow) {
+        if answer.record_ok {
+            let inner = self.inner.clone();
+            let dir = inner.state_dir.clone();
+            let cluster = answer.claim_system_identifier;
+            let name = asker.node_name.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                claims_store::read_then(&dir, |record| {
+                    let holds = record
+                        .highest(cluster)
+                        .is_some_and(|h| h.nodes.contains(&name));
+                    if holds && crate::fencing::claims::check_node_name(&name).is_ok() {
+                        let now = crate::fencing::clock::boottime_ms();
+                        inner
+                            .confirmed
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .insert(name, now);
+                    }
+                })
+            })
+            .await;
+            match read {
+                Ok(Ok((record, ()))) => fill_record(answer, &record),
+                Ok(Err(e)) => {
+                    answer.record_ok = false;
+                    self.warn_record(&e);
+                }
+                Err(e) => {
+                    answer.record_ok = false;
+                    log::error!("claim record task failed: {e}");
+                }
+            }
+        }
         let now = crate::fencing::clock::boottime_ms();
-        let mut confirmed = self
+        let confirmed = self
             .inner
             .confirmed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if answer.record_ok
-            && crate::fencing::claims::check_node_name(&asker.node_name).is_ok()
-            && answer.claim_nodes.contains(&asker.node_name)
-        {
-            confirmed.insert(asker.node_name.clone(), now);
-        }
         answer.confirmations = confirmed
             .iter()
             .map(|(node, at)| Confirmation {
@@ -252,5 +284,73 @@ fn fill_record(answer: &mut IKnow, record: &crate::fencing::claims::ClaimRecord)
     if let Some(h) = record.highest(answer.claim_system_identifier) {
         answer.claim_timeline = h.timeline;
         answer.claim_nodes = h.nodes.iter().cloned().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSID: u64 = 7_300_000_000_000_000_001;
+
+    /// A witness's service over `state_dir` (no Postgres needed).
+    fn witness(state_dir: &std::path::Path) -> PeerService {
+        let yaml = format!(
+            "harepd:\n  nodeName: witness\n  primaryIP: 127.0.0.9\n  haproxy:\n    server: \
+             [127.0.0.1]\n    users:\n      readWrite: harw\n  gRPC:\n    bindPort: 10000\n    \
+             bindAddress: 127.0.0.9\n    neighbours: [\"127.0.0.1\", \"127.0.0.2\"]\n    \
+             witness: 127.0.0.9\n  stateDir: {}\n",
+            state_dir.display()
+        );
+        let loaded = crate::config::parse(&yaml).expect("a witness config");
+        PeerService::new(&loaded.config, 0).expect("a service")
+    }
+
+    fn claim(timeline: u32, node: &str) -> Claim {
+        Claim {
+            system_identifier: SYSID,
+            timeline,
+            node: node.into(),
+        }
+    }
+
+    /// Issue 24, item 2: the record an answer carries was read early; a
+    /// raise comes before the confirmation (another asker's verified
+    /// promotion of node_b). The voter must not confirm node_a from the
+    /// old read, and the answer carries the record it confirmed from.
+    #[tokio::test]
+    async fn a_voter_confirms_only_from_the_record_its_answer_returns() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        claims_store::init(dir.path()).expect("init");
+        claims_store::raise(dir.path(), &[claim(1, "node_a")]).expect("raise");
+        let service = witness(dir.path());
+        let asker = WhatYouKnow {
+            node_name: "node_a".into(),
+            ..WhatYouKnow::default()
+        };
+        // What the answer read before the raise.
+        let mut answer = IKnow {
+            record_ok: true,
+            claim_system_identifier: SYSID,
+            claim_timeline: 1,
+            claim_nodes: vec!["node_a".into()],
+            ..IKnow::default()
+        };
+        claims_store::raise(dir.path(), &[claim(2, "node_b")]).expect("raise");
+        service.confirm_and_report(&asker, &mut answer).await;
+        assert_eq!(answer.claim_timeline, 2);
+        assert_eq!(answer.claim_nodes, ["node_b"]);
+        assert!(
+            !answer.confirmations.iter().any(|c| c.node == "node_a"),
+            "node_a confirmed from a record read before the raise: {:?}",
+            answer.confirmations
+        );
+        // With the record still holding it, the claimant is confirmed.
+        let asker_b = WhatYouKnow {
+            node_name: "node_b".into(),
+            ..WhatYouKnow::default()
+        };
+        service.confirm_and_report(&asker_b, &mut answer).await;
+        assert!(answer.confirmations.iter().any(|c| c.node == "node_b"));
     }
 }
