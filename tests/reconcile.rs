@@ -766,6 +766,10 @@ fn a_run_killed_at_any_moment_leaves_pg_hba_old_or_new_and_no_temp_files() {
     // One more whole run clears whatever killed runs left behind.
     assert_eq!(full_run(&configs[0]), texts[0]);
     assert_eq!(temp_files(), Vec::<String>::new(), "temp files left");
+    assert!(
+        !node.runtime.join("hba-reload-pending").exists(),
+        "a reload is still owed after a whole run"
+    );
     println!(
         "{killed_in_run} of {runs} runs were killed before they finished (runs take {} ms), \
          {killed_mid_write} of them between a temp file and its rename",
@@ -1064,6 +1068,18 @@ fn a_pg_hba_written_but_never_loaded_is_reloaded_by_the_next_run() {
     let (code, log) = reconcile(node, &[]);
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("reloaded"), "{log}");
+    // A run killed between its write and its reload after the clock was
+    // stepped back: the file's times say it was loaded, only the mark the
+    // run left says otherwise. The next run reloads and takes the mark.
+    let mark = node.runtime.join("hba-reload-pending");
+    std::fs::write(&mark, hba.as_os_str().as_encoded_bytes()).expect("leave the mark");
+    let (code, log) = reconcile(node, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("reloaded"), "{log}");
+    assert!(!mark.exists(), "the mark stays after the reload");
+    let (code, log) = reconcile(node, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("reloaded"), "{log}");
 }
 
 /// What node_1's peer at `addr` holds in its claim record, asked from
@@ -1259,23 +1275,6 @@ fn a_node_listed_twice_in_its_own_neighbours_is_one_voter() {
     let peers = start_peers(&s);
     until_healthy(&s);
 
-    // check-config loads the file and names the entry, its key and line.
-    let config_1 = s.nodes[0].config.to_str().expect("utf-8");
-    let (code, out, err) = pgsql_state(&["-f", config_1, "check-config"]);
-    assert_eq!(code, 0, "{out}{err}");
-    let text = std::fs::read_to_string(&s.nodes[0].config).expect("read the config");
-    let line = text
-        .lines()
-        .position(|l| l.contains(&format!("\"{p1}\"")))
-        .expect("node_1's own entry")
-        + 1;
-    assert!(
-        out.contains(&format!(
-            ":{line}: harepd.gRPC.neighbours.0: {p1} is this node's own peer"
-        )),
-        "{out}{err}"
-    );
-
     // node_1 cut off from node_2 and the witness: their peers hang.
     signal_peer(&peers[1], libc::SIGSTOP);
     signal_peer(&peers[2], libc::SIGSTOP);
@@ -1307,6 +1306,23 @@ fn a_node_listed_twice_in_its_own_neighbours_is_one_voter() {
     assert_ne!(code, 0, "promote-check said yes: {out}{err}");
     assert!(
         format!("{out}{err}").contains("1/4 voters reached, not a majority"),
+        "{out}{err}"
+    );
+
+    // check-config loads the file and names the entry, its key and line.
+    let config_1 = s.nodes[0].config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", config_1, "check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&s.nodes[0].config).expect("read the config");
+    let line = text
+        .lines()
+        .position(|l| l.contains(&format!("\"{p1}\"")))
+        .expect("node_1's own entry")
+        + 1;
+    assert!(
+        out.contains(&format!(
+            ":{line}: harepd.gRPC.neighbours.0: {p1} is this node's own peer"
+        )),
         "{out}{err}"
     );
 }

@@ -339,7 +339,8 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
             Ok((path, old, new)) => {
                 print_diff(path, &old, &new);
                 if let (true, Some(client)) = (old == new, &client) {
-                    match apply::loaded(client, path, bound).await {
+                    let pending = hba_pending(config);
+                    match apply::loaded(client, path, &pending, bound).await {
                         Ok(true) => {}
                         Ok(false) => println!(
                             "--- {}: newer than what Postgres loaded; a run would reload it",
@@ -368,14 +369,14 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         let (path, old, new) = hba_texts(config, &decision)?;
         let context = || format!("pg_hba.conf {}", path.display());
         if new != old {
-            apply::apply(&client, path, &old, &new, bound)
+            apply::apply(&client, path, &hba_pending(config), &old, &new, bound)
                 .await
                 .with_context(context)?;
             log::info!(
                 "{}: pg_hba.conf's managed block rewritten and reloaded",
                 path.display()
             );
-        } else if !apply::loaded(&client, path, bound)
+        } else if !apply::loaded(&client, path, &hba_pending(config), bound)
             .await
             .with_context(context)?
         {
@@ -385,9 +386,11 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
             apply::reload_stale(&client, bound)
                 .await
                 .with_context(context)?;
+            apply::clear_pending(&hba_pending(config));
             log::warn!(
                 "{}: pg_hba.conf on disk was newer than what Postgres had loaded \
-                 (a run killed before its reload, or an edit by hand); reloaded",
+                 (a run killed before its reload, which leaves its mark whatever the clocks \
+                 say, or an edit by hand); reloaded",
                 path.display()
             );
         }
@@ -415,6 +418,14 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         .wait_until_ms
         .filter(|until| kind == VerdictKind::Fenced && *until > now.boottime_ms))
 }
+
+/// The mark a run leaves while a reload of pg_hba.conf is owed.
+fn hba_pending(config: &Config) -> std::path::PathBuf {
+    config.responder.runtime_dir.join(HBA_RELOAD_PENDING)
+}
+
+/// The mark's file name in `runtimeDir`.
+const HBA_RELOAD_PENDING: &str = "hba-reload-pending";
 
 /// pg_hba.conf's path, its text now, and its text with this decision's
 /// managed block.

@@ -10,6 +10,12 @@
 //!   hand leave a file newer than Postgres's last load
 //!   (`pg_conf_load_time()`), and every later run renders the same text.
 //!   [`loaded`] compares the two instants, and [`reload_stale`] reloads.
+//! - Those instants are wall-clock times, and a clock stepped back between
+//!   Postgres's last load and a killed run's write makes the unloaded file
+//!   look loaded. So [`apply`] also leaves a mark (`pending`, in the
+//!   runtime directory) before it writes, and takes it away only after
+//!   Postgres reloaded: a mark left means a reload is owed, whatever the
+//!   clocks say ([`needs_reload`]).
 //!
 //! Every query is bounded by the caller's `bound`.
 
@@ -103,11 +109,20 @@ async fn bounded<T>(
 pub async fn apply(
     client: &Client,
     path: &Path,
+    pending: &Path,
     old: &str,
     new: &str,
     bound: Duration,
 ) -> Result<(), HbaApplyError> {
     let backup = backup_path(path);
+    // The mark first: a run killed from here on leaves it, and the next
+    // run reloads whatever the clocks say.
+    write_atomic(pending, path.as_os_str().as_encoded_bytes(), 0o600).map_err(|source| {
+        HbaApplyError::Write {
+            path: pending.to_path_buf(),
+            source,
+        }
+    })?;
     write_atomic(&backup, old.as_bytes(), 0o600).map_err(|source| HbaApplyError::Backup {
         path: backup.clone(),
         source,
@@ -130,7 +145,25 @@ pub async fn apply(
     }
     bounded(bound, admin::reload(client))
         .await
-        .map_err(HbaApplyError::Reload)
+        .map_err(HbaApplyError::Reload)?;
+    clear_pending(pending);
+    Ok(())
+}
+
+/// Takes the reload-owed mark away, after a reload.
+pub fn clear_pending(pending: &Path) {
+    match std::fs::remove_file(pending) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", pending.display()),
+    }
+}
+
+/// Whether Postgres must reload pg_hba.conf: a run left the mark that a
+/// reload is owed, or the file changed after Postgres's last load began.
+/// Pure.
+pub fn needs_reload(pending: bool, changed_at_us: i64, load_time_us: i64) -> bool {
+    pending || !is_loaded(changed_at_us, load_time_us)
 }
 
 /// Sets the file's modification time to now, read after the rename: a
@@ -171,12 +204,23 @@ pub fn is_loaded(changed_at_us: i64, load_time_us: i64) -> bool {
     load_time_us > changed_at_us
 }
 
-/// Whether Postgres has loaded `path` as it is on disk now.
-pub async fn loaded(client: &Client, path: &Path, bound: Duration) -> Result<bool, HbaApplyError> {
+/// Whether Postgres has loaded `path` as it is on disk now: no reload is
+/// owed (`pending` is absent) and its last load began after the file
+/// last changed.
+pub async fn loaded(
+    client: &Client,
+    path: &Path,
+    pending: &Path,
+    bound: Duration,
+) -> Result<bool, HbaApplyError> {
     let load_time = bounded(bound, admin::conf_load_time_us(client))
         .await
         .map_err(HbaApplyError::LoadTime)?;
-    Ok(is_loaded(changed_at_us(path)?, load_time))
+    Ok(!needs_reload(
+        pending.exists(),
+        changed_at_us(path)?,
+        load_time,
+    ))
 }
 
 /// Reloads a pg_hba.conf that is on disk but not loaded, once Postgres's
@@ -219,6 +263,28 @@ mod tests {
         ];
         for (changed, load, want) in cases {
             assert_eq!(is_loaded(changed, load), want, "{changed} {load}");
+        }
+    }
+
+    /// A clock stepped back after Postgres's last load: a killed run's
+    /// write then looks older than the load (changed 1_000 by the stepped
+    /// clock, loaded at 2_000 by the clock before the step). Only the mark
+    /// the run left tells that a reload is owed.
+    #[test]
+    fn a_reload_owed_is_told_by_the_mark_not_by_the_clocks() {
+        // (mark left, changed at, load began at, needs a reload)
+        let cases = [
+            (false, 1_000, 2_000, false),
+            (true, 1_000, 2_000, true),
+            (false, 2_001, 2_000, true),
+            (true, 2_001, 2_000, true),
+        ];
+        for (pending, changed, load, want) in cases {
+            assert_eq!(
+                needs_reload(pending, changed, load),
+                want,
+                "{pending} {changed} {load}"
+            );
         }
     }
 
