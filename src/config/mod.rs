@@ -42,6 +42,8 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 /// `watchDog` when unset (harepd's template value).
 pub const DEFAULT_WATCHDOG: Duration = Duration::from_secs(15);
+/// The shortest `watchDog` taken: the reconcile timer runs at it.
+pub const MIN_WATCHDOG: Duration = Duration::from_secs(1);
 
 /// How the responder uses the reconciler's verdict (`fencing`, `--fencing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
@@ -115,7 +117,7 @@ impl Default for ResponderSettings {
             runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             format: Format::default(),
             agent_maintenance: AgentMaintenance::default(),
-            lease: 2 * DEFAULT_WATCHDOG + DEFAULT_CONNECTION_DEADLINE,
+            lease: crate::fencing::timing::lease(DEFAULT_WATCHDOG, DEFAULT_CONNECTION_DEADLINE),
         }
     }
 }

@@ -523,3 +523,38 @@ fn a_neighbour_whose_name_resolves_to_this_node_is_this_node() {
         );
     }
 }
+
+/// watchDog has a floor: the reconcile timer runs at it and its service
+/// has no start limit, so a millisecond ran reconcile back to back. A
+/// value below is taken as the floor, with a warning naming key and line
+/// (refusing it at an upgrade would stop every peer).
+#[test]
+fn watchdog_below_its_floor_is_raised_with_a_warning() {
+    let text = HAREPD_CONF_YML.replace("watchDog: 15", "watchDog: 0.001");
+    let loaded = ok(&text);
+    assert_eq!(loaded.config.watchdog, MIN_WATCHDOG);
+    assert_eq!(
+        loaded.config.responder.lease,
+        crate::fencing::timing::lease(MIN_WATCHDOG, Duration::from_secs(5))
+    );
+    let w = loaded
+        .warnings
+        .iter()
+        .find(|w| w.path == "harepd.watchDog")
+        .expect("a warning for watchDog");
+    let line = text
+        .lines()
+        .position(|l| l.contains("watchDog: 0.001"))
+        .map(|i| i + 1);
+    assert_eq!(w.line, line);
+    assert!(
+        w.message.contains("below the floor of 1 s"),
+        "{}",
+        w.message
+    );
+    let at_floor = ok(&HAREPD_CONF_YML.replace("watchDog: 15", "watchDog: 1"));
+    assert!(!at_floor
+        .warnings
+        .iter()
+        .any(|w| w.path == "harepd.watchDog"));
+}

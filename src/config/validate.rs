@@ -13,7 +13,7 @@ use super::raw::RawConfig;
 use super::{
     AgentMaintenance, Config, Fencing, Format, Grpc, Problem, ResponderSettings,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_CONNECTION_DEADLINE, DEFAULT_CONNINFO, DEFAULT_RUNTIME_DIR,
-    DEFAULT_STATE_DIR, DEFAULT_WATCHDOG,
+    DEFAULT_STATE_DIR, DEFAULT_WATCHDOG, MIN_WATCHDOG,
 };
 
 /// The responder's settings as written, every one optional: the file's
@@ -334,6 +334,23 @@ pub(super) fn validate(
 
     let grpc = validate_grpc(&mut c, grpc, primary_ip);
     let watchdog = c.seconds("harepd.watchDog", watch_dog, DEFAULT_WATCHDOG);
+    // The reconcile timer runs every watchDog, and its service has no
+    // start limit: a millisecond would run it back to back.
+    let watchdog = if watchdog < MIN_WATCHDOG {
+        c.warn(
+            "harepd.watchDog",
+            format!(
+                "{} s is below the floor of {} s: taken as {} s (the reconcile timer \
+                 would otherwise run back to back)",
+                watchdog.as_secs_f64(),
+                MIN_WATCHDOG.as_secs_f64(),
+                MIN_WATCHDOG.as_secs_f64()
+            ),
+        );
+        MIN_WATCHDOG
+    } else {
+        watchdog
+    };
 
     let connection_deadline = grpc
         .as_ref()
@@ -360,7 +377,7 @@ pub(super) fn validate(
     let responder = fragment.check(
         &mut c,
         FragmentSource::File,
-        2 * watchdog + connection_deadline,
+        crate::fencing::timing::lease(watchdog, connection_deadline),
     );
     let hba_ok = witness || hba_config.is_some();
     if let Some(dir) = &state_dir {
