@@ -100,7 +100,7 @@ write_config() { # name ip neighbours...
   } >"$base/$name.yml"
   mkdir -p "$base/run-$name" "$base/state-$name"
   "$bin" -f "$base/$name.yml" check-config --haproxy haproxy/haproxy.cfg >/dev/null
-  "$bin" -f "$base/$name.yml" claims init >/dev/null
+  "$bin" -f "$base/$name.yml" claims init --new-cluster >/dev/null
 }
 write_config node_1 "$(node_addr 1)" "$(node_addr 2)"
 write_config node_2 "$(node_addr 2)" "$(node_addr 1)"

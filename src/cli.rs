@@ -110,6 +110,12 @@ pub struct ClaimsArgs {
     /// Where the record lives (stateDir).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// With `init`: this voter belongs to a cluster being set up, in which
+    /// nobody has voted yet, so it votes at once. Without it, a
+    /// re-initialised record (a replaced disk, a cleared tie) casts no vote
+    /// until it has read a majority of the other voters' records.
+    #[arg(long)]
+    pub new_cluster: bool,
 }
 
 /// What to do with the claim record.

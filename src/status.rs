@@ -216,6 +216,9 @@ fn row_of(peer: &str, a: &IKnow) -> Row {
 
 /// A peer's claim record in a few words.
 fn claim_text(a: &IKnow) -> String {
+    if a.record_catching_up {
+        return "CATCHING UP".into();
+    }
     if !a.record_ok {
         return if a.claim_system_identifier == 0 && a.claim_nodes.is_empty() && a.role == 0 {
             "-".into()

@@ -1326,3 +1326,67 @@ fn a_node_listed_twice_in_its_own_neighbours_is_one_voter() {
         "{out}{err}"
     );
 }
+
+/// Issue 24, item 4: a voter whose record was re-initialised (`claims
+/// init`, a replaced disk) casts no vote until it has read more than half
+/// of the other voters' records. node_1 never learns of node_2's promotion
+/// (its peer hangs, its reconciler does not run): a zombie on timeline 1.
+/// node_2 serves on timeline 2 with the witness's vote. Then node_2 is
+/// lost and the witness's record re-initialised. With an empty record
+/// that voted at once, the witness verified node_1's claim and handed it
+/// the majority: two primaries, and node_2's writes lost. Catching up, it
+/// abstains until node_2's peer is back, then rises to timeline 2.
+#[test]
+fn a_re_initialised_voter_gives_a_zombie_no_vote_before_it_caught_up() {
+    let (s, peers) = healthy_own_cluster("catch-up", 10800);
+    let c = &s.cluster;
+    signal_peer(&peers[0], libc::SIGSTOP);
+    assert_eq!(c.standby.sql("SELECT pg_promote(true, 30)"), "t");
+    let started = Instant::now();
+    loop {
+        let (code, log) = reconcile(&s.nodes[1], &[]);
+        assert_eq!(code, 0, "{log}");
+        if word(&c.standby.conninfo(), &s.nodes[1]) == "production" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "node_2 not in production: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // node_2 lost (its peer hangs, nothing runs its reconciler), the
+    // witness's record re-initialised, node_1's peer back.
+    signal_peer(&peers[1], libc::SIGSTOP);
+    let witness = s.nodes[2].config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", witness, "claims", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("catching up"), "{out}");
+    signal_peer(&peers[0], libc::SIGCONT);
+    // node_1 runs as its timer would, for longer than any wait: never
+    // production. (node_2's own lease lapses meanwhile.)
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let (code, log) = reconcile(&s.nodes[0], &[]);
+        assert_eq!(code, 0, "{log}");
+        let w1 = word(&c.primary.conninfo(), &s.nodes[0]);
+        assert_ne!(
+            w1, "production",
+            "the zombie got the re-initialised witness's vote: {log}"
+        );
+        last = log;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(last.contains("isolated: 1/3 voters reached"), "{last}");
+    // node_2's peer back: the witness reads both records and rises to
+    // timeline 2 (its peer tries every 5 s), and node_1 learns it is old.
+    signal_peer(&peers[1], libc::SIGCONT);
+    wait_until(Duration::from_secs(20), "the witness caught up", || {
+        let (_, out, _) = pgsql_state(&["-f", witness, "claims", "show"]);
+        out.contains("timeline 2 claimed by node_2") && !out.contains("catching up")
+    });
+    let (code, log) = reconcile(&s.nodes[0], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("node_2 holds timeline 2"), "{log}");
+}

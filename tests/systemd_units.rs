@@ -263,7 +263,7 @@ fn install_directories_and_record(ns: &SystemdNs, cfg: &Path) {
         .arg(ns.binary())
         .arg("-f")
         .arg(cfg)
-        .args(["claims", "init"]));
+        .args(["claims", "init", "--new-cluster"]));
 }
 
 /// The two booted systemds run one after the other: the flood's timing

@@ -19,19 +19,42 @@ pub fn run(explicit: Option<&Path>, args: ClaimsArgs) -> anyhow::Result<()> {
     };
     match args.action {
         ClaimsAction::Init => {
-            claims_store::init(&state_dir).with_context(|| {
+            claims_store::init(&state_dir, args.new_cluster).with_context(|| {
                 format!(
                     "cannot initialise the claim record in {}",
                     state_dir.display()
                 )
             })?;
-            println!(
-                "claim record initialised in {}: this node votes again, and remembers claims from now on",
-                state_dir.display()
-            );
+            if args.new_cluster {
+                println!(
+                    "claim record initialised in {} for a new cluster: this node votes at once, \
+                     and remembers claims from now on",
+                    state_dir.display()
+                );
+            } else {
+                println!(
+                    "claim record initialised in {}: it is catching up, and this node casts no \
+                     vote until its peer has read a majority of the other voters' records \
+                     (`pgsql-state claims show` says when; for a cluster being set up, where \
+                     nobody has voted yet, use `claims init --new-cluster`)",
+                    state_dir.display()
+                );
+            }
         }
         ClaimsAction::Show => {
+            if args.new_cluster {
+                return Err(
+                    super::UsageError("--new-cluster goes with `claims init`".into()).into(),
+                );
+            }
             let record = claims_store::load(&state_dir)?;
+            if record.catching_up {
+                println!(
+                    "{}: catching up: no vote until a majority of the other voters' records \
+                     have been read",
+                    claims_store::claims_path(&state_dir).display()
+                );
+            }
             if record.clusters.is_empty() {
                 println!(
                     "{}: no claim seen yet",

@@ -104,7 +104,7 @@ fn report(findings: &[Finding]) -> anyhow::Result<()> {
 fn claim_record(config: &Config) -> Finding {
     let dir = &config.state_dir;
     let fix = format!(
-        "`runuser -u {SERVICE_USER} -- pgsql-state claims init` once, at installation (never on a node that voted: the record is a promise to the other voters)"
+        "`runuser -u {SERVICE_USER} -- pgsql-state claims init --new-cluster` on every voter of a cluster being set up; on a voter that may have voted before, plain `claims init` (it catches up from the other voters before it votes)"
     );
     match claims_store::load(dir) {
         Ok(record) => {
@@ -121,6 +121,17 @@ fn claim_record(config: &Config) -> Finding {
             } else {
                 claims.join("; ")
             };
+            if record.catching_up {
+                return Finding::warn(
+                    "claim record",
+                    format!(
+                        "{}: {held}, catching up after `claims init`: this node casts no vote yet",
+                        dir.display()
+                    ),
+                    "start this node's peer and the other voters' peers; it votes once it has \
+                     read more than half of the other voters' records",
+                );
+            }
             Finding::ok("claim record", format!("{}: {held}", dir.display()))
         }
         Err(e) => Finding::fail("claim record", format!("{}: {e}", dir.display()), fix),

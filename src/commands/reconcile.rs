@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::cli::ReconcileArgs;
 use crate::config::Config;
-use crate::fencing::claims::Highest;
+use crate::fencing::claims::{Claim, Highest};
 use crate::fencing::clock::{self, Now};
 use crate::fencing::decide::{self, Decision, LocalFacts, PeerState, Previous};
 use crate::fencing::verdict::{Identity, Verdict, VerdictKind, VerdictRead};
@@ -269,19 +269,49 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
         }
     }
 
-    // Raise this voter's record with what this run saw, then read it back.
+    // Raise this voter's record with what this run saw; a record catching
+    // up (re-initialised) rises to what the other voters' records hold
+    // once more than half of them answered; then read it back.
     let observed = decide::observed_claims(&config.node_name, Some(&local), &peers, sysid);
+    let read: Vec<Vec<Claim>> = decide::distinct_voters(&config.node_name, &peers, sysid)
+        .counted
+        .iter()
+        .filter_map(|a| a.record.as_ref())
+        .map(|h| {
+            h.iter()
+                .flat_map(|h| {
+                    h.nodes.iter().map(|node| Claim {
+                        system_identifier: sysid,
+                        timeline: h.timeline,
+                        node: node.clone(),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let others = voters - 1;
     let state_dir = config.state_dir.clone();
     let record = tokio::task::spawn_blocking(move || {
         if dry_run {
-            claims_store::load(&state_dir)
-        } else {
-            claims_store::raise(&state_dir, &observed)
+            return claims_store::load(&state_dir);
         }
+        let record = claims_store::raise(&state_dir, &observed)?;
+        if record.catching_up && claims_store::catch_up(&state_dir, others, &read)? {
+            return claims_store::load(&state_dir);
+        }
+        Ok(record)
     })
     .await
     .context("the claim record task failed")?;
     let own: Option<Option<Highest>> = match record {
+        Ok(record) if record.catching_up => {
+            log::warn!(
+                "{}: this node's claim record is catching up after `claims init`: it casts no \
+                 vote until more than half of the {others} other voters' records are read",
+                config.node_name
+            );
+            None
+        }
         Ok(record) => Some(record.highest(sysid).cloned()),
         Err(e) => {
             log::error!("{e}");

@@ -7,6 +7,14 @@
 //! candidate until an operator re-initialises the record
 //! (`pgsql-state claims init`). A voter whose record is missing or
 //! unreadable casts no vote (see DESIGN.md, "Deciding").
+//!
+//! A record re-initialised on a voter that may have voted before (a
+//! replaced disk, a cleared tie) is *catching up*: it casts no vote until
+//! it has read the records of a majority of the other voters and risen to
+//! the highest of them ([`caught_up`]). An empty record that voted at once
+//! could hand a zombie's lower claim the majority its successor needed.
+//! Only a new cluster's voters start voting at once
+//! (`claims init --new-cluster`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -45,6 +53,22 @@ impl Highest {
 pub struct ClaimRecord {
     /// Per cluster, the highest claim.
     pub clusters: BTreeMap<u64, Highest>,
+    /// Re-initialised, and not yet risen to what a majority of the other
+    /// voters hold: it casts no vote.
+    pub catching_up: bool,
+}
+
+/// The line that marks a record catching up.
+pub const CATCHING_UP: &str = "catching-up";
+
+/// Whether a record catching up has read enough: the records of more
+/// than half of the `others` (the other configured voters), each counted
+/// once. Any majority of all voters that held a claim keeps at least half
+/// of its members among the others, and more than half of the others
+/// always meets them. Returns the claims to rise to (every one those
+/// records hold), or `None` while too few were read. Pure.
+pub fn caught_up(others: usize, read: &[Vec<Claim>]) -> Option<Vec<Claim>> {
+    (read.len() * 2 > others).then(|| read.iter().flatten().cloned().collect())
 }
 
 /// Why a record's text cannot be used.
@@ -169,6 +193,10 @@ impl ClaimRecord {
     /// The file's text.
     pub fn render(&self) -> String {
         let mut out = format!("{HEADER}\n");
+        if self.catching_up {
+            out.push_str(CATCHING_UP);
+            out.push('\n');
+        }
         for (sysid, h) in &self.clusters {
             let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
             out.push_str(&format!(
@@ -192,6 +220,10 @@ impl ClaimRecord {
             let number = index + 1;
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line == CATCHING_UP {
+                record.catching_up = true;
                 continue;
             }
             let mut words = line.split_whitespace();
@@ -314,6 +346,43 @@ mod tests {
     }
 
     #[test]
+    fn a_record_catching_up_votes_after_reading_more_than_half_of_the_others() {
+        let a1 = vec![claim(1, "node_a")];
+        let b2 = vec![claim(2, "node_b")];
+        let none: Vec<Claim> = vec![];
+        // (other voters, records read, rises to)
+        let cases: Vec<(usize, Vec<Vec<Claim>>, Option<Vec<Claim>>)> = vec![
+            // Three voters: both others; one is not enough (it may be the
+            // zombie, and the successor's holders are the other and us).
+            (2, vec![a1.clone()], None),
+            (
+                2,
+                vec![a1.clone(), b2.clone()],
+                Some(vec![claim(1, "node_a"), claim(2, "node_b")]),
+            ),
+            // Four voters: two of the three others.
+            (3, vec![a1.clone()], None),
+            (
+                3,
+                vec![none.clone(), b2.clone()],
+                Some(vec![claim(2, "node_b")]),
+            ),
+            // Five voters: three of the four others.
+            (4, vec![a1.clone(), b2.clone()], None),
+            (
+                4,
+                vec![a1.clone(), none.clone(), b2.clone()],
+                Some(vec![claim(1, "node_a"), claim(2, "node_b")]),
+            ),
+            // An empty record read still counts as read.
+            (2, vec![none.clone(), none.clone()], Some(vec![])),
+        ];
+        for (others, read, want) in cases {
+            assert_eq!(caught_up(others, &read), want, "{others} {read:?}");
+        }
+    }
+
+    #[test]
     fn text_round_trips_and_garbage_is_an_error() {
         let mut r = ClaimRecord::default();
         r.raise(&claim(4, "node_2"));
@@ -324,6 +393,11 @@ mod tests {
             node: "x".into(),
         });
         assert_eq!(ClaimRecord::parse(&r.render()), Ok(r.clone()));
+        let catching = ClaimRecord {
+            catching_up: true,
+            ..r.clone()
+        };
+        assert_eq!(ClaimRecord::parse(&catching.render()), Ok(catching));
         assert_eq!(
             ClaimRecord::parse(&format!("{HEADER}\n")),
             Ok(ClaimRecord::default())

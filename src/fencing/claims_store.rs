@@ -156,16 +156,53 @@ pub fn raise(state_dir: &Path, claims: &[Claim]) -> Result<ClaimRecord, ClaimSto
     Ok(record)
 }
 
-/// (Re)creates an empty record, forgetting every claim and tie. For
-/// installation, and for an operator who has cleared a tie or replaced a
-/// voter's disk.
-pub fn init(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
+/// (Re)creates an empty record, forgetting every claim and tie. With
+/// `new_cluster` it votes at once: for the voters of a cluster being set
+/// up, which nobody has voted in yet. Otherwise (a replaced disk, a voter
+/// re-initialised) it is catching up: it casts no vote until it has risen
+/// to what a majority of the other voters hold ([`catch_up`]).
+pub fn init(state_dir: &Path, new_cluster: bool) -> Result<ClaimRecord, ClaimStoreError> {
     let _lock = lock(state_dir)?;
-    let record = ClaimRecord::default();
+    let record = ClaimRecord {
+        catching_up: !new_cluster,
+        ..ClaimRecord::default()
+    };
     let path = claims_path(state_dir);
     write_atomic(&path, record.render().as_bytes(), 0o640)
         .map_err(|source| ClaimStoreError::Io { path, source })?;
     Ok(record)
+}
+
+/// Ends a record's catching up when `read`, the records of distinct other
+/// voters (each the claims it holds), are more than half of the `others`
+/// configured: rises to every claim they hold and votes again. Returns
+/// whether it did (false too when the record was not catching up).
+pub fn catch_up(
+    state_dir: &Path,
+    others: usize,
+    read: &[Vec<Claim>],
+) -> Result<bool, ClaimStoreError> {
+    let _lock = lock(state_dir)?;
+    crate::fsutil::remove_stale_temps(&claims_path(state_dir));
+    let mut record = load_locked(state_dir)?;
+    if !record.catching_up {
+        return Ok(false);
+    }
+    let Some(claims) = crate::fencing::claims::caught_up(others, read) else {
+        return Ok(false);
+    };
+    for claim in &claims {
+        record.raise(claim);
+    }
+    record.catching_up = false;
+    let path = claims_path(state_dir);
+    write_atomic(&path, record.render().as_bytes(), 0o640)
+        .map_err(|source| ClaimStoreError::Io { path, source })?;
+    log::warn!(
+        "claim record caught up from {} of {others} other voters' records: it votes again",
+        read.len()
+    );
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -188,7 +225,7 @@ mod tests {
             ),
             "a missing record is not created by a raise"
         );
-        init(dir.path()).expect("init");
+        init(dir.path(), true).expect("init");
         let raised = raise(dir.path(), std::slice::from_ref(&claim)).expect("raise");
         assert_eq!(raised.claims(9), std::slice::from_ref(&claim));
         assert_eq!(load(dir.path()).expect("load"), raised);
@@ -197,7 +234,7 @@ mod tests {
             load(dir.path()),
             Err(ClaimStoreError::Corrupt { .. })
         ));
-        init(dir.path()).expect("re-init");
+        init(dir.path(), true).expect("re-init");
         assert_eq!(load(dir.path()).expect("load"), ClaimRecord::default());
         // A name that would read back as two is not recorded, and the
         // record stays readable.
@@ -217,11 +254,37 @@ mod tests {
     /// fsync). The test plays the writer between its rename and its fsync,
     /// holding the lock as `raise` does, and a `load` must wait for it.
     #[test]
+    fn a_re_initialised_record_catches_up_before_it_votes() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let claim = |timeline, node: &str| Claim {
+            system_identifier: 9,
+            timeline,
+            node: node.into(),
+        };
+        let record = init(dir.path(), false).expect("init");
+        assert!(record.catching_up);
+        // What it observes meanwhile is kept; it still casts no vote.
+        let raised = raise(dir.path(), &[claim(1, "node_a")]).expect("raise");
+        assert!(raised.catching_up);
+        // One of two other voters read: not yet.
+        assert!(!catch_up(dir.path(), 2, &[vec![claim(1, "node_a")]]).expect("catch up"));
+        assert!(load(dir.path()).expect("load").catching_up);
+        // Both: it rises to the highest and votes again, durably.
+        let read = [vec![claim(1, "node_a")], vec![claim(2, "node_b")]];
+        assert!(catch_up(dir.path(), 2, &read).expect("catch up"));
+        let record = load(dir.path()).expect("load");
+        assert!(!record.catching_up);
+        assert_eq!(record.claims(9), [claim(2, "node_b")]);
+        // Done once: a later read changes nothing.
+        assert!(!catch_up(dir.path(), 2, &read).expect("catch up"));
+    }
+
+    #[test]
     fn a_load_waits_for_a_raise_in_progress() {
         use std::sync::mpsc;
         use std::time::Duration;
         let dir = tempfile::tempdir().expect("a temp dir");
-        init(dir.path()).expect("init");
+        init(dir.path(), true).expect("init");
         let writer = lock(dir.path()).expect("the writer's lock");
         let mut raised = ClaimRecord::default();
         raised.raise(&Claim {

@@ -112,7 +112,8 @@ pub fn write_with_claims(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let config = dir.join(format!("{name}.yml"));
     std::fs::write(&config, yaml).expect("write a config");
     let path = config.to_str().expect("utf-8");
-    let (code, out, err) = super::tools::pgsql_state(&["-f", path, "claims", "init"]);
+    let (code, out, err) =
+        super::tools::pgsql_state(&["-f", path, "claims", "init", "--new-cluster"]);
     assert_eq!(code, 0, "claims init: {out}{err}");
     config
 }

@@ -410,7 +410,7 @@ fn primary(
         }
         None if d.tie => {
             let reason = "two primaries claim the highest timeline; an operator must clear \
-                          the tie (pgsql-state claims init) after choosing one"
+                          the tie (stop the other, then `pgsql-state claims init --new-cluster` on every voter)"
                 .to_string();
             return fence(d, reason);
         }
@@ -420,7 +420,8 @@ fn primary(
     if inputs.own_record.is_none() {
         return fence(
             d,
-            "this node's claim record is missing or unreadable: run `pgsql-state claims init`"
+            "this node's claim record is missing, unreadable, or catching up after `claims \
+             init` (it votes once it has read a majority of the other voters' records)"
                 .into(),
         );
     }

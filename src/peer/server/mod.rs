@@ -250,6 +250,7 @@ impl PeerService {
         loop {
             tick.tick().await;
             self.refresh_voter_ips().await;
+            self.catch_up_if_needed().await;
             if let Kind::Data(node) = &self.inner.kind {
                 node.refresh_directory().await;
             }

@@ -40,7 +40,9 @@ impl PeerService {
                     (0, Some(only)) => only,
                     _ => cluster,
                 };
-                answer.record_ok = true;
+                // A record catching up casts no vote.
+                answer.record_ok = !record.catching_up;
+                answer.record_catching_up = record.catching_up;
                 answer.claim_system_identifier = cluster;
                 fill_record(answer, &record);
                 only
@@ -189,9 +191,10 @@ impl PeerService {
             let name = asker.node_name.clone();
             let read = tokio::task::spawn_blocking(move || {
                 claims_store::read_then(&dir, |record| {
-                    let holds = record
-                        .highest(cluster)
-                        .is_some_and(|h| h.nodes.contains(&name));
+                    let holds = !record.catching_up
+                        && record
+                            .highest(cluster)
+                            .is_some_and(|h| h.nodes.contains(&name));
                     if holds && crate::fencing::claims::check_node_name(&name).is_ok() {
                         let now = crate::fencing::clock::boottime_ms();
                         inner
@@ -204,7 +207,11 @@ impl PeerService {
             })
             .await;
             match read {
-                Ok(Ok((record, ()))) => fill_record(answer, &record),
+                Ok(Ok((record, ()))) => {
+                    answer.record_ok = !record.catching_up;
+                    answer.record_catching_up = record.catching_up;
+                    fill_record(answer, &record);
+                }
                 Ok(Err(e)) => {
                     answer.record_ok = false;
                     self.warn_record(&e);
@@ -229,6 +236,60 @@ impl PeerService {
             })
             .collect();
         answer.uptime_ms = now.saturating_sub(self.inner.started_ms).max(1);
+    }
+
+    /// A record catching up (re-initialised) asks every other configured
+    /// voter for its record, and once more than half of them gave a
+    /// usable one (each voter once, by name; never this node), rises to
+    /// the highest and votes again. Nothing while it is not catching up.
+    pub(super) async fn catch_up_if_needed(&self) {
+        let dir = self.inner.state_dir.clone();
+        let catching_up = tokio::task::spawn_blocking(move || claims_store::load(&dir))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|r| r.catching_up));
+        if !catching_up {
+            return;
+        }
+        let views = self.inner.verify_client.ask_all(&self.inner.voters).await;
+        let mut seen: Vec<String> = Vec::new();
+        let mut read: Vec<Vec<Claim>> = Vec::new();
+        for (_, view) in &views {
+            let PeerView::Answered(a) = view else {
+                continue;
+            };
+            if !a.record_ok
+                || a.node_name.is_empty()
+                || a.node_name == self.inner.me.node_name
+                || seen.contains(&a.node_name)
+            {
+                continue;
+            }
+            seen.push(a.node_name.clone());
+            read.push(if a.claim_system_identifier != 0 && a.claim_timeline > 0 {
+                a.claim_nodes
+                    .iter()
+                    .map(|node| Claim {
+                        system_identifier: a.claim_system_identifier,
+                        timeline: a.claim_timeline,
+                        node: node.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            });
+        }
+        let (dir, others) = (self.inner.state_dir.clone(), self.inner.voters.len());
+        match tokio::task::spawn_blocking(move || claims_store::catch_up(&dir, others, &read)).await
+        {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => log::warn!(
+                "the claim record is catching up: {} of {others} other voters' records read, \
+                 more than half needed; this node casts no vote meanwhile",
+                seen.len()
+            ),
+            Ok(Err(e)) => self.warn_record(&e),
+            Err(e) => log::error!("claim record task failed: {e}"),
+        }
     }
 
     /// Logs a missing or unreadable record at most once a minute.
@@ -321,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn a_voter_confirms_only_from_the_record_its_answer_returns() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        claims_store::init(dir.path()).expect("init");
+        claims_store::init(dir.path(), true).expect("init");
         claims_store::raise(dir.path(), &[claim(1, "node_a")]).expect("raise");
         let service = witness(dir.path());
         let asker = WhatYouKnow {
