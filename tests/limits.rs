@@ -594,6 +594,36 @@ fn strangers_holding_the_tls_handshake_do_not_shut_out_a_voter() {
     );
 }
 
+/// Issue 24, item 6: this node's own reconciler, `promote-check` and
+/// `status` ask its own peer from its own address (`bindAddress`) or from
+/// loopback. Counted as strangers, 16 addresses × 32 connections filled
+/// their slots and `promote-check` lost its own vote on every rerun. Both
+/// are reserved now, as the configured voters are.
+#[test]
+fn strangers_holding_the_peer_port_do_not_shut_out_this_node_s_own_asks() {
+    let s = setup();
+    raise_fd_limit();
+    let rt = runtime();
+    let dir = runtime_dir("limits-own-asks");
+    let bind = SocketAddr::new(s.cluster.primary.addr.into(), 10112);
+    let config = PeerConfig {
+        node_name: "node_1",
+        primary_ip: &bind.ip().to_string(),
+        bind,
+        neighbours: vec![SocketAddr::new(s.p2.ip(), 10112).to_string()],
+        witness: SocketAddr::new(s.cluster.spare_addr(4).into(), 10112).to_string(),
+        conninfo: s.cluster.primary.conninfo(),
+        runtime_dir: &dir,
+        tls: None,
+        connection_deadline: 2.0,
+    }
+    .write(&dir);
+    let _peer = start_peer(&config, bind, &dir.join("peer-own.log"));
+    for own in [s.cluster.primary.addr, Ipv4Addr::LOCALHOST] {
+        attack_the_peer_port(&rt, bind, own, &stranger_addrs(), b"P", Tls::default());
+    }
+}
+
 /// Review item 19.2: eight addresses holding silent connections fill the
 /// long-lived responder (128 each, 1,024 in all; a ninth keeps them full);
 /// HAProxy's checks, from a `haproxy.server` address, keep their answers.
