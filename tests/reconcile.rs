@@ -1390,3 +1390,40 @@ fn a_re_initialised_voter_gives_a_zombie_no_vote_before_it_caught_up() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("node_2 holds timeline 2"), "{log}");
 }
+
+/// `promote-check` on `node`: whether it said yes, and what it printed.
+fn promote_check(node: &NodeFiles) -> (bool, String) {
+    let config = node.config.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["-f", config, "promote-check"]);
+    (code == 0, format!("{out}{err}"))
+}
+
+/// Issue 25, item 2: a drained standby (`maintenance on`) must not be
+/// promoted: it would answer `maintenance`, and `prod` would have nobody.
+/// node_1's machine is lost (Postgres stopped, its peer hung); node_2's
+/// `promote-check` says yes, then no while it is drained, then yes again.
+#[test]
+fn promote_check_says_no_for_a_drained_standby() {
+    let (s, peers) = healthy_own_cluster("drained", 10900);
+    let c = &s.cluster;
+    signal_peer(&peers[0], libc::SIGSTOP);
+    c.primary.stop("immediate");
+    let node_2 = &s.nodes[1];
+    let mut said = String::new();
+    wait_until(Duration::from_secs(30), "promote-check says yes", || {
+        let (yes, out) = promote_check(node_2);
+        said = out;
+        yes
+    });
+    let runtime = node_2.runtime.to_str().expect("utf-8");
+    let (code, out, err) = pgsql_state(&["maintenance", "on", "--runtime-dir", runtime]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (yes, out) = promote_check(node_2);
+    assert!(!yes, "a drained standby may be promoted: {out}");
+    assert!(out.contains("this node is in maintenance"), "{out}");
+    let (code, out, err) = pgsql_state(&["maintenance", "off", "--runtime-dir", runtime]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (yes, out) = promote_check(node_2);
+    assert!(yes, "{out} (before maintenance: {said})");
+    signal_peer(&peers[0], libc::SIGCONT);
+}

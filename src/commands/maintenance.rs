@@ -29,7 +29,9 @@ pub fn run(explicit: Option<&Path>, args: MaintenanceArgs) -> anyhow::Result<()>
         .with_context(|| format!("cannot switch maintenance in {}", runtime_dir.display()))?;
     if on {
         println!(
-            "maintenance on: this node answers `maintenance` until `pgsql-state maintenance off`"
+            "maintenance on: this node answers `maintenance`, and `promote-check` says no, until \
+             `pgsql-state maintenance off` or a reboot ({} is cleared at boot)",
+            runtime_dir.display()
         );
     } else {
         println!("maintenance off: this node answers from Postgres again");

@@ -104,6 +104,7 @@ async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, 
         own: own.as_ref(),
         peers: &peers,
         watchdog_ms: config.watchdog.as_millis() as u64,
+        maintenance: crate::runtime_files::maintenance_on(&config.responder.runtime_dir),
     });
     Ok(match verdict {
         Ok(reached) => Ok(format!(

@@ -46,11 +46,17 @@ pub struct Inputs<'a> {
     pub peers: &'a [(String, PeerState)],
     /// watchDog, ms.
     pub watchdog_ms: u64,
+    /// Whether an operator drained this node (`maintenance on`): promoted,
+    /// it would answer `maintenance`, and the cluster would have no
+    /// primary in `prod`.
+    pub maintenance: bool,
 }
 
 /// Why the promotion must not happen now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// This node is drained (`pgsql-state maintenance on`).
+    Maintenance,
     /// Fewer than a majority of the voters answered.
     NoMajority {
         /// Voters that answered (this node's own peer among them).
@@ -88,6 +94,11 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Refusal::Maintenance => write!(
+                f,
+                "this node is in maintenance (`pgsql-state maintenance on`): promoted, it would \
+                 answer `maintenance` and the cluster would have no primary; turn it off first"
+            ),
             Refusal::NoMajority { reached, voters } => write!(
                 f,
                 "{reached}/{voters} voters reached, not a majority ({} needed): \
@@ -119,6 +130,9 @@ impl fmt::Display for Refusal {
 /// Yes (with how many voters were reached), or why not. The first
 /// refusal found, in the order of the rules.
 pub fn promote_check(i: &Inputs) -> Result<usize, Refusal> {
+    if i.maintenance {
+        return Err(Refusal::Maintenance);
+    }
     let ours =
         |a: &&PeerAnswer| a.system_identifier == 0 || a.system_identifier == i.system_identifier;
     // Each voter once: this node through its own peer, and every other

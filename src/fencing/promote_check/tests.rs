@@ -66,7 +66,16 @@ fn check(own: Option<PeerAnswer>, others: Vec<Option<PeerAnswer>>) -> Checked {
 
 /// [`check`] with node_2's own timeline (0: it cannot tell).
 fn check_on(timeline: u32, own: Option<PeerAnswer>, others: Vec<Option<PeerAnswer>>) -> Checked {
-    let peers = peers(others);
+    check_with(timeline, false, own, peers(others))
+}
+
+/// [`check_on`] with maintenance, and the peers as asked.
+fn check_with(
+    timeline: u32,
+    maintenance: bool,
+    own: Option<PeerAnswer>,
+    peers: Vec<(String, PeerState)>,
+) -> Checked {
     promote_check(&Inputs {
         me: "node_2",
         my_ip: "10.0.0.2",
@@ -76,6 +85,7 @@ fn check_on(timeline: u32, own: Option<PeerAnswer>, others: Vec<Option<PeerAnswe
         own: own.as_ref(),
         peers: &peers,
         watchdog_ms: WATCHDOG,
+        maintenance,
     })
 }
 
@@ -86,7 +96,57 @@ type Checked = Result<usize, Refusal>;
 fn the_table() {
     let no_majority = |reached| Err(Refusal::NoMajority { reached, voters: 4 });
     let old_primary_long_ago = confirmed(witness(), "node_1", 60_000);
+    let asked = |list: Vec<(&str, Option<PeerAnswer>)>| -> Vec<(String, PeerState)> {
+        list.into_iter()
+            .map(|(addr, a)| {
+                (
+                    addr.to_string(),
+                    a.map_or(PeerState::Unreachable, PeerState::Answered),
+                )
+            })
+            .collect()
+    };
     let rows: Vec<(&str, Checked, Checked)> = vec![
+        (
+            "drained (maintenance on): promoted, it would answer `maintenance`",
+            check_with(
+                1,
+                true,
+                Some(own()),
+                peers(vec![None, Some(node_3()), Some(witness())]),
+            ),
+            Err(Refusal::Maintenance),
+        ),
+        (
+            "its own peer listed among the neighbours twice more is one voter, not three",
+            check_with(
+                1,
+                false,
+                Some(own()),
+                asked(vec![
+                    ("10.0.0.1:10001", None),
+                    ("10.0.0.2:10001", Some(own())),
+                    ("node-2.example:10001", Some(own())),
+                    ("10.0.0.9:10001", None),
+                ]),
+            ),
+            no_majority(1),
+        ),
+        (
+            "node_3 reached at two addresses is one voter: 2 of 4",
+            check_with(
+                1,
+                false,
+                Some(own()),
+                asked(vec![
+                    ("10.0.0.1:10001", None),
+                    ("10.0.0.3:10001", Some(node_3())),
+                    ("node-3.example:10001", Some(node_3())),
+                    ("10.0.0.9:10001", None),
+                ]),
+            ),
+            no_majority(2),
+        ),
         (
             "the primary's machine lost: the rest all reached, none sees it",
             check(Some(own()), vec![None, Some(node_3()), Some(witness())]),
