@@ -689,6 +689,41 @@ fn a_config_error_exits_78_and_leaves_pg_hba_alone() {
     assert_eq!(code, 78, "{out}{err}");
     assert!(err.contains("harepd.watchDogg: unknown key"), "{err}");
     assert_eq!(std::fs::read(&hba).expect("read"), before);
+    // Issue 25, item 4: a role name that would add pg_hba rules (a YAML
+    // "\n" in it), and fenceUsers naming the reconciler's own role or
+    // `all` (a fenced node could then never be reached to lift its fence):
+    // refused with key and line, pg_hba.conf untouched.
+    let config = std::fs::read_to_string(&s.nodes[0].config).expect("read the config");
+    for (from, to, says) in [
+        (
+            "fenceUsers: [app]",
+            "fenceUsers: [\"app\\nhost all all 0.0.0.0/0 trust\"]",
+            "harepd.fenceUsers.0: \"app\\nhost all all 0.0.0.0/0 trust\" has '\\n'",
+        ),
+        (
+            "fenceUsers: [app]",
+            "fenceUsers: [app, postgres]",
+            "harepd.fenceUsers.1: \"postgres\" is the role postgres.conninfo logs in as",
+        ),
+        (
+            "fenceUsers: [app]",
+            "fenceUsers: [all]",
+            "harepd.fenceUsers.0: `all` would shut every role out",
+        ),
+    ] {
+        assert!(config.contains(from), "{config}");
+        let text = config.replace(from, to);
+        let line = text
+            .lines()
+            .position(|l| l.contains("fenceUsers"))
+            .expect("the fenceUsers line")
+            + 1;
+        std::fs::write(&bad, &text).expect("write");
+        let (code, out, err) = pgsql_state(&["-f", bad.to_str().expect("utf-8"), "reconcile"]);
+        assert_eq!(code, 78, "{to}: {out}{err}");
+        assert!(err.contains(&format!(":{line}: {says}")), "{to}: {err}");
+        assert_eq!(std::fs::read(&hba).expect("read"), before);
+    }
 }
 
 #[test]

@@ -558,3 +558,33 @@ fn watchdog_below_its_floor_is_raised_with_a_warning() {
         .iter()
         .any(|w| w.path == "harepd.watchDog"));
 }
+
+/// Role names reach pg_hba.conf lines: each must read back as that role
+/// and nothing more.
+#[test]
+fn role_names_are_what_pg_hba_conf_reads_as_one_role() {
+    use super::validate::role_name_problem;
+    let long = "r".repeat(64);
+    let cases: &[(&str, bool)] = &[
+        ("harw", true),
+        ("app-rw", true),
+        ("app.rw$1", true),
+        ("Ünïcode", true),
+        (&long[..63], true),
+        (&long, false),
+        ("", false),
+        ("app\nhost all all 0.0.0.0/0 trust", false),
+        ("app rw", false),
+        ("app,postgres", false),
+        ("\"app\"", false),
+        ("app#x", false),
+        ("+admins", false),
+        ("@users", false),
+        ("all", false),
+        ("replication", false),
+        ("samerole", false),
+    ];
+    for (name, ok) in cases {
+        assert_eq!(role_name_problem(name).is_none(), *ok, "{name:?}");
+    }
+}

@@ -379,6 +379,17 @@ pub(super) fn validate(
         FragmentSource::File,
         crate::fencing::timing::lease(watchdog, connection_deadline),
     );
+    let fence_users = fence_users.unwrap_or_default();
+    check_roles(
+        &mut c,
+        &RolesInUse {
+            read_write: read_write_user.as_deref(),
+            read_only: read_only_user.as_deref(),
+            fence_users: &fence_users,
+            conninfo_user: conninfo_user(&responder.conninfo),
+            repmgr_user: repmgr.user.as_deref(),
+        },
+    );
     let hba_ok = witness || hba_config.is_some();
     if let Some(dir) = &state_dir {
         if !dir.starts_with('/') {
@@ -408,12 +419,125 @@ pub(super) fn validate(
         repmgr_db: repmgr.db,
         grpc: grpc?,
         watchdog,
-        fence_users: fence_users.unwrap_or_default(),
+        fence_users,
         state_dir: PathBuf::from(state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
         haproxy_check,
         responder,
     };
     Some((config, fragment))
+}
+
+/// The roles the config names, and the ones `fenceUsers` must not.
+struct RolesInUse<'a> {
+    read_write: Option<&'a str>,
+    read_only: Option<&'a str>,
+    fence_users: &'a [String],
+    /// The role `postgres.conninfo` logs in as (the reconciler's).
+    conninfo_user: String,
+    /// `repmgr.user`, which repmgr's replication and promotion use.
+    repmgr_user: Option<&'a str>,
+}
+
+/// The role `conninfo` logs in as: its `user`, or `postgres` (the
+/// service user, which libpq takes when none is written).
+fn conninfo_user(conninfo: &str) -> String {
+    crate::pg::parse_conninfo(conninfo)
+        .ok()
+        .and_then(|c| c.get_user().map(str::to_string))
+        .unwrap_or_else(|| "postgres".into())
+}
+
+/// Every role name goes into pg_hba.conf lines: each must be one that
+/// PostgreSQL's pg_hba.conf reads back as that role and nothing more
+/// ([`role_name_problem`]). `fenceUsers` are rejected while fenced, so
+/// none may be the reconciler's own role (it could never connect again to
+/// lift the fence), the replication user, or `all`.
+fn check_roles(c: &mut Checker<'_>, roles: &RolesInUse<'_>) {
+    let named = [
+        (
+            "harepd.haproxy.users.readWrite".to_string(),
+            roles.read_write,
+        ),
+        ("harepd.haproxy.users.readOnly".to_string(), roles.read_only),
+    ];
+    for (path, name) in named {
+        if let Some(why) = name.and_then(role_name_problem) {
+            c.report(&path, why);
+        }
+    }
+    for (i, user) in roles.fence_users.iter().enumerate() {
+        let path = format!("harepd.fenceUsers.{i}");
+        if user == "all" {
+            c.report(
+                &path,
+                "`all` would shut every role out of a fenced node, the reconciler's own \
+                 included, and it could never lift the fence: name the application roles",
+            );
+        } else if let Some(why) = role_name_problem(user) {
+            c.report(&path, why);
+        } else if *user == roles.conninfo_user {
+            c.report(
+                &path,
+                format!(
+                    "{user:?} is the role postgres.conninfo logs in as: fenced, the reconciler \
+                     could never connect again to lift the fence"
+                ),
+            );
+        } else if roles.repmgr_user == Some(user.as_str()) {
+            c.report(
+                &path,
+                format!(
+                    "{user:?} is repmgr.user, the replication user: fenced, standbys and repmgr \
+                     could not reach this node"
+                ),
+            );
+        }
+    }
+}
+
+/// Why `name` cannot be written as a role in pg_hba.conf, if it cannot:
+/// PostgreSQL's limit of 63 bytes; no control character, white space,
+/// comma, double quote or `#` (each would end the token, start another
+/// rule, or start a comment); no leading `+` (a group) or `@` (a file);
+/// and none of pg_hba.conf's keywords (`all`, `sameuser`, `samerole`,
+/// `samegroup`, `replication`), since the database field repeats the
+/// user's name. Pure.
+pub fn role_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Some(format!(
+            "{:?} is {} bytes; PostgreSQL role names have at most 63",
+            name,
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|ch| ch.is_control() || ch.is_whitespace() || matches!(ch, ',' | '"' | '#'))
+    {
+        return Some(format!(
+            "{name:?} has {bad:?}, which pg_hba.conf would read as the end of the role (or a new \
+             line of rules): a role name here has no white space, control character, comma, \
+             quote or #"
+        ));
+    }
+    if name.starts_with('+') || name.starts_with('@') {
+        return Some(format!(
+            "{name:?} starts with {:?}, which pg_hba.conf reads as a group or a file of names",
+            &name[..1]
+        ));
+    }
+    if matches!(
+        name,
+        "all" | "sameuser" | "samerole" | "samegroup" | "replication"
+    ) {
+        return Some(format!(
+            "{name:?} is a pg_hba.conf keyword, not a role, in the user or database field"
+        ));
+    }
+    None
 }
 
 /// `haproxy.check`, with the shipped configs' values as defaults.

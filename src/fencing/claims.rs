@@ -351,7 +351,8 @@ mod tests {
         let b2 = vec![claim(2, "node_b")];
         let none: Vec<Claim> = vec![];
         // (other voters, records read, rises to)
-        let cases: Vec<(usize, Vec<Vec<Claim>>, Option<Vec<Claim>>)> = vec![
+        type Case = (usize, Vec<Vec<Claim>>, Option<Vec<Claim>>);
+        let cases: Vec<Case> = vec![
             // Three voters: both others; one is not enough (it may be the
             // zombie, and the successor's holders are the other and us).
             (2, vec![a1.clone()], None),
