@@ -10,7 +10,10 @@ use std::path::Path;
 /// - a temp file with an unpredictable name is created exclusively
 ///   (`O_EXCL`) in the same directory, so nobody can plant it beforehand
 ///   and the rename stays on one filesystem;
-/// - it gets the old file's mode and owner (a new file gets `new_mode`);
+/// - it gets the old file's mode (its permission bits only: never setuid,
+///   setgid or sticky) and owner; a new file, or a symbolic link at
+///   `path`, gets `new_mode` and this process's owner (a link's target is
+///   never looked at, and the rename replaces the link itself);
 /// - it is written and fsynced, renamed over `path`, and the directory is
 ///   fsynced, so the rename itself survives a crash.
 ///
@@ -30,7 +33,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
         .prefix(&prefix)
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    match std::fs::metadata(path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(old) if old.file_type().is_symlink() => {
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(new_mode))?;
+        }
         Ok(old) => {
             if old.uid() != rustix::process::geteuid().as_raw()
                 || old.gid() != rustix::process::getegid().as_raw()
@@ -38,7 +45,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
                 std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()))?;
             }
             tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+                .set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             tmp.as_file()
@@ -105,6 +112,30 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["pg_hba.conf"], "no temp file left behind");
+    }
+
+    /// Issue 25, item 5: a setuid bit on the old file is not copied, and
+    /// a symbolic link at the path is replaced as a new file (new mode,
+    /// this process's owner), its target never read or written.
+    #[test]
+    fn no_setuid_bit_is_copied_and_a_link_is_never_followed() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+        write_atomic(&path, b"new", 0o600).expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").mode() & 0o7777;
+        assert_eq!(mode, 0o755);
+        let target = dir.path().join("target");
+        std::fs::write(&target, "theirs").expect("write");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        write_atomic(&link, b"mine", 0o640).expect("write");
+        let meta = std::fs::symlink_metadata(&link).expect("lstat");
+        assert!(meta.file_type().is_file(), "the link was replaced");
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "theirs");
     }
 
     #[test]

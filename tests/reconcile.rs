@@ -1462,3 +1462,43 @@ fn promote_check_says_no_for_a_drained_standby() {
     assert!(yes, "{out} (before maintenance: {said})");
     signal_peer(&peers[0], libc::SIGCONT);
 }
+
+/// Issue 25, item 5: root runs `claims init` in a state directory that the
+/// service user owns. A link that user planted where the lock goes once
+/// made root create a root-owned file where it pointed; now nothing is
+/// followed, and root becomes the directory's owner before it writes, so
+/// the record is the service's to raise.
+#[test]
+fn claims_init_as_root_follows_no_link_and_writes_as_the_directory_s_owner() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test checks what root does: run the suite as root, as CI does"
+    );
+    let dir = runtime_dir("claims-as-root");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("create the state dir");
+    common::cluster::give_to_postgres(&state);
+    let planted_target = dir.join("planted-by-postgres");
+    std::os::unix::fs::symlink(&planted_target, state.join("claims.lock")).expect("plant");
+    let state_arg = state.to_str().expect("utf-8");
+    let (code, out, err) =
+        pgsql_state(&["claims", "init", "--new-cluster", "--state-dir", state_arg]);
+    assert_ne!(code, 0, "init went through a planted link: {out}{err}");
+    assert!(!planted_target.exists(), "root created the link's target");
+    std::fs::remove_file(state.join("claims.lock")).expect("remove the plant");
+    let (code, out, err) =
+        pgsql_state(&["claims", "init", "--new-cluster", "--state-dir", state_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let owner = std::fs::metadata(&state).expect("stat").uid();
+    assert_ne!(owner, 0);
+    for file in ["claims", "claims.lock"] {
+        let uid = std::fs::metadata(state.join(file)).expect("stat").uid();
+        assert_eq!(
+            uid, owner,
+            "{file} belongs to uid {uid}, not the directory's owner"
+        );
+    }
+}

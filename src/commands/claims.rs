@@ -10,6 +10,44 @@ use crate::cli::{ClaimsAction, ClaimsArgs};
 use crate::config;
 use crate::fencing::claims_store;
 
+/// Run as root on a state directory that another user owns (the service
+/// user's, as installed), becomes that user before touching anything in
+/// it: what root creates there could otherwise be steered by a link that
+/// user planted, and a record root owns is one the service cannot raise.
+/// The command is single-threaded here (no runtime has started), so the
+/// calling thread's ids are the process's.
+fn become_owner_of(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    anyhow::ensure!(
+        meta.file_type().is_dir(),
+        "{} is not a directory (a symbolic link is refused when run as root)",
+        dir.display()
+    );
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let (uid, gid) = (
+        rustix::process::Uid::from_raw(meta.uid()),
+        rustix::process::Gid::from_raw(meta.gid()),
+    );
+    rustix::thread::set_thread_groups(&[])
+        .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+        .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
+        .with_context(|| {
+            format!(
+                "run as root: cannot become {}'s owner (uid {}) to write there",
+                dir.display(),
+                meta.uid()
+            )
+        })?;
+    Ok(())
+}
+
 pub fn run(explicit: Option<&Path>, args: ClaimsArgs) -> anyhow::Result<()> {
     let state_dir = match args.state_dir {
         Some(dir) => dir,
@@ -19,6 +57,7 @@ pub fn run(explicit: Option<&Path>, args: ClaimsArgs) -> anyhow::Result<()> {
     };
     match args.action {
         ClaimsAction::Init => {
+            become_owner_of(&state_dir)?;
             claims_store::init(&state_dir, args.new_cluster).with_context(|| {
                 format!(
                     "cannot initialise the claim record in {}",

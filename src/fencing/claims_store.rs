@@ -54,18 +54,38 @@ struct Locked {
     _file: File,
 }
 
+/// Opens a file in the state directory without following a symbolic link
+/// or blocking on a FIFO that someone planted there (the directory belongs
+/// to the service user, and root runs `claims init` and `doctor`), and
+/// refuses anything but a regular file.
+fn open_regular(path: &Path, options: &mut std::fs::OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a link, FIFO or device was put in its place)",
+        ));
+    }
+    Ok(file)
+}
+
 fn lock(state_dir: &Path) -> Result<Locked, ClaimStoreError> {
     let path = state_dir.join(LOCK_FILE);
     let io_error = |source| ClaimStoreError::Io {
         path: path.clone(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_error)?;
+    let file = open_regular(
+        &path,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .map_err(io_error)?;
     rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| io_error(e.into()))?;
     Ok(Locked { _file: file })
@@ -83,7 +103,7 @@ fn lock_shared(state_dir: &Path) -> Result<Option<Locked>, ClaimStoreError> {
     };
     // flock works on a file opened for reading, so a reader that may not
     // write the state directory (an operator's `claims show`) still waits.
-    let file = match std::fs::File::open(&path) {
+    let file = match open_regular(&path, std::fs::OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(e)),
@@ -116,7 +136,11 @@ pub fn read_then<R>(
 /// Reads the record; the caller holds the lock.
 fn load_locked(state_dir: &Path) -> Result<ClaimRecord, ClaimStoreError> {
     let path = claims_path(state_dir);
-    match std::fs::read_to_string(&path) {
+    let read = open_regular(&path, std::fs::OpenOptions::new().read(true)).and_then(|mut f| {
+        let mut text = String::new();
+        io::Read::read_to_string(&mut f, &mut text).map(|_| text)
+    });
+    match read {
         Ok(text) => ClaimRecord::parse(&text).map_err(|source| ClaimStoreError::Corrupt {
             path: path.clone(),
             source,
@@ -277,6 +301,45 @@ mod tests {
         assert_eq!(record.claims(9), [claim(2, "node_b")]);
         // Done once: a later read changes nothing.
         assert!(!catch_up(dir.path(), 2, &read).expect("catch up"));
+    }
+
+    /// Issue 25, item 5: what the service user may plant in its own state
+    /// directory: a link where the lock goes (root's `claims init` once
+    /// created a root-owned file where it pointed), and a FIFO (which hung
+    /// `doctor`). Both are refused at once; the link's target is never
+    /// created.
+    #[test]
+    fn a_planted_link_or_fifo_is_refused_not_followed() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join(LOCK_FILE)).expect("symlink");
+        assert!(matches!(
+            init(dir.path(), true),
+            Err(ClaimStoreError::Io { .. })
+        ));
+        assert!(matches!(load(dir.path()), Err(ClaimStoreError::Io { .. })));
+        assert!(!target.exists(), "the link was followed");
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).expect("remove the link");
+        let fifo = dir.path().join(LOCK_FILE);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .expect("mkfifo");
+        let started = std::time::Instant::now();
+        assert!(matches!(load(dir.path()), Err(ClaimStoreError::Io { .. })));
+        assert!(matches!(
+            init(dir.path(), true),
+            Err(ClaimStoreError::Io { .. })
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // A link in place of the record itself is not read either.
+        std::fs::remove_file(&fifo).expect("remove the fifo");
+        let elsewhere = dir.path().join("record-elsewhere");
+        std::fs::write(&elsewhere, format!("{}\n", crate::fencing::claims::HEADER)).expect("write");
+        std::os::unix::fs::symlink(&elsewhere, claims_path(dir.path())).expect("symlink");
+        assert!(matches!(load(dir.path()), Err(ClaimStoreError::Io { .. })));
     }
 
     #[test]
