@@ -82,6 +82,10 @@ pub struct HaproxyStateArgs {
     /// Start every server DOWN, even those the running HAProxy already checked.
     #[arg(long)]
     pub all_down: bool,
+    /// The responder's port: a server whose check reads it is one
+    /// pgsql-state checks, and gets a row (no other server does).
+    #[arg(long, value_name = "PORT", default_value_t = 5431)]
+    pub check_port: u16,
 }
 
 /// `check-config` flags.

@@ -176,3 +176,29 @@ fn without_the_server_state_file_a_reload_lets_the_standby_in() {
         "expected the window at reload: {s:?}"
     );
 }
+
+/// Issue 25, item 3: a backend pgsql-state does not check, with a server
+/// written by host name, once made `haproxy-state` exit 78 and so stopped
+/// HAProxy's start (the drop-in's ExecStartPre). It is left to HAProxy
+/// now, and the pools pgsql-state checks still start DOWN.
+#[test]
+fn an_unrelated_backend_named_by_host_name_does_not_stop_the_start() {
+    let (c, _) = setup();
+    let h = Haproxy::start_ports(c, "haproxy.cfg", c.spare_addr(8), 5432, 5433, |t| {
+        format!("{t}\nbackend app\n    server app1 localhost:8080 check\n")
+    });
+    let s = sample(&h, Duration::from_secs(20), |_| settled(&h));
+    assert!(settled(&h), "never settled: {s:?}");
+    assert!(
+        s.first.iter().all(|(_, _, st)| st.starts_with("DOWN")),
+        "the first sample must show every pgsql-state server DOWN: {:?}",
+        s.first
+    );
+    assert!(s.wrong_up.is_empty(), "the window is open: {s:?}");
+    let state = std::fs::read_to_string(h.config.with_file_name("servers.state"))
+        .expect("read the server-state file");
+    assert!(
+        !state.contains("app1"),
+        "a row for a server not ours: {state}"
+    );
+}

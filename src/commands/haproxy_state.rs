@@ -25,7 +25,10 @@ pub fn run(args: HaproxyStateArgs) -> anyhow::Result<()> {
     let cfg = &args.haproxy_cfg;
     let text =
         std::fs::read_to_string(cfg).with_context(|| format!("cannot read {}", cfg.display()))?;
-    let servers = haproxy_state::servers(&text).with_context(|| cfg.display().to_string())?;
+    let owned = haproxy_state::servers(&text, args.check_port)
+        .with_context(|| cfg.display().to_string())?;
+    let servers = haproxy_state::resolve(&owned, resolve_as_haproxy)
+        .with_context(|| cfg.display().to_string())?;
     let out = match &args.out {
         Some(out) => out.clone(),
         None => haproxy_state::state_file(&text).with_context(|| cfg.display().to_string())?,
@@ -52,6 +55,12 @@ pub fn run(args: HaproxyStateArgs) -> anyhow::Result<()> {
         servers.len() - carried
     );
     Ok(())
+}
+
+/// A host name as HAProxy resolves it at start: libc, the first address.
+fn resolve_as_haproxy(name: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    (name, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
 }
 
 /// `show servers state` from the HAProxy listening on `socket`.

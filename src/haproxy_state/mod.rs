@@ -8,7 +8,18 @@
 //! say DOWN: HAProxy then starts those servers DOWN and they rise only by
 //! passing `rise` checks.
 //!
-//! Pure: [`servers`] reads a haproxy.cfg's servers, [`render`] writes the
+//! Only the servers pgsql-state checks get a row: those whose health
+//! check reads the responder's port (`tcp-check connect port 5431` in
+//! their section, `port 5431` or `agent-port 5431` on them or their
+//! `default-server`) and those of a section that routes on its pg_hba
+//! edits (`option pgsql-check`). Every other server of the file is left to
+//! HAProxy as it is, whatever its address: an unrelated backend never
+//! stops HAProxy's start. A server written by host name is resolved as
+//! HAProxy resolves it at start (libc, the first address), since a row's
+//! address is the one HAProxy takes (`init-addr last` comes first).
+//!
+//! Pure: [`servers`] reads a haproxy.cfg's servers, [`resolve`] gives
+//! them addresses with a resolver passed in, [`render`] writes the
 //! file. A row of a server HAProxy knows (the `show servers state` dump of
 //! the running process, at a reload) is carried over as HAProxy wrote it,
 //! so a reload keeps what the checks already proved; every other server
@@ -56,6 +67,26 @@ pub struct StateServer {
     pub agent_port: u16,
 }
 
+/// A server's address as haproxy.cfg writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An IP address.
+    Ip(IpAddr),
+    /// A host name, resolved at start.
+    Name(String),
+}
+
+/// A `server` line that pgsql-state checks, before its name is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedServer {
+    /// The 1-based line.
+    pub line: usize,
+    /// Its row, but for the address.
+    pub row: StateServer,
+    /// Its address as written.
+    pub host: Host,
+}
+
 /// The per-server keys a row repeats, as set so far.
 #[derive(Debug, Clone, Default)]
 struct Keys {
@@ -66,20 +97,26 @@ struct Keys {
 
 impl Keys {
     /// Reads `weight`, `port` and `agent-port` from a server's keywords.
+    /// Every key is read, past one that is not a number (the first such
+    /// is the error), so a broken `weight` does not hide a `port 5431`.
     fn read(&mut self, words: &[&str]) -> Result<(), String> {
+        let mut first_error = None;
         for (i, key) in words.iter().enumerate() {
             let Some(value) = words.get(i + 1) else {
                 break;
             };
             let bad = || format!("{key} {value:?} is not a number");
-            match *key {
-                "weight" => self.weight = Some(value.parse().map_err(|_| bad())?),
-                "port" => self.check_port = Some(value.parse().map_err(|_| bad())?),
-                "agent-port" => self.agent_port = Some(value.parse().map_err(|_| bad())?),
-                _ => {}
+            let slot = match *key {
+                "weight" => value.parse().map(|v| self.weight = Some(v)),
+                "port" => value.parse().map(|v| self.check_port = Some(v)),
+                "agent-port" => value.parse().map(|v| self.agent_port = Some(v)),
+                _ => Ok(()),
+            };
+            if slot.is_err() && first_error.is_none() {
+                first_error = Some(bad());
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// `self` with every unset key taken from `under`.
@@ -118,13 +155,59 @@ fn words(raw: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Every `server` of every `listen` and `backend` section of `text`, with
-/// `default-server` keys (the section's, else `defaults`') applied.
-pub fn servers(text: &str) -> Result<Vec<StateServer>, ServerStateError> {
+/// What a section says of its checks: the ports its `tcp-check connect`
+/// rules reach, and whether it routes on `option pgsql-check`.
+#[derive(Debug, Clone, Default)]
+struct SectionChecks {
+    tcp_check_ports: Vec<u16>,
+    pgsql_check: bool,
+}
+
+/// Each `listen` and `backend` section's checks, by name (a first pass:
+/// a section's rules may come after its servers).
+fn section_checks(text: &str) -> std::collections::HashMap<String, SectionChecks> {
+    let mut out: std::collections::HashMap<String, SectionChecks> = Default::default();
+    let mut current: Option<String> = None;
+    for raw in text.lines() {
+        let w = words(raw);
+        match w.as_slice() {
+            ["listen" | "backend", name, ..] => {
+                current = Some(name.to_string());
+                out.entry(name.to_string()).or_default();
+            }
+            [first, ..] if SECTIONS.contains(first) => current = None,
+            ["tcp-check", "connect", rest @ ..] => {
+                if let Some(section) = current.as_ref().and_then(|c| out.get_mut(c)) {
+                    let port = rest
+                        .windows(2)
+                        .find(|kv| kv[0] == "port")
+                        .and_then(|kv| kv[1].parse::<u16>().ok());
+                    section.tcp_check_ports.extend(port);
+                }
+            }
+            ["option", "pgsql-check", ..] => {
+                if let Some(section) = current.as_ref().and_then(|c| out.get_mut(c)) {
+                    section.pgsql_check = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every `server` that pgsql-state checks (see the module's docs) in the
+/// `listen` and `backend` sections of `text`, with `default-server` keys
+/// (the section's, else `defaults'`) applied; `responder_port` is the
+/// responder's port (5431). A line pgsql-state does not check is never an
+/// error, whatever it says.
+pub fn servers(text: &str, responder_port: u16) -> Result<Vec<OwnedServer>, ServerStateError> {
+    let checks = section_checks(text);
     let mut defaults = Keys::default();
     let mut section_keys = Keys::default();
     let mut backend: Option<String> = None;
     let mut in_defaults = false;
+    let mut keys_broken: Option<BadServerAt> = None;
     let mut out = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let w = words(raw);
@@ -141,6 +224,7 @@ pub fn servers(text: &str) -> Result<Vec<StateServer>, ServerStateError> {
                 in_defaults = false;
                 backend = w.get(1).map(|s| s.to_string());
                 section_keys = Keys::default();
+                keys_broken = None;
                 continue;
             }
             other if SECTIONS.contains(&other) => {
@@ -152,18 +236,14 @@ pub fn servers(text: &str) -> Result<Vec<StateServer>, ServerStateError> {
         let line = index + 1;
         match (w.as_slice(), in_defaults, &backend) {
             (["default-server", rest @ ..], true, _) => {
-                defaults.read(rest).map_err(|problem| BadServer {
-                    line,
-                    name: "default-server".into(),
-                    problem,
-                })?;
+                if let Err(problem) = defaults.read(rest) {
+                    keys_broken.get_or_insert(BadServerAt { line, problem });
+                }
             }
             (["default-server", rest @ ..], false, Some(_)) => {
-                section_keys.read(rest).map_err(|problem| BadServer {
-                    line,
-                    name: "default-server".into(),
-                    problem,
-                })?;
+                if let Err(problem) = section_keys.read(rest) {
+                    keys_broken = Some(BadServerAt { line, problem });
+                }
             }
             (["server", name, address, rest @ ..], false, Some(backend)) => {
                 let bad = |problem: String| BadServer {
@@ -172,17 +252,39 @@ pub fn servers(text: &str) -> Result<Vec<StateServer>, ServerStateError> {
                     problem,
                 };
                 let mut own = Keys::default();
-                own.read(rest).map_err(bad)?;
+                let own_broken = own.read(rest).err();
                 let keys = own.over(&section_keys.over(&defaults));
-                let (addr, port) = split_address(address).map_err(bad)?;
-                out.push(StateServer {
-                    backend: backend.clone(),
-                    name: name.to_string(),
-                    addr,
-                    port,
-                    weight: keys.weight.unwrap_or(1),
-                    check_port: keys.check_port.unwrap_or(0),
-                    agent_port: keys.agent_port.unwrap_or(0),
+                let section = checks.get(backend).cloned().unwrap_or_default();
+                let checked = section.pgsql_check
+                    || section.tcp_check_ports.contains(&responder_port)
+                    || keys.check_port == Some(responder_port)
+                    || keys.agent_port == Some(responder_port);
+                if !checked {
+                    continue;
+                }
+                if let Some(problem) = own_broken {
+                    return Err(bad(problem));
+                }
+                if let Some(at) = &keys_broken {
+                    return Err(BadServer {
+                        line: at.line,
+                        name: "default-server".into(),
+                        problem: at.problem.clone(),
+                    });
+                }
+                let (host, port) = split_address(address).map_err(bad)?;
+                out.push(OwnedServer {
+                    line,
+                    host,
+                    row: StateServer {
+                        backend: backend.clone(),
+                        name: name.to_string(),
+                        addr: IpAddr::from([0, 0, 0, 0]),
+                        port,
+                        weight: keys.weight.unwrap_or(1),
+                        check_port: keys.check_port.unwrap_or(0),
+                        agent_port: keys.agent_port.unwrap_or(0),
+                    },
                 });
             }
             _ => {}
@@ -191,25 +293,68 @@ pub fn servers(text: &str) -> Result<Vec<StateServer>, ServerStateError> {
     Ok(out)
 }
 
+/// A `default-server` line whose keys could not be read: an error only
+/// for a server pgsql-state checks.
+#[derive(Debug, Clone)]
+struct BadServerAt {
+    line: usize,
+    problem: String,
+}
+
+/// The rows of `servers`, each with its address: an IP as written, a name
+/// as `resolve_name` gives it (`None`: it does not resolve, an error that
+/// names the line and the server, since HAProxy would not start either).
+pub fn resolve(
+    servers: &[OwnedServer],
+    resolve_name: impl Fn(&str) -> Option<IpAddr>,
+) -> Result<Vec<StateServer>, ServerStateError> {
+    servers
+        .iter()
+        .map(|s| {
+            let addr = match &s.host {
+                Host::Ip(ip) => *ip,
+                Host::Name(name) => resolve_name(name).ok_or_else(|| BadServer {
+                    line: s.line,
+                    name: s.row.name.clone(),
+                    problem: format!("{name:?} does not resolve"),
+                })?,
+            };
+            Ok(StateServer {
+                addr,
+                ..s.row.clone()
+            })
+        })
+        .collect()
+}
+
 use ServerStateError::BadServer;
 
-/// `ip:port`, `ip`, or `[v6]:port`.
-fn split_address(text: &str) -> Result<(IpAddr, u16), String> {
-    let not_ip = || {
-        format!("address {text:?} is not an IP address; the server-state file needs one (use the IP in haproxy.cfg)")
-    };
+/// `ip:port`, `ip`, `[v6]:port`, `name:port` or `name`.
+fn split_address(text: &str) -> Result<(Host, u16), String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok((ip, 0));
+        return Ok((Host::Ip(ip), 0));
     }
     if let Ok(sock) = text.parse::<std::net::SocketAddr>() {
-        return Ok((sock.ip(), sock.port()));
+        return Ok((Host::Ip(sock.ip()), sock.port()));
     }
-    let (host, port) = text.rsplit_once(':').ok_or_else(not_ip)?;
-    let ip: IpAddr = host.parse().map_err(|_| not_ip())?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("port of {text:?} is not a number"))?;
-    Ok((ip, port))
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("port of {text:?} is not a number"))?,
+        ),
+        None => (text, 0),
+    };
+    let name_like = !host.is_empty()
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'));
+    if !name_like {
+        return Err(format!(
+            "address {text:?} is neither an IP address nor a host name"
+        ));
+    }
+    Ok((Host::Name(host.to_string()), port))
 }
 
 /// The lines of the `global` section, as words.
