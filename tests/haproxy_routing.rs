@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -286,4 +286,51 @@ fn the_agent_check_variant_drains_and_weighs_by_lag() {
     drain(&dirs[1], "off");
     h.wait_up("prod", &["node_1"], Duration::from_secs(15));
     h.wait_up("stdby", &["node_2"], Duration::from_secs(15));
+}
+
+/// Issue 25, item 1: with the shipped agent variant, a node whose
+/// long-lived responder stops answering (SIGSTOP: the kernel still
+/// completes the handshake) leaves `prod` within `fall` x `inter` +
+/// `timeout check` (1 x 2 s + 3 s). Its regular check was a bare connect,
+/// and HAProxy ignores an agent that says nothing, so it stayed UP.
+#[test]
+fn the_agent_variant_takes_out_a_node_whose_responder_hangs() {
+    let c = shared();
+    let dirs = [runtime_dir("agent-hang-1"), runtime_dir("agent-hang-2")];
+    let servers: Vec<Spawned> = [(&c.primary, &dirs[0]), (&c.standby, &dirs[1])]
+        .iter()
+        .map(|(node, dir)| {
+            respond_server(
+                SocketAddr::new(node.addr.into(), 5445),
+                &[
+                    "--format",
+                    "agent",
+                    "--runtime-dir",
+                    dir.to_str().expect("utf-8"),
+                    "--conninfo",
+                    &node.conninfo(),
+                ],
+            )
+        })
+        .collect();
+    let h = Haproxy::start_ports(c, "haproxy-agent.cfg", c.spare_addr(9), 5432, 5433, |t| {
+        t.replace("port 5431", "port 5445")
+    });
+    assert_routes_to_primary_and_standby(&h, c);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(servers[0].child.id() as i32, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    wait_until(Duration::from_secs(20), "node_1 out of prod", || {
+        h.up("prod").is_empty()
+    });
+    let out_after = stopped.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(servers[0].child.id() as i32, libc::SIGCONT) };
+    println!("agent: a hung responder left prod {out_after:?} after SIGSTOP");
+    // fall x inter + timeout check, and one sampling's slack.
+    assert!(
+        out_after <= Duration::from_millis(5_500),
+        "node_1 stayed in prod {out_after:?} with its responder hung"
+    );
+    h.wait_up("prod", &["node_1"], Duration::from_secs(15));
 }
