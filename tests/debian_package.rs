@@ -95,10 +95,11 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
             .expect("dpkg-deb"),
         "dpkg-deb --info",
     );
-    for script in ["prerm", "preinst"] {
-        assert!(!info.contains(script), "the package has a {script}\n{info}");
-    }
-    for script in ["postinst", "postrm"] {
+    assert!(
+        !info.contains("preinst"),
+        "the package has a preinst\n{info}"
+    );
+    for script in ["postinst", "prerm", "postrm"] {
         assert!(info.contains(script), "the package has no {script}\n{info}");
     }
     // The control archive, uncompressed: the scripts' text.
@@ -114,12 +115,20 @@ fn the_package_installs_into_a_throwaway_root_and_checks_there() {
         control.contains("systemd-tmpfiles"),
         "the postinst makes no directories"
     );
-    for starts in ["deb-systemd-invoke", "deb-systemd-helper"] {
-        assert!(
-            !control.contains(starts),
-            "a maintainer script calls {starts}: installing must start nothing"
-        );
-    }
+    assert!(
+        !control.contains("deb-systemd-helper"),
+        "a maintainer script enables a unit: installing must start nothing"
+    );
+    // deb-systemd-invoke only as dh_installsystemd uses it: `stop` when
+    // the package is removed (prerm) and `try-restart` of what already
+    // runs at an upgrade (postinst); never `start` or `restart`.
+    let mut invoked: Vec<&str> = control
+        .lines()
+        .filter_map(|l| l.split("deb-systemd-invoke ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+        .collect();
+    invoked.sort_unstable();
+    assert_eq!(invoked, ["stop", "try-restart"], "{control}");
     // systemctl only to make systemd forget removed units (the postrm's
     // daemon-reload, as dh_installsystemd writes it): never enable or start.
     for line in control.lines().filter(|l| l.contains("systemctl ")) {

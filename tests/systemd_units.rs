@@ -1158,12 +1158,52 @@ fn the_debian_package_installed_as_the_readme_says() {
     assert!(!doctor.contains("FAIL"), "{doctor}");
     assert!(doctor.contains("every 2 s (watchDog 2 s)"), "{doctor}");
 
+    // An upgrade (the same package again) try-restarts the running peer:
+    // no old binary keeps running. This machine may be a container image
+    // whose /usr/sbin/policy-rc.d forbids every service action to
+    // maintainer scripts (Docker's does; a real host has none): it goes,
+    // inside the namespace's /usr overlay only.
+    let host_policy = Path::new("/usr/sbin/policy-rc.d").exists();
+    run_line(&ns, Path::new("/"), "rm -f /usr/sbin/policy-rc.d");
+    assert_eq!(
+        Path::new("/usr/sbin/policy-rc.d").exists(),
+        host_policy,
+        "the host's policy-rc.d was touched"
+    );
+    let peer = "pgsql-state-peer.service";
+    let pid_before = ns.property(peer, "MainPID");
+    assert!(pid_before != "0", "the peer is not running: {pid_before}");
+    let upgraded = run_line(&ns, &ns.dir, &format!("dpkg -i {named}"));
+    eprintln!("dpkg -i {named}:\n{upgraded}");
+    let pid_after = ns.property(peer, "MainPID");
+    assert!(
+        pid_after != pid_before && pid_after != "0",
+        "the peer was not restarted by the upgrade: {pid_before} then {pid_after}"
+    );
+    // Remove, with every unit still enabled and running: the prerm stops
+    // them, so no socket, timer or path unit is left to start a binary
+    // that is gone.
+    run_line(&ns, Path::new("/"), "dpkg --remove pgsql-state");
+    for unit in [
+        "pgsql-state.socket",
+        "pgsql-state-peer.socket",
+        "pgsql-state-peer.service",
+        "pgsql-state-reconcile.timer",
+        "pgsql-state-reconcile.path",
+    ] {
+        let state = ns.property(unit, "ActiveState");
+        assert!(
+            state == "inactive" || state.is_empty(),
+            "{unit} is still {state} after the package was removed"
+        );
+    }
     // Purge: the runtime directory goes, the claim record stays.
     run_line(
         &ns,
         Path::new("/"),
-        "systemctl disable --now pgsql-state.socket pgsql-state-peer.socket \
-         pgsql-state-reconcile.timer pgsql-state-reconcile.path && dpkg --purge pgsql-state",
+        "systemctl disable pgsql-state.socket pgsql-state-peer.socket \
+         pgsql-state-reconcile.timer pgsql-state-reconcile.path 2>&1 || true; \
+         dpkg --purge pgsql-state",
     );
     assert!(
         read_inside(&ns, "/run/pgsql-state/verdict").is_none(),
