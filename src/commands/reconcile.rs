@@ -59,6 +59,7 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
         crate::fsutil::remove_stale_temps(&runtime_files::verdict_path(
             &config.responder.runtime_dir,
         ));
+        crate::fsutil::remove_stale_temps(&hba_pending(&config));
         if let Some(hba) = &config.hba_config {
             crate::fsutil::remove_stale_temps(hba);
             crate::fsutil::remove_stale_temps(&apply::backup_path(hba));
