@@ -137,6 +137,9 @@ pub fn lease_left_ms(
         ages.push(match view {
             PeerView::Answered(a) if !a.node_name.is_empty() => {
                 if seen.contains(&a.node_name.as_str()) {
+                    // Counted once; the configured entry stays a voter
+                    // that may still confirm anyone (0).
+                    ages.push(0);
                     continue;
                 }
                 seen.push(&a.node_name);

@@ -83,10 +83,13 @@ fn load_config(explicit: Option<&Path>, optional: bool) -> Result<Option<Loaded>
 }
 
 /// The other voters' peers to ask, each once, and how many voters are
-/// configured (this node among them): [`crate::config::Grpc::other_voters`]
-/// less any entry whose host name resolves to this node itself (said in
-/// the journal). A name that does not resolve stays a voter: counting one
-/// too many can only fence, never confirm.
+/// configured (this node among them). An entry whose host name resolves
+/// to this node itself is not asked (said in the journal), but it still
+/// counts among the configured voters: a resolver's answer (a host file
+/// cloned from another node, a spoofed reply) must never shrink the count
+/// a majority is taken of. Counting one too many only fences, and the
+/// wait counts an entry that gave no vote as a voter that may still
+/// confirm anyone.
 pub(crate) async fn voters(config: &crate::config::Config) -> (Vec<String>, usize) {
     let bound = std::time::Duration::from_secs(1).min(config.grpc.connection_deadline);
     let entries = config.grpc.other_voters();
@@ -98,16 +101,16 @@ pub(crate) async fn voters(config: &crate::config::Config) -> (Vec<String>, usiz
             .resolves_to_self(&entry, &addrs, config.primary_ip)
         {
             log::warn!(
-                "{}: {entry} resolves to this node's own peer: left out (this node's vote is \
-                 its own record, counted once); list only the other nodes in gRPC.neighbours",
+                "{}: harepd.gRPC.neighbours: {entry} resolves to this node's own peer: not \
+                 asked (this node votes with its own record), but still counted among the \
+                 configured voters, so a majority needs one more; list only the other nodes",
                 config.node_name
             );
         } else {
             others.push(entry);
         }
     }
-    let count = 1 + others.len();
-    (others, count)
+    (others, config.grpc.voter_count())
 }
 
 /// Resolves the host names among `entries` in parallel (addresses are

@@ -747,6 +747,23 @@ fn rows() -> Vec<Row> {
         Row {
             me: (B, IP_B),
             local: Some(primary(2)),
+            peers: vec![
+                ages(data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])), &[(A, 0)]),
+                ages(data(B, IP_B, true, 2, &[IP_B], rec(2, &[B])), &[(A, 60_000)]),
+                ages(witness(&[IP_B], rec(2, &[B])), &[(A, 5_000)]),
+            ],
+            asked: vec!["10.0.0.1:10000", "node-b.example:10000", "10.0.0.9:10000"],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            previous: None,
+            voters: 4,
+            want: Some(Fenced),
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (37 s left)",
+            ..row("an entry that answers as this node is counted among the voters (m = 3) and as a vote of 0 in the wait: the witness confirmed node_a 5 s ago")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
             peers: vec![down(), ages(witness(&[IP_B], rec(2, &[B])), &[(A, 60_000)])],
             own: rec(2, &[B]),
             own_clock: up_a_day(&[(A, 60_000)]),
@@ -867,11 +884,17 @@ fn the_claimant_s_lease_is_bounded_by_the_m_minus_1_th_smallest_age() {
             data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])),
             &[(A, 0)],
         )];
-        r.peers.extend(
-            others
-                .iter()
-                .map(|a| ages(witness(&[IP_B], rec(2, &[B])), &[(A, a * 1000)])),
-        );
+        // Each other voter under a name of its own: answers are counted by
+        // who gave them.
+        r.peers.extend(others.iter().enumerate().map(|(i, a)| {
+            match ages(witness(&[IP_B], rec(2, &[B])), &[(A, a * 1000)]) {
+                PeerState::Answered(w) => PeerState::Answered(PeerAnswer {
+                    node: format!("voter_{i}"),
+                    ..w
+                }),
+                other => other,
+            }
+        }));
         r.wait_ms_override = Some(42_000);
         let d = run(&r);
         let wait = d.wait_until_ms.expect("a wait") - NOW;

@@ -147,22 +147,28 @@ fn lease_wait(inputs: &Inputs<'_>, local: &LocalFacts) -> (u64, String) {
     }];
     // Each other voter once: a voter reached at two addresses would count
     // its age twice.
-    let counted = super::distinct_voters(inputs.me, inputs.peers, sysid).counted;
-    voters.extend(counted.iter().map(|a| Voter {
+    let distinct = super::distinct_voters(inputs.me, inputs.peers, sysid);
+    voters.extend(distinct.counted.iter().map(|a| Voter {
         name: Some(a.node.as_str()),
         holds: holds(a.record.as_ref().and_then(Option::as_ref)),
         clock: a.clock.as_ref(),
     }));
-    // Every address that gave no answer of ours may be a voter that can
-    // still confirm anyone: age 0 (one too many only lengthens the wait).
-    let silent = inputs
-        .peers
-        .iter()
-        .filter(|(_, state)| match state {
-            PeerState::Answered(a) => a.system_identifier != 0 && a.system_identifier != sysid,
-            PeerState::Unreachable => true,
-        })
-        .count();
+    // Every configured address that gave no vote of ours counts as a voter
+    // that may still confirm anyone, age 0: one that did not answer, one
+    // of another cluster, and one whose answer was left out (it named this
+    // node, or a voter already counted). The configured count, and so m,
+    // includes them all; each 0 keeps the (m - 1)-th smallest age from
+    // growing with it, so one too many only lengthens the wait.
+    let left_out = distinct.left_out.len();
+    let silent = left_out
+        + inputs
+            .peers
+            .iter()
+            .filter(|(_, state)| match state {
+                PeerState::Answered(a) => a.system_identifier != 0 && a.system_identifier != sysid,
+                PeerState::Unreachable => true,
+            })
+            .count();
     voters.extend((0..silent).map(|_| Voter {
         name: None,
         holds: false,
