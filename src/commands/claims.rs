@@ -103,7 +103,7 @@ pub fn run(explicit: Option<&Path>, args: ClaimsArgs) -> anyhow::Result<()> {
             for (sysid, h) in &record.clusters {
                 let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
                 let tie = if h.is_tie() {
-                    "  TIE: fences every candidate until `claims init`"
+                    "  TIE: fences every candidate until `claims init --new-cluster` on every voter"
                 } else {
                     ""
                 };

@@ -129,7 +129,9 @@ fn claim_record(config: &Config) -> Finding {
                         dir.display()
                     ),
                     "start this node's peer and the other voters' peers; it votes once it has \
-                     read more than half of the other voters' records",
+                     read more than half of the other voters' records (a record catching up \
+                     gives none: if every voter is catching up, as after a plain `claims init` \
+                     on a new cluster, run `claims init --new-cluster` on every voter)",
                 );
             }
             Finding::ok("claim record", format!("{}: {held}", dir.display()))

@@ -28,7 +28,11 @@ pub fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let answer = runtime.block_on(check(&config))?;
+    let answer = runtime.block_on(check(&config));
+    // A name lookup that outlived its bound still holds a blocking thread;
+    // the answer is in, so leave it rather than wait for libc's resolver.
+    runtime.shutdown_background();
+    let answer = answer?;
     match answer {
         Ok(line) => {
             println!("promote-check: yes: {line}");

@@ -66,7 +66,7 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
         }
         Some(lock)
     };
-    runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let waiting_until = reconcile(&config, &t0, args.dry_run).await?;
         // A wait that ends before the timer's next run would leave the
         // node fenced until then: sit it out, and decide again at its end
@@ -87,7 +87,11 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(left + RERUN_MARGIN_MS)).await;
         let t0 = clock::now().context("cannot read CLOCK_BOOTTIME and the boot id")?;
         reconcile(&config, &t0, false).await.map(|_| ())
-    })
+    });
+    // A name lookup that outlived its bound still holds a blocking thread:
+    // the run is over, so leave it rather than wait for libc's resolver.
+    runtime.shutdown_background();
+    ran
 }
 
 /// How long after a wait's end a run that sat it out decides again.
@@ -297,7 +301,9 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
             return claims_store::load(&state_dir);
         }
         let record = claims_store::raise(&state_dir, &observed)?;
-        if record.catching_up && claims_store::catch_up(&state_dir, others, &read)? {
+        if record.catching_up {
+            // Caught up here, or by this node's peer meanwhile: read again.
+            claims_store::catch_up(&state_dir, others, &read)?;
             return claims_store::load(&state_dir);
         }
         Ok(record)

@@ -86,9 +86,39 @@ fn lock(state_dir: &Path) -> Result<Locked, ClaimStoreError> {
             .write(true),
     )
     .map_err(io_error)?;
-    rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io_error(e.into()))?;
+    flock_within(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(io_error)?;
     Ok(Locked { _file: file })
+}
+
+/// The longest a reader or writer waits for the record's lock. A holder
+/// stopped mid-raise (a reconcile run SIGSTOPped, an operator's `claims
+/// init` suspended at a terminal) must not hang every answer of the peer:
+/// past this the caller gets an error, and the voter abstains for that
+/// answer.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `operation` (a non-blocking flock) on `file`, retrying for at
+/// most [`LOCK_WAIT`].
+fn flock_within(file: &File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match rustix::fs::flock(file.as_fd(), operation) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the claim record's lock is held by another process for more than {} s",
+                        LOCK_WAIT.as_secs()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Takes the lock shared, for a reader: it waits while a writer holds it,
@@ -108,8 +138,7 @@ fn lock_shared(state_dir: &Path) -> Result<Option<Locked>, ClaimStoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(e)),
     };
-    rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockShared)
-        .map_err(|e| io_error(e.into()))?;
+    flock_within(&file, rustix::fs::FlockOperation::NonBlockingLockShared).map_err(io_error)?;
     Ok(Some(Locked { _file: file }))
 }
 
@@ -340,6 +369,27 @@ mod tests {
         std::fs::write(&elsewhere, format!("{}\n", crate::fencing::claims::HEADER)).expect("write");
         std::os::unix::fs::symlink(&elsewhere, claims_path(dir.path())).expect("symlink");
         assert!(matches!(load(dir.path()), Err(ClaimStoreError::Io { .. })));
+    }
+
+    /// A holder that never lets go (stopped mid-raise) costs a reader at
+    /// most [`LOCK_WAIT`], then an error: the voter abstains for that
+    /// answer instead of hanging it.
+    #[test]
+    fn a_lock_held_for_good_is_waited_for_a_bounded_time() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        init(dir.path(), true).expect("init");
+        let _stuck = lock(dir.path()).expect("the stuck writer's lock");
+        let path = dir.path().to_path_buf();
+        let started = std::time::Instant::now();
+        let loaded = std::thread::spawn(move || load(&path).map(|_| ()))
+            .join()
+            .expect("the reader thread");
+        let waited = started.elapsed();
+        assert!(
+            matches!(&loaded, Err(ClaimStoreError::Io { source, .. }) if source.kind() == io::ErrorKind::TimedOut),
+            "{loaded:?}"
+        );
+        assert!(waited >= LOCK_WAIT && waited < LOCK_WAIT * 2, "{waited:?}");
     }
 
     #[test]

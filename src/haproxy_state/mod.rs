@@ -160,40 +160,73 @@ fn words(raw: &str) -> Vec<&str> {
 #[derive(Debug, Clone, Default)]
 struct SectionChecks {
     tcp_check_ports: Vec<u16>,
+    /// Whether the section has `tcp-check connect` rules of its own.
+    has_tcp_check_connect: bool,
     pgsql_check: bool,
 }
 
 /// Each `listen` and `backend` section's checks, by name (a first pass:
-/// a section's rules may come after its servers).
+/// a section's rules may come after its servers). A section without
+/// `tcp-check connect` rules of its own takes those of the `defaults`
+/// section before it, and `option pgsql-check` there too, as HAProxy
+/// does.
 fn section_checks(text: &str) -> std::collections::HashMap<String, SectionChecks> {
-    let mut out: std::collections::HashMap<String, SectionChecks> = Default::default();
-    let mut current: Option<String> = None;
+    let mut own: std::collections::HashMap<String, SectionChecks> = Default::default();
+    let mut inherited: std::collections::HashMap<String, SectionChecks> = Default::default();
+    let mut defaults = SectionChecks::default();
+    // The section being read: a name, or `None` for `defaults`.
+    let mut current: Option<Option<String>> = None;
     for raw in text.lines() {
         let w = words(raw);
         match w.as_slice() {
+            ["defaults", ..] => {
+                defaults = SectionChecks::default();
+                current = Some(None);
+            }
             ["listen" | "backend", name, ..] => {
-                current = Some(name.to_string());
-                out.entry(name.to_string()).or_default();
+                current = Some(Some(name.to_string()));
+                own.entry(name.to_string()).or_default();
+                inherited.insert(name.to_string(), defaults.clone());
             }
             [first, ..] if SECTIONS.contains(first) => current = None,
             ["tcp-check", "connect", rest @ ..] => {
-                if let Some(section) = current.as_ref().and_then(|c| out.get_mut(c)) {
-                    let port = rest
-                        .windows(2)
-                        .find(|kv| kv[0] == "port")
-                        .and_then(|kv| kv[1].parse::<u16>().ok());
+                let port = rest
+                    .windows(2)
+                    .find(|kv| kv[0] == "port")
+                    .and_then(|kv| kv[1].parse::<u16>().ok());
+                let section = match &current {
+                    Some(Some(name)) => own.get_mut(name),
+                    Some(None) => Some(&mut defaults),
+                    None => None,
+                };
+                if let Some(section) = section {
                     section.tcp_check_ports.extend(port);
+                    section.has_tcp_check_connect = true;
                 }
             }
             ["option", "pgsql-check", ..] => {
-                if let Some(section) = current.as_ref().and_then(|c| out.get_mut(c)) {
+                let section = match &current {
+                    Some(Some(name)) => own.get_mut(name),
+                    Some(None) => Some(&mut defaults),
+                    None => None,
+                };
+                if let Some(section) = section {
                     section.pgsql_check = true;
                 }
             }
             _ => {}
         }
     }
-    out
+    own.into_iter()
+        .map(|(name, mut checks)| {
+            let from = inherited.remove(&name).unwrap_or_default();
+            if !checks.has_tcp_check_connect {
+                checks.tcp_check_ports = from.tcp_check_ports;
+            }
+            checks.pgsql_check |= from.pgsql_check;
+            (name, checks)
+        })
+        .collect()
 }
 
 /// Every `server` that pgsql-state checks (see the module's docs) in the

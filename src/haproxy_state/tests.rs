@@ -113,6 +113,33 @@ backend app
     );
 }
 
+/// Checks declared in `defaults` are a section's when it declares none of
+/// its own, as HAProxy takes them.
+#[test]
+fn checks_in_defaults_are_inherited() {
+    let text = "defaults
+    option tcp-check
+    tcp-check connect port 5431
+    tcp-check expect string production
+listen prod
+    server node_1 10.0.0.1:5432 check
+listen other
+    tcp-check connect port 8080
+    server app 10.0.0.9:80 check
+defaults
+    option pgsql-check user harw
+listen harepd
+    server node_2 10.0.0.2:5432 check
+";
+    assert_eq!(
+        rows(text, &[]).expect("valid"),
+        vec![
+            server("prod", "node_1", "10.0.0.1", 5432, 1, 0, 0),
+            server("harepd", "node_2", "10.0.0.2", 5432, 1, 0, 0),
+        ]
+    );
+}
+
 #[test]
 fn bad_servers_name_the_line_and_the_server() {
     let cases = [

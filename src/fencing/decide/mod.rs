@@ -420,8 +420,9 @@ fn primary(
     if inputs.own_record.is_none() {
         return fence(
             d,
-            "this node's claim record is missing, unreadable, or catching up after `claims \
-             init` (it votes once it has read a majority of the other voters' records)"
+            "this node's claim record is missing or unreadable (run `pgsql-state claims init` \
+             on this node), or catching up after one (it votes once it has read more than half \
+             of the other voters' records)"
                 .into(),
         );
     }

@@ -251,13 +251,49 @@ impl PeerService {
             return;
         }
         let views = self.inner.verify_client.ask_all(&self.inner.voters).await;
+        // The cluster this voter votes in: its own Postgres's, or, on the
+        // witness, the one every data node that answered reports. Unknown
+        // or in doubt (two clusters): no catch-up now.
+        let cluster = match &self.inner.kind {
+            super::Kind::Data(node) => node.facts().await.ok().map(|f| f.system_identifier),
+            super::Kind::Witness(_) => {
+                let mut seen: Vec<u64> = views
+                    .iter()
+                    .filter_map(|(_, v)| match v {
+                        PeerView::Answered(a) if a.system_identifier != 0 => {
+                            Some(a.system_identifier)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                seen.dedup();
+                match seen.as_slice() {
+                    [one] => Some(*one),
+                    _ => None,
+                }
+            }
+        };
+        let Some(cluster) = cluster.filter(|c| *c != 0) else {
+            log::warn!(
+                "the claim record is catching up, and this voter cannot tell its cluster now; \
+                 it casts no vote meanwhile"
+            );
+            return;
+        };
         let mut seen: Vec<String> = Vec::new();
         let mut read: Vec<Vec<Claim>> = Vec::new();
         for (_, view) in &views {
             let PeerView::Answered(a) = view else {
                 continue;
             };
+            // Only a usable record about this cluster is a record read: an
+            // answer about another cluster, or one that could not tell
+            // which (its Postgres down, its record holding several), says
+            // nothing of what this cluster's voters hold.
+            let ours = a.claim_system_identifier == cluster
+                && (a.system_identifier == 0 || a.system_identifier == cluster);
             if !a.record_ok
+                || !ours
                 || a.node_name.is_empty()
                 || a.node_name == self.inner.me.node_name
                 || seen.contains(&a.node_name)
@@ -265,11 +301,11 @@ impl PeerService {
                 continue;
             }
             seen.push(a.node_name.clone());
-            read.push(if a.claim_system_identifier != 0 && a.claim_timeline > 0 {
+            read.push(if a.claim_timeline > 0 {
                 a.claim_nodes
                     .iter()
                     .map(|node| Claim {
-                        system_identifier: a.claim_system_identifier,
+                        system_identifier: cluster,
                         timeline: a.claim_timeline,
                         node: node.clone(),
                     })
@@ -340,8 +376,11 @@ pub(super) fn observed_claims(answer: &IKnow) -> Vec<Claim> {
     claims
 }
 
-/// Puts `record`'s claim for the answer's cluster into `answer`.
+/// Puts `record`'s claim for the answer's cluster into `answer` (none,
+/// when it holds none: nothing from an earlier read stays).
 fn fill_record(answer: &mut IKnow, record: &crate::fencing::claims::ClaimRecord) {
+    answer.claim_timeline = 0;
+    answer.claim_nodes.clear();
     if let Some(h) = record.highest(answer.claim_system_identifier) {
         answer.claim_timeline = h.timeline;
         answer.claim_nodes = h.nodes.iter().cloned().collect();
