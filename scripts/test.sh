@@ -22,6 +22,13 @@ echo "== the Debian package (cargo-deb; tests/debian_package.rs installs and che
 ./scripts/build-deb.sh
 
 echo "== integration tests (in parallel, one cluster per file)"
+# They run the release binary the package ships (build-deb.sh built it),
+# not the debug build: with watchDog 1 s every reconcile run must end
+# within a second while three clusters share two cores, and a debug
+# build's runs (gRPC, TLS, tokio unoptimised) took 2 s there, so the
+# leases lapsed on their own. PGSQL_STATE_BINARY set beforehand wins.
+export PGSQL_STATE_BINARY=${PGSQL_STATE_BINARY:-$PWD/target/release/pgsql-state}
+test -x "$PGSQL_STATE_BINARY" || { echo "FAILED: no binary at $PGSQL_STATE_BINARY" >&2; exit 1; }
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 jobs_max=${TEST_JOBS:-3}

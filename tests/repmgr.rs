@@ -150,7 +150,12 @@ fn repmgrd_promotes_and_pgsql_state_routes_and_fences() {
         why.trim(),
     );
     assert_eq!(f.max_up, 1, "never two UP in prod");
-    assert!(f.outage < 1.0, "writes went on through node_1: {f:?}");
+    assert!(
+        f.outage < 1.0,
+        "writes went on through node_1: {f:?}\nprod:\n{}\nnode_1's reconciler:\n{}",
+        s.prod_trace(cut_at),
+        s.reconcile_log_tail(0, 40)
+    );
 
     // 3. The zombie: node_1's network cut from the others (its peer and
     // reconciler from the voters, its Postgres from repmgr and the

@@ -89,19 +89,32 @@ fn fault_then_promotion(
     assert_ours(s, scenario, &figures, old);
     // The model's bound, end to end (`bound`: P3's W, or P4's H, plus
     // three runs, the cache, HAProxy's entry and a stated margin).
-    assert_converged_within(scenario, &figures, bound);
+    assert_converged_within(s, at, scenario, &figures, bound);
     figures
 }
 
 /// Our variants held the expected server alone in `prod` within `bound`
 /// of the fault.
-fn assert_converged_within(scenario: &str, figures: &[Figures], bound: Duration) {
+fn assert_converged_within(
+    s: &Scene,
+    at: Duration,
+    scenario: &str,
+    figures: &[Figures],
+    bound: Duration,
+) {
     for f in figures.iter().filter(|f| f.ours) {
-        let converge = f.converge.expect("converged");
+        let Some(converge) = f.converge else {
+            panic!(
+                "{scenario}, {}: prod never held the new primary alone for good\n{}",
+                f.label,
+                s.trace(f.label, at)
+            );
+        };
         assert!(
             converge <= bound.as_secs_f64(),
-            "{scenario}, {}: alone in prod after {converge:.1} s, past the bound {bound:?}",
-            f.label
+            "{scenario}, {}: alone in prod after {converge:.1} s, past the bound {bound:?}\n{}",
+            f.label,
+            s.trace(f.label, at)
         );
     }
 }
@@ -120,8 +133,9 @@ fn old_primary_stays_out(s: &Scene, scenario: &str, watch: Duration, change: imp
         assert_eq!(
             f.converge,
             Some(0.0),
-            "{scenario}, {}: node_1 came back into prod",
-            f.label
+            "{scenario}, {}: prod did not hold node_2 alone throughout (node_1 back, or node_2 out on an answer other than a check timeout)\n{}",
+            f.label,
+            s.trace(f.label, at)
         );
     }
 }
@@ -213,7 +227,13 @@ fn a_machine_lost_long_before_the_promotion_costs_no_wait() {
     let figures = s.figures(promoted, "node_2", None);
     report(scenario, &figures);
     assert_ours(&s, scenario, &figures, None);
-    assert_converged_within(scenario, &figures, scene::late_promotion_bound());
+    assert_converged_within(
+        &s,
+        promoted,
+        scenario,
+        &figures,
+        scene::late_promotion_bound(),
+    );
 }
 
 /// Issue 15 (the model's P5): the primary's own Postgres restarted

@@ -368,8 +368,12 @@ fn soak(seed: u64) {
             .iter()
             .filter_map(|w| {
                 let node = name_of(w.landed?);
+                // HAProxy picked the server when it accepted the write's
+                // connection: after `at`, within the write's own bound
+                // (1 s; on a busy machine well after `at`), and its state
+                // shows in the next sample.
                 let from = w.at.saturating_sub(Duration::from_millis(300));
-                let to = w.at + Duration::from_millis(100);
+                let to = w.at + Duration::from_millis(1100);
                 let shown = prod
                     .iter()
                     .filter(|p| p.at >= from && p.at <= to)

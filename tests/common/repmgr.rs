@@ -149,7 +149,7 @@ impl RepmgrScene {
         // repmgr: the primary, then each standby, registered.
         repmgr(&repmgr_confs[0], &["primary", "register"]);
         for conf in &repmgr_confs[1..] {
-            repmgr(conf, &["standby", "register"]);
+            repmgr(conf, &["standby", "register", "--wait-sync=60"]);
         }
 
         let peers = (0..4)
@@ -548,7 +548,12 @@ impl RepmgrScene {
     /// `repmgr standby register --force` of standby `i`, and its repmgrd
     /// started again (waits until it monitors).
     pub fn register_standby_again(&self, i: usize) {
-        repmgr(&self.repmgr_confs[i], &["standby", "register", "--force"]);
+        // `--wait-sync`: repmgrd reads its record on the standby itself;
+        // started before the record replayed there, it stops at once.
+        repmgr(
+            &self.repmgr_confs[i],
+            &["standby", "register", "--force", "--wait-sync=60"],
+        );
         self.restart_repmgrd(i);
     }
 
@@ -646,11 +651,17 @@ impl RepmgrScene {
     pub fn prod_trace(&self, from: Duration) -> String {
         let seen = self.seen.lock().expect("seen");
         let mut out = String::new();
-        let mut last: Option<&Vec<String>> = None;
+        let mut last = None;
         for sample in seen.prod[0].iter().filter(|s| s.at >= from) {
-            if last != Some(&sample.up) {
-                out += &format!("{:8.2} s: {:?}\n", sample.at.as_secs_f64(), sample.up);
-                last = Some(&sample.up);
+            let now = (&sample.up, &sample.down);
+            if last != Some(now) {
+                out += &format!(
+                    "{:8.2} s: UP {:?}, not UP {:?}\n",
+                    sample.at.as_secs_f64(),
+                    sample.up,
+                    sample.down
+                );
+                last = Some(now);
             }
         }
         out

@@ -52,6 +52,25 @@ pub struct Variant {
 pub struct ProdSample {
     pub at: Duration,
     pub up: Vec<String>,
+    /// The servers of `prod` not UP, with HAProxy's `check_status` of
+    /// their last check (`L7TOUT`: it timed out, `L7RSP`: a wrong answer).
+    pub down: Vec<Down>,
+}
+
+/// A server not UP, and its last check's `check_status`.
+pub type Down = (String, String);
+
+impl ProdSample {
+    /// Whether `expected` is out only because its last check timed out
+    /// (no other server UP): a busy machine's answer came late, the
+    /// responder did not say anything but `production`.
+    fn only_timed_out(&self, expected: &str) -> bool {
+        self.up.is_empty()
+            && self
+                .down
+                .iter()
+                .any(|(name, why)| name == expected && why.ends_with("TOUT"))
+    }
 }
 
 /// One write through one HAProxy's `prod`: the server it landed on.
@@ -76,8 +95,12 @@ pub struct Figures {
     pub label: &'static str,
     pub ours: bool,
     /// Seconds from the fault until `prod` held only the expected server
-    /// for good (`None`: never).
+    /// for good (`None`: never). A drop of that server on a check timeout
+    /// alone does not count against it (see `timeouts`).
     pub converge: Option<f64>,
+    /// Samples after the fault in which the expected server was out only
+    /// because its check timed out.
+    pub timeouts: usize,
     /// The longest gap between successful writes after the fault, seconds.
     pub outage: f64,
     /// The most servers UP in `prod` at once, over the whole run.
@@ -567,6 +590,39 @@ impl Scene {
         }
     }
 
+    /// For a failure message: what variant `label`'s `prod` held since
+    /// `from`, one line per change (with why a server was not UP), and the
+    /// reconcilers' log lines since then.
+    pub fn trace(&self, label: &str, from: Duration) -> String {
+        let seen = self.seen.lock().expect("seen");
+        let mut out = format!("{label}'s prod since {:.2} s:\n", from.as_secs_f64());
+        if let Some(i) = self.variants.iter().position(|v| v.label == label) {
+            let mut last = None;
+            for sample in seen.prod[i].iter().filter(|s| s.at >= from) {
+                let now = (&sample.up, &sample.down);
+                if last != Some(now) {
+                    out += &format!(
+                        "{:8.2} s: UP {:?}, not UP {:?}\n",
+                        sample.at.as_secs_f64(),
+                        sample.up,
+                        sample.down
+                    );
+                    last = Some(now);
+                }
+            }
+        }
+        for i in 0..2 {
+            let log =
+                std::fs::read_to_string(self.dir.join(format!("reconcile-node_{}.log", i + 1)))
+                    .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            out += &format!("node_{}'s reconciler (last lines):\n", i + 1);
+            out += &lines[lines.len().saturating_sub(25)..].join("\n");
+            out += "\n";
+        }
+        out
+    }
+
     /// The figures per variant, for a fault at `fault` after which `prod`
     /// should hold `expected` alone and no write should land on `wrong`.
     pub fn figures(&self, fault: Duration, expected: &str, wrong: Option<IpAddr>) -> Vec<Figures> {
@@ -612,10 +668,11 @@ pub fn observe(
         while !stop_s.load(Ordering::Relaxed) {
             let tick = Instant::now();
             for (i, path) in stats.iter().enumerate() {
-                if let Some(up) = prod_up(path) {
+                if let Some((up, down)) = prod_up(path) {
                     let sample = ProdSample {
                         at: start.elapsed(),
                         up,
+                        down,
                     };
                     seen_s.lock().expect("seen").prod[i].push(sample);
                 }
@@ -658,14 +715,26 @@ pub fn figures_of(
     wrong: Option<(IpAddr, &str)>,
 ) -> Figures {
     let max_up = prod.iter().map(|s| s.up.len()).max().unwrap_or(0);
+    // A sample is bad when `prod` holds anything but `expected` alone,
+    // except when `expected` is out only because a check timed out after it
+    // first stood alone (counted in `timeouts`, and the last sample must
+    // still be good): a late answer on a busy machine is not a wrong one.
+    let first_alone = prod
+        .iter()
+        .find(|s| s.at >= fault && s.up == [expected])
+        .map(|s| s.at);
+    let forgiven =
+        |s: &ProdSample| first_alone.is_some_and(|t| s.at > t) && s.only_timed_out(expected);
+    let timeouts = prod.iter().filter(|s| s.at >= fault && forgiven(s)).count();
     let last_bad = prod
         .iter()
         .rev()
-        .find(|s| s.at >= fault && s.up != [expected])
+        .find(|s| s.at >= fault && s.up != [expected] && !forgiven(s))
         .map(|s| s.at);
     let after: Vec<&ProdSample> = prod.iter().filter(|s| s.at >= fault).collect();
     let converge = match (last_bad, after.last()) {
         (_, None) => None,
+        (_, Some(last)) if last.up != [expected] => None,
         (Some(bad), Some(last)) if bad >= last.at => None,
         (Some(bad), _) => after
             .iter()
@@ -711,6 +780,7 @@ pub fn figures_of(
         label,
         ours,
         converge,
+        timeouts,
         outage,
         max_up,
         wrong_writes,
@@ -824,8 +894,12 @@ pub fn report(scenario: &str, figures: &[Figures]) {
             .converge
             .map_or("never".to_string(), |s| format!("{s:.1} s"));
         eprintln!(
-            "| {scenario} | {} | {converge} | {:.1} s | {} (psql unit: {}) | writes on the old primary: {}, after it left prod: {} (psql unit: {}) |",
+            "| {scenario} | {} | {converge}{} | {:.1} s | {} (psql unit: {}) | writes on the old primary: {}, after it left prod: {} (psql unit: {}) |",
             f.label,
+            match f.timeouts {
+                0 => String::new(),
+                n => format!(" (check timeouts: {n} samples)"),
+            },
             f.outage,
             f.max_up,
             psql.map_or(0, |p| p.max_up),
@@ -862,7 +936,7 @@ fn variant(
 }
 
 /// The servers UP in `prod`, from the stats socket at `path`.
-fn prod_up(path: &Path) -> Option<Vec<String>> {
+fn prod_up(path: &Path) -> Option<(Vec<String>, Vec<Down>)> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -870,16 +944,24 @@ fn prod_up(path: &Path) -> Option<Vec<String>> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.starts_with("# pxname").then(|| {
-        out.lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| {
-                f.len() > 17
-                    && f[0] == "prod"
-                    && f[1].starts_with("node_")
-                    && (f[17] == "UP" || f[17].starts_with("UP "))
-            })
-            .map(|f| f[1].to_string())
-            .collect()
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        // Fields counted from 0 as HAProxy's management guide does:
+        // 17 status, 36 check_status.
+        for f in out.lines().map(|l| l.split(',').collect::<Vec<_>>()) {
+            if f.len() <= 36 || f[0] != "prod" || !f[1].starts_with("node_") {
+                continue;
+            }
+            if f[17] == "UP" || f[17].starts_with("UP ") {
+                up.push(f[1].to_string());
+            } else {
+                down.push((
+                    f[1].to_string(),
+                    f[36].trim_start_matches(['*', ' ']).to_string(),
+                ));
+            }
+        }
+        (up, down)
     })
 }
 

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The pgsql-state binary under test: this build's, or the one
-/// `PGSQL_STATE_BINARY` names (a benchmark measuring an earlier build).
+/// `PGSQL_STATE_BINARY` names (scripts/test.sh: the release build; a
+/// benchmark: an earlier build).
 pub fn binary() -> PathBuf {
     std::env::var_os("PGSQL_STATE_BINARY")
         .map(PathBuf::from)
