@@ -48,6 +48,13 @@
 #ifndef NO_DRIFT_COMP
 #define NO_DRIFT_COMP 0
 #endif
+/* Mutations: the drift factor left off L' only, or off H' only. */
+#ifndef NO_DRIFT_L
+#define NO_DRIFT_L 0
+#endif
+#ifndef NO_DRIFT_H
+#define NO_DRIFT_H 0
+#endif
 
 /* Derived, exactly as src/fencing/timing.rs derives them. */
 #define LEASE      (2 * WATCHDOG + DEADLINE)
@@ -58,8 +65,8 @@
  * drift). */
 #define DRIFTED(x) ((DRIFT && !NO_DRIFT_COMP) -> \
                     (((x) * (DRIFT_PERIOD + 1) + DRIFT_PERIOD - 2) / (DRIFT_PERIOD - 1)) : (x))
-#define LEASE_P    DRIFTED(LEASE)
-#define HTERM_P    DRIFTED(HTERM)
+#define LEASE_P    (NO_DRIFT_L -> LEASE : DRIFTED(LEASE))
+#define HTERM_P    (NO_DRIFT_H -> HTERM : DRIFTED(HTERM))
 #ifndef WAIT
 #define WAIT       (LEASE_P + HTERM_P)
 #endif

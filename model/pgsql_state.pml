@@ -9,10 +9,12 @@
  * links (non-transitive ones included), a peer crashed or hung and back, a
  * postmaster hung and resumed, A's Postgres stopped and started again (as
  * the zombie or as a standby), a primary's Postgres restarted at once, a
- * reconciler that stops and goes on, and a stranger sending claims.
+ * reconciler that stops and goes on, a stranger sending claims, and a
+ * voter's record wiped (its disk lost, `claims init`).
  *
  * Each tick: (1) at most one event; (2) the reconcilers whose timer is due
- * run, in either order; (3) each responder's word is read, the instant
+ * run, in any order, the first one's asks possibly spanning the others';
+ * (3) each responder's word is read, the instant
  * HAProxy or a client could ask; (4) HAProxy starts and completes checks;
  * (5) the properties are asserted; (6) time advances, on each node's own
  * clock (which may drift: DRIFT).
@@ -30,7 +32,9 @@
  *       with no other fault, answers it again within a run: no wait;
  *   P6  a promotion after the voters last confirmed A more than L' + H'
  *       ago (a machine lost long before), with no fault after it, answers
- *       `production` within runs and the cache, without the lease's wait.
+ *       `production` within runs and the cache, without the lease's wait;
+ *   P7  once a node has answered `production` on a timeline, no node
+ *       answers it on a lower one (the successor's writes are not lost).
  *
  * The rules are those of src/fencing/decide/mod.rs; each mutation macro
  * weakens one (check.sh runs them and expects a counterexample from each).
@@ -87,6 +91,9 @@
 #ifndef F_STRANGER
 #define F_STRANGER 0
 #endif
+#ifndef F_WIPE
+#define F_WIPE 0
+#endif
 /* Which links (bit LI), peers (bit n) and nodes the faults may touch: all
  * unless a configuration narrows them. */
 #ifndef LINK_MASK
@@ -97,6 +104,9 @@
 #endif
 #ifndef NODE_MASK
 #define NODE_MASK ((1 << ND) - 1)
+#endif
+#ifndef WIPE_MASK
+#define WIPE_MASK ((1 << NV) - 1)
 #endif
 /* Which standbys the tool may promote (bit n): B, and C when ND = 3. */
 #ifndef PROMOTE_MASK
@@ -151,6 +161,33 @@
 #ifndef NO_DRIFT_COMP       /* L' and H' without the drift factor */
 #define NO_DRIFT_COMP 0
 #endif
+/* NO_DRIFT_L, NO_DRIFT_H (params.pml): the drift factor on one of them. */
+#ifndef REACHED_NOT_HOLDERS /* majority of voters reached, not of holders */
+#define REACHED_NOT_HOLDERS 0
+#endif
+#ifndef RESTART_ANY_VERDICT /* the restart rule after any previous verdict */
+#define RESTART_ANY_VERDICT 0
+#endif
+#ifndef CONFIRM_FROM_FIRST_READ /* a voter confirms from the record it read
+                                 * first, not the one it returns */
+#define CONFIRM_FROM_FIRST_READ 0
+#endif
+#ifndef INIT_VOTES_AT_ONCE  /* a re-initialised voter votes before catching up */
+#define INIT_VOTES_AT_ONCE 0
+#endif
+#ifndef CATCH_UP_HALF       /* it catches up from half of the others, not more */
+#define CATCH_UP_HALF 0
+#endif
+#ifndef DOUBLE_SELF         /* each data node lists itself as a neighbour:
+                             * its own vote counts twice, of NV + 1 voters */
+#define DOUBLE_SELF 0
+#endif
+
+/* Two runs of a tick may interleave: the first one's voters read their
+ * records before the others' runs and answer after them. */
+#ifndef SPAN
+#define SPAN 1
+#endif
 
 #ifndef LATE_T0
 #define LATE_T0 0
@@ -169,6 +206,20 @@
 #ifndef CHECK_LIVE
 #define CHECK_LIVE 1
 #endif
+
+/* P7 is checked where a record can be lost (F_WIPE). Elsewhere records
+ * only rise, and a majority holding a higher claim meets every majority a
+ * lower one would need: P7 holds there for the reason P1 does (and the
+ * state it needs would cost a seventh more). */
+#ifndef CHECK_P7
+#define CHECK_P7 F_WIPE
+#endif
+
+/* The voters a data node counts (configured), and a majority of them. */
+#define NVC (NV + DOUBLE_SELF)
+#define MAJC (NVC / 2 + 1)
+/* A returned record that is no record: its voter is catching up. */
+#define NOREC 255
 
 /* One run: the timer's interval, and gathering up to the deadline; with
  * drift, a slow clock stretches the interval by one tick in DRIFT_PERIOD. */
@@ -199,6 +250,8 @@ byte links;          /* LINKUP(x, y) */
 /* Claim records: the highest timeline seen claimed, and by whom (bit n). */
 byte rtl[NV];
 byte rnodes[NV];
+/* Re-initialised (`claims init`) and not caught up yet: it casts no vote. */
+bit cu[NV];
 
 /* What is left of A's lease (and HAProxy's term after it) as voter v
  * sees it: L' + H' when v last returned a record holding A's claim to
@@ -250,6 +303,7 @@ bit P3 = 1;
 bit P4 = 1;
 bit P5 = 1;
 bit P6 = 1;
+bit P7 = 1;
 
 /* Bookkeeping for the properties. */
 byte faults;
@@ -264,6 +318,14 @@ bit rarmed;          /* P5: a producing primary restarted, nothing since */
 byte rnode;
 byte since_restart;
 bit farmed;          /* P6: promoted long after A's last confirmation */
+byte hiprod = 1;     /* P7: the highest timeline that answered `production` */
+
+/* The run whose voters read their records before the other runs of the
+ * tick and answer after them (ND: none), and what they read (a tick's
+ * scratch). */
+byte splitme = ND;
+byte snt[NV];
+byte sns[NV];
 
 #if ND > 2
 #define ANY_PRIMARY ((pg[NA] == PG_PRIMARY && !hung[NA]) || (pg[NB] == PG_PRIMARY && !hung[NB]) \
@@ -345,7 +407,7 @@ inline age_wait(ai_) {
       /* The (MAJ - 1)-th (or, mutated, MAJ-th) largest of the voters'
        * remaining-lease values: the smallest r such that fewer than that
        * many voters see more than r. */
-      nth = MAJ - 1 + MTH_SMALLEST;
+      nth = MAJC - 1 + MTH_SMALLEST;
       r = 0;
       do
       :: r < CONF_MAX ->
@@ -359,7 +421,7 @@ inline age_wait(ai_) {
             :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x != NA -> val = vup[v]
             :: else -> val = CONF_MAX
             fi;
-            if :: val > r -> cnt++ :: else -> skip fi
+            if :: val > r -> cnt = cnt + (DOUBLE_SELF && v == ai_ -> 2 : 1) :: else -> skip fi
           :: else -> skip
           fi;
           v++
@@ -385,132 +447,235 @@ inline age_wait(ai_) {
   od
 }
 
+/* Voter v catches up after `claims init`: it votes again only once it has
+ * read the records of more than half of the other voters (that are not
+ * catching up themselves) and raised its own to the highest of them. Any
+ * majority that ever held a claim intersects them. */
+inline catch_up(cuv_) {
+  if
+  :: cu[cuv_] ->
+    cnt = 0; u = 0;
+    do
+    :: u < NV ->
+      if :: u != cuv_ && LINKUP(u, cuv_) && peerup[u] && !cu[u] -> cnt++ :: else -> skip fi;
+      u++
+    :: else -> break
+    od;
+    if
+    :: cnt * 2 > NV - 1 - CATCH_UP_HALF ->
+      u = 0;
+      do
+      :: u < NV ->
+        if :: u != cuv_ && LINKUP(u, cuv_) && peerup[u] && !cu[u] -> raise_set(cuv_, rtl[u], rnodes[u]) :: else -> skip fi;
+        u++
+      :: else -> break
+      od;
+      cu[cuv_] = 0
+    :: else -> skip
+    fi;
+    cnt = 0; u = 0
+  :: else -> skip
+  fi
+}
+
+/* What voter rv_ returns to rm_'s ask: the record it holds now (it
+ * confirms from this one), or none while it is catching up. Mutated, the
+ * run that spans the others gets, and is confirmed from, the record each
+ * voter read before them. */
+inline returned(rm_, rv_) {
+  if
+  :: NO_RECORDS -> st = 0; ss = 0
+  :: !NO_RECORDS && CONFIRM_FROM_FIRST_READ && rm_ == splitme -> st = snt[rv_]; ss = sns[rv_]
+  :: !NO_RECORDS && !(CONFIRM_FROM_FIRST_READ && rm_ == splitme) ->
+    if
+    :: cu[rv_] -> st = NOREC; ss = 0
+    :: else -> st = rtl[rv_]; ss = rnodes[rv_]
+    fi
+  fi
+}
+
+/* The asker learns the record rv_ returned (st, ss), and counts it. */
+inline take_record(rm_, rv_) {
+  if
+  :: st != NOREC ->
+    reached++;
+    if :: !NO_RECORDS -> cand_set(st, ss); raise_set(rm_, st, ss) :: else -> skip fi;
+    if :: lp && HOLDS(st, ss, rm_) -> confirm(rv_, rm_) :: else -> skip fi
+  :: else -> skip
+  fi
+}
+
 /* One run of node i's reconciler: gather, raise its record, decide, write
  * the verdict. Atomic at the end of gathering; t0 was `delta` ticks
- * earlier, so the lease runs from there. */
-inline reconcile(me_) {
+ * earlier, so the lease runs from there. It is two steps: the asks, up to
+ * each voter reading its record (raising it first from its own Postgres,
+ * the witness's fan-out and the asker's verified claim); then the
+ * answers, the decision and the verdict. Another run of the same tick
+ * may come between them (splitme). */
+#define RUNS(n) (recon[n] && pg[n] != PG_DOWN && !hung[n])
+
+inline asks(me_) {
+  lp = (pg[me_] == PG_PRIMARY);
+  v = 0;
+  do
+  :: v < NV ->
+    if
+    :: v != me_ && v < ND && LINKUP(me_, v) && peerup[v] ->
+      /* A data node's peer: it raises its record from its own Postgres,
+       * and with our claim, verified by asking our peer back. */
+      catch_up(v);
+      own_postgres_raises(v);
+      if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(v, me_, tl[me_]) :: else -> skip fi
+    :: v == NW && LINKUP(me_, NW) && peerup[NW] ->
+      catch_up(NW);
+      if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(NW, me_, tl[me_]) :: else -> skip fi;
+      if
+      :: wc_left == 0 ->
+        /* The fan-out: the witness asks every data node. */
+        wm = 0; x = 0;
+        do
+        :: x < ND ->
+          if
+          :: LINKUP(x, NW) && peerup[x] ->
+            own_postgres_raises(x);
+            if
+            :: pg[x] == PG_PRIMARY && !hung[x] -> wm = wm | (1 << x);
+              if :: !NO_RECORDS -> raise(NW, x, tl[x]) :: else -> skip fi
+            :: else -> skip
+            fi
+          :: else -> skip
+          fi;
+          x++
+        :: else -> break
+        od;
+        wc_masters = wm;
+        wc_left = CACHE + 1   /* served for CACHE seconds: this tick and the next */
+      :: else -> skip
+      fi
+    :: else -> skip
+    fi;
+    /* The record it has read, for the spanning run. */
+    if
+    :: me_ == splitme && v != me_ -> snt[v] = (cu[v] -> NOREC : rtl[v]); sns[v] = (cu[v] -> 0 : rnodes[v])
+    :: else -> skip
+    fi;
+    v++
+  :: else -> break
+  od;
+  v = 0
+}
+
+inline answers(me_) {
+  delta = dl[me_];
+  lp = (pg[me_] == PG_PRIMARY);
+  holders = 0; opinions = 1 + DOUBLE_SELF; against = 0; ctl = 0; cset = 0; reached = 1 + DOUBLE_SELF;
+  heldmask = 0; quietmask = 0; allquiet = 1;
+  if :: lp -> cand(me_, tl[me_]) :: else -> skip fi;
+  v = 0;
+  do
+  :: v < NV ->
+    if
+    :: v != me_ && v < ND && LINKUP(me_, v) && peerup[v] ->
+      /* A data node's peer. */
+      opinions++;
+      vprim = (pg[v] == PG_PRIMARY && !hung[v]);
+      if :: vprim -> cand(v, tl[v]); raise(me_, v, tl[v]) :: else -> skip fi;
+      returned(me_, v);
+      take_record(me_, v);
+      /* Its opinion: a primary names itself, a standby its upstream. */
+      if
+      :: vprim -> jm = (1 << v)
+      :: pg[v] == PG_STANDBY && !hung[v] -> jm = (1 << ups[v])
+      :: else -> jm = 0
+      fi;
+      if :: jm != 0 && (jm & (1 << me_)) == 0 -> against++ :: else -> skip fi;
+      /* A quiet node: stopped (refused), or in recovery; a timeout is
+       * neither. */
+      if
+      :: pg[v] == PG_DOWN || (pg[v] == PG_STANDBY && !hung[v]) || (SHORTCUT_ON_TIMEOUT && hung[v]) ->
+        quietmask = quietmask | (1 << v)
+      :: else -> allquiet = 0
+      fi
+    :: v == NW && LINKUP(me_, NW) && peerup[NW] ->
+      opinions++;
+      if :: wc_masters != 0 && (wc_masters & (1 << me_)) == 0 -> against++ :: else -> skip fi;
+      /* Its record: never from a cache. */
+      returned(me_, NW);
+      take_record(me_, NW)
+    :: v != me_ && v < ND -> allquiet = 0   /* unreachable */
+    :: else -> skip
+    fi;
+    v++
+  :: else -> break
+  od;
+  /* Raise our own record from our own Postgres, then read it back (after
+   * catching up, if it was re-initialised). */
+  if
+  :: !NO_RECORDS ->
+    if :: lp -> raise(me_, me_, tl[me_]) :: else -> skip fi;
+    catch_up(me_);
+    if
+    :: cu[me_] -> reached = reached - 1 - DOUBLE_SELF
+    :: else ->
+      st = rtl[me_]; ss = rnodes[me_];
+      cand_set(st, ss);
+      if
+      :: lp && HOLDS(st, ss, me_) -> confirm(me_, me_);
+        if :: DOUBLE_SELF -> holders++ :: else -> skip fi
+      :: else -> skip
+      fi
+    fi
+  :: else -> skip
+  fi;
+  /* Decide (rule 3), and write the verdict. */
+  restart = ((vkind[me_] == V_PROD || RESTART_ANY_VERDICT) && vtl[me_] == tl[me_] && vepoch[me_] != epoch[me_]);
+  if
+  :: lp ->
+    if
+    :: (cset == (1 << me_) && ctl == tl[me_] &&
+        ((NO_RECORDS || REACHED_NOT_HOLDERS) -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : NVC) &&
+        against * 2 <= opinions) || (RESTART_NO_MAJORITY && restart) ->
+      if
+      :: vhaswait[me_] && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_] -> skip  /* carried */
+      :: else ->
+        vhaswait[me_] = 1;
+        if
+        :: RESTART_RULE && restart -> vwait[me_] = 0
+        :: !(RESTART_RULE && restart) && AGES -> age_wait(me_); vwait[me_] = w
+        :: !(RESTART_RULE && restart) && !AGES ->
+          if
+          :: allquiet && reached == NVC && !NO_SHORTCUT -> vwait[me_] = SHORT_WAIT
+          :: else -> vwait[me_] = WAIT
+          fi
+        fi;
+        if :: promoted && me_ == pn -> qset = 1; since_q = 0 :: else -> skip fi
+      fi;
+      if :: vwait[me_] == 0 -> vkind[me_] = V_PROD :: else -> vkind[me_] = V_FENCED fi
+    :: else -> vkind[me_] = V_FENCED; vhaswait[me_] = 0
+    fi
+  :: else -> vkind[me_] = V_STANDBY; vhaswait[me_] = 0
+  fi;
+  vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_]; vlease[me_] = LEASE - delta;
+  rnext[me_] = gap[me_]
+}
+
+inline reconcile_start(me_) {
+  if :: RUNS(me_) -> asks(me_) :: else -> skip fi
+}
+
+inline reconcile_finish(me_) {
   if
   :: !recon[me_] -> skip   /* stopped: it runs when it goes on */
   :: recon[me_] && (pg[me_] == PG_DOWN || hung[me_]) ->
     /* Postgres cannot be asked: nothing changes, and the timer goes on. */
     rnext[me_] = gap[me_]
-  :: else ->
-    delta = dl[me_];
-    lp = (pg[me_] == PG_PRIMARY);
-    holders = 0; opinions = 1; against = 0; ctl = 0; cset = 0; reached = 1;
-    heldmask = 0; quietmask = 0; allquiet = 1;
-    if :: lp -> cand(me_, tl[me_]) :: else -> skip fi;
-    /* Ask every other voter. */
-    v = 0;
-    do
-    :: v < NV ->
-      if
-      :: v != me_ && v < ND && LINKUP(me_, v) && peerup[v] ->
-        /* A data node's peer. */
-        reached++; opinions++;
-        own_postgres_raises(v);
-        vprim = (pg[v] == PG_PRIMARY && !hung[v]);
-        if :: vprim -> cand(v, tl[v]); raise(me_, v, tl[v]) :: else -> skip fi;
-        /* Our claim, verified inside the answer by v asking our peer back. */
-        if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(v, me_, tl[me_]) :: else -> skip fi;
-        if
-        :: !NO_RECORDS -> st = rtl[v]; ss = rnodes[v]; cand_set(st, ss); raise_set(me_, st, ss)
-        :: else -> st = 0; ss = 0
-        fi;
-        if :: lp && HOLDS(st, ss, me_) -> confirm(v, me_) :: else -> skip fi;
-        /* Its opinion: a primary names itself, a standby its upstream. */
-        if
-        :: vprim -> jm = (1 << v)
-        :: pg[v] == PG_STANDBY && !hung[v] -> jm = (1 << ups[v])
-        :: else -> jm = 0
-        fi;
-        if :: jm != 0 && (jm & (1 << me_)) == 0 -> against++ :: else -> skip fi;
-        /* A quiet node: stopped (refused), or in recovery; a timeout is
-         * neither. */
-        if
-        :: pg[v] == PG_DOWN || (pg[v] == PG_STANDBY && !hung[v]) || (SHORTCUT_ON_TIMEOUT && hung[v]) ->
-          quietmask = quietmask | (1 << v)
-        :: else -> allquiet = 0
-        fi
-      :: v == NW && LINKUP(me_, NW) && peerup[NW] ->
-        reached++; opinions++;
-        if :: !NO_RECORDS && lp && (peerup[me_] || NO_VERIFY) -> raise(NW, me_, tl[me_]) :: else -> skip fi;
-        if
-        :: wc_left == 0 ->
-          /* The fan-out: the witness asks every data node. */
-          wm = 0; x = 0;
-          do
-          :: x < ND ->
-            if
-            :: LINKUP(x, NW) && peerup[x] ->
-              own_postgres_raises(x);
-              if
-              :: pg[x] == PG_PRIMARY && !hung[x] -> wm = wm | (1 << x);
-                if :: !NO_RECORDS -> raise(NW, x, tl[x]) :: else -> skip fi
-              :: else -> skip
-              fi
-            :: else -> skip
-            fi;
-            x++
-          :: else -> break
-          od;
-          wc_masters = wm;
-          wc_left = CACHE + 1   /* served for CACHE seconds: this tick and the next */
-        :: else -> skip
-        fi;
-        if :: wc_masters != 0 && (wc_masters & (1 << me_)) == 0 -> against++ :: else -> skip fi;
-        /* Its record: never from a cache. */
-        if
-        :: !NO_RECORDS -> st = rtl[NW]; ss = rnodes[NW]; cand_set(st, ss); raise_set(me_, st, ss)
-        :: else -> st = 0; ss = 0
-        fi;
-        if :: lp && HOLDS(st, ss, me_) -> confirm(NW, me_) :: else -> skip fi
-      :: v != me_ && v < ND -> allquiet = 0   /* unreachable */
-      :: else -> skip
-      fi;
-      v++
-    :: else -> break
-    od;
-    /* Raise our own record from our own Postgres, then read it back. */
-    if
-    :: !NO_RECORDS ->
-      if :: lp -> raise(me_, me_, tl[me_]) :: else -> skip fi;
-      st = rtl[me_]; ss = rnodes[me_];
-      cand_set(st, ss);
-      if :: lp && HOLDS(st, ss, me_) -> confirm(me_, me_) :: else -> skip fi
-    :: else -> skip
-    fi;
-    /* Decide (rule 3), and write the verdict. */
-    restart = (vkind[me_] == V_PROD && vtl[me_] == tl[me_] && vepoch[me_] != epoch[me_]);
-    if
-    :: lp ->
-      if
-      :: (cset == (1 << me_) && ctl == tl[me_] &&
-          (NO_RECORDS -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : NV) &&
-          against * 2 <= opinions) || (RESTART_NO_MAJORITY && restart) ->
-        if
-        :: vhaswait[me_] && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_] -> skip  /* carried */
-        :: else ->
-          vhaswait[me_] = 1;
-          if
-          :: RESTART_RULE && restart -> vwait[me_] = 0
-          :: !(RESTART_RULE && restart) && AGES -> age_wait(me_); vwait[me_] = w
-          :: !(RESTART_RULE && restart) && !AGES ->
-            if
-            :: allquiet && reached == NV && !NO_SHORTCUT -> vwait[me_] = SHORT_WAIT
-            :: else -> vwait[me_] = WAIT
-            fi
-          fi;
-          if :: promoted && me_ == pn -> qset = 1; since_q = 0 :: else -> skip fi
-        fi;
-        if :: vwait[me_] == 0 -> vkind[me_] = V_PROD :: else -> vkind[me_] = V_FENCED fi
-      :: else -> vkind[me_] = V_FENCED; vhaswait[me_] = 0
-      fi
-    :: else -> vkind[me_] = V_STANDBY; vhaswait[me_] = 0
-    fi;
-    vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_]; vlease[me_] = LEASE - delta;
-    rnext[me_] = gap[me_]
+  :: else -> answers(me_)
   fi
+}
+
+inline reconcile(me_) {
+  reconcile_start(me_);
+  reconcile_finish(me_)
 }
 
 /* HAProxy completes a check of server s. */
@@ -574,8 +739,8 @@ inline promote(pn_) {
   rarmed = 0;   /* a restarted primary may lose its place to the promotion */
   planned = (pg[NA] == PG_DOWN);
   /* P6: no voter has confirmed A for L' + H', and the promoted node and
-   * every voter but A can reach each other, so nothing stands between it
-   * and a majority. */
+   * every voter but A can reach each other and vote, so nothing stands
+   * between it and a majority. */
   farmed = recon[pn_] && !hung[pn_];
   v = 0;
   do
@@ -584,6 +749,7 @@ inline promote(pn_) {
     if :: v != NA && !peerup[v] -> farmed = 0 :: else -> skip fi;
     if :: v != NA && v != pn_ && !LINKUP(v, pn_) -> farmed = 0 :: else -> skip fi;
     if :: v != NA && v < ND && v != pn_ && pg[v] != PG_STANDBY -> farmed = 0 :: else -> skip fi;
+    if :: v != NA && cu[v] -> farmed = 0 :: else -> skip fi;   /* it cannot vote yet */
     v++
   :: else -> break
   od
@@ -591,7 +757,7 @@ inline promote(pn_) {
 
 active proctype world() {
   byte i, k, v, x, me, delta, reached, holders, opinions, against, ctl, cset, jm, wm;
-  byte st, ss, heldmask, quietmask, w, wx, r, cnt, nth, val;
+  byte st, ss, heldmask, quietmask, w, wx, r, cnt, nth, val, u;
   bit lp, vprim, allquiet, restart;
   /* The tick's choices, made first: how late each run's t0 was (dl), when
    * its timer fires next (gap), how long each HAProxy check takes (hd),
@@ -732,6 +898,30 @@ active proctype world() {
         raise(v, k, x)
       :: else -> skip
       fi
+    :: F_WIPE && faults < MAXF ->
+      /* Voter k's disk is lost: replaced, its record re-initialised
+       * (`claims init`, empty) and its peer restarted (its confirmations
+       * set to now, the witness's cache emptied). It catches up before it
+       * votes again. */
+      faults++; farmed = 0;
+      if
+      :: (WIPE_MASK >> 0) & 1 -> k = 0
+      :: (WIPE_MASK >> 1) & 1 -> k = 1
+      :: (WIPE_MASK >> 2) & 1 -> k = 2
+      :: NV > 3 && ((WIPE_MASK >> 3) & 1) -> k = 3
+      fi;
+      /* With another voter still catching up, neither may ever catch up
+       * (with three voters, two of the three records are lost): progress
+       * is an operator's to restore. */
+      x = 0;
+      do
+      :: x < NV -> if :: x != k && cu[x] -> healthy = 0; rarmed = 0 :: else -> skip fi; x++
+      :: else -> break
+      od;
+      rtl[k] = 0; rnodes[k] = 0; cu[k] = (INIT_VOTES_AT_ONCE -> 0 : 1);
+      if :: k != NA -> crem[k] = CONF_MAX :: else -> skip fi;
+      vup[k] = CONF_MAX;
+      if :: k == NW -> wc_left = 0 :: else -> skip fi
     fi;
 
     /* t0 is taken DEADLINE before the end of gathering only in LATE_T0
@@ -760,19 +950,71 @@ active proctype world() {
     :: else -> break
     od;
     if
-    :: k > 1 -> if :: order = 0 :: order = 1 :: ND > 2 -> order = 2 fi
+    :: k > 1 -> if :: order = 0 :: order = 1 :: ND > 2 -> order = 2 fi;
+      /* Or the first run's voters read their records before the other
+       * runs, and answer (confirm) after them. That differs from running
+       * it last only when a run may raise a record this tick: a primary's
+       * claim missing from its own record or from a voter that it and its
+       * peer reach, or a voter catching up. (If not, every record stays as
+       * it is, and the first run's answers are those it would give last.) */
+      d_step {
+      wm = 0; x = 0;
+      do
+      :: x < ND ->
+        if
+        :: pg[x] == PG_PRIMARY && !hung[x] ->
+          v = 0;
+          do
+          :: v < NV ->
+            if
+            :: ((tl[x] > rtl[v] || (tl[x] == rtl[v] && ((rnodes[v] >> x) & 1) == 0))
+                && (v == x || (peerup[x] && peerup[v] && LINKUP(x, v)))) -> wm = 1
+            :: else -> skip
+            fi;
+            v++
+          :: else -> break
+          od
+        :: else -> skip
+        fi;
+        x++
+      :: else -> break
+      od;
+      v = 0;
+      do
+      :: v < NV -> if :: cu[v] -> wm = 1 :: else -> skip fi; v++
+      :: else -> break
+      od;
+      x = order;
+      do
+      :: rnext[x] != 0 -> x = (x + 1) % ND
+      :: else -> break
+      od
+      };
+      if
+      :: SPAN && wm -> if :: skip :: splitme = x fi
+      :: else -> skip
+      fi;
+      wm = 0; x = 0; v = 0
     :: else -> skip
     fi;
+
+    d_step {
 
     /* (2) The reconcilers that are due, in the order chosen. */
     i = 0;
     do
     :: i < ND ->
       me = (i + order) % ND;
-      if :: rnext[me] == 0 -> d_step { reconcile(me) } :: else -> skip fi;
+      if
+      :: rnext[me] == 0 && me == splitme -> reconcile_start(me)
+      :: rnext[me] == 0 && me != splitme -> reconcile(me)
+      :: else -> skip
+      fi;
       i++
     :: else -> break
     od;
+    if :: splitme < ND -> reconcile_finish(splitme) :: else -> skip fi
+    };
     d_step {
 
     /* (3) The words. */
@@ -782,6 +1024,20 @@ active proctype world() {
     :: else -> break
     od;
     assert(P1 && k <= 1);
+    if
+    :: CHECK_P7 ->
+      x = 0;
+      do
+      :: x < ND -> if :: PRODUCING(x) && tl[x] > hiprod -> hiprod = tl[x] :: else -> skip fi; x++
+      :: else -> break
+      od;
+      x = 0;
+      do
+      :: x < ND -> if :: PRODUCING(x) -> assert(P7 && tl[x] >= hiprod) :: else -> skip fi; x++
+      :: else -> break
+      od
+    :: else -> skip
+    fi;
     if
     :: CHECK_LIVE && promoted && healthy && since_promo >= P3_BOUND -> assert(P3 && PRODUCING(pn))
     :: else -> skip
@@ -800,12 +1056,12 @@ active proctype world() {
     fi;
 
     /* One line a tick when a trail is replayed (spin -t); pan prints nothing. */
-    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] W[peer%d] links[%d] records[A %d/%d B %d/%d W %d/%d] crem[BA%d WA%d] up[%d%d]\n",
+    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] W[peer%d] links[%d] records[A %d/%d B %d/%d W %d/%d] init[%d%d%d] crem[BA%d WA%d] up[%d%d]\n",
       pg[NA], tl[NA], hung[NA], peerup[NA], recon[NA], vkind[NA], vlease[NA], vwait[NA], PRODUCING(NA),
       pg[NB], tl[NB], hung[NB], peerup[NB], recon[NB], vkind[NB], vlease[NB], vwait[NB], PRODUCING(NB),
       peerup[NW], links,
       rtl[NA], rnodes[NA], rtl[NB], rnodes[NB], rtl[NW], rnodes[NW],
-      crem[NB], crem[NW], up[NA], up[NB]);
+      cu[NA], cu[NB], cu[NW], crem[NB], crem[NW], up[NA], up[NB]);
     /* (4) HAProxy. */
     x = 0;
     do
@@ -841,19 +1097,27 @@ active proctype world() {
     od;
     clock_down(wc_left, NW);
     if :: DRIFT -> cph = (cph + 1) % DRIFT_PERIOD :: else -> skip fi;
-    if :: promoted && since_promo < P3_BOUND + P6_BOUND -> since_promo++ :: else -> skip fi;
-    if :: qset && since_q < P4_BOUND -> since_q++ :: else -> skip fi;
-    if :: rarmed && since_restart < P5_BOUND -> since_restart++ :: else -> skip fi;
+    /* The liveness clocks (not kept when P3 to P6 are off: fewer states). */
+    if :: CHECK_LIVE && promoted && since_promo < P3_BOUND + P6_BOUND -> since_promo++ :: else -> skip fi;
+    if :: CHECK_LIVE && qset && since_q < P4_BOUND -> since_q++ :: else -> skip fi;
+    if :: CHECK_LIVE && rarmed && since_restart < P5_BOUND -> since_restart++ :: else -> skip fi;
+    if :: !CHECK_LIVE -> healthy = 0; planned = 0; qset = 0; rarmed = 0; rnode = 0; farmed = 0 :: else -> skip fi;
     /* Scratch values do not outlive the tick (fewer states). */
     i = 0; k = 0; v = 0; x = 0; me = 0; delta = 0; reached = 0; holders = 0; opinions = 0;
     against = 0; ctl = 0; cset = 0; jm = 0; wm = 0; st = 0; ss = 0; heldmask = 0;
     quietmask = 0; w = 0; wx = 0; r = 0; cnt = 0; nth = 0; val = 0;
-    lp = 0; vprim = 0; allquiet = 0; restart = 0; order = 0;
+    lp = 0; vprim = 0; allquiet = 0; restart = 0; order = 0; u = 0; splitme = ND;
     x = 0;
     do
     :: x < ND -> dl[x] = 0; gap[x] = 0; hd[x] = 0; x++
     :: else -> break
-    od
+    od;
+    x = 0;
+    do
+    :: x < NV -> snt[x] = 0; sns[x] = 0; x++
+    :: else -> break
+    od;
+    x = 0
     }
   }
   od

@@ -482,6 +482,34 @@ fn model_params_match_timing() {
             h_drifted >= h && h_drifted < h + secs(1),
             "{flags:?}: H' {h_drifted:?}"
         );
+        // L' and H' of the model's drift configurations are the code's
+        // formula with the model's ρ = 1/DRIFT_PERIOD, rounded up to its
+        // whole ticks.
+        let out = Command::new(&spin)
+            .args(flags)
+            .arg("-DDRIFT=1")
+            .arg("print_params.pml")
+            .current_dir(repo("model"))
+            .output()
+            .expect("run spin");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("DRIFTED "))
+            .unwrap_or_else(|| panic!("spin {flags:?} -DDRIFT=1: no DRIFTED line in {text:?}"));
+        let d: HashMap<&str, u64> = line
+            .split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("NAME=value");
+                (k, v.parse().expect("a number"))
+            })
+            .collect();
+        assert_eq!(d["DRIFT"], 1, "{flags:?}: the model's drift is on");
+        let rho = 1.0 / d["DRIFT_PERIOD"] as f64;
+        let ticks =
+            |span: Duration| (timing::drifted_by(span, rho).as_secs_f64() - 1e-9).ceil() as u64;
+        assert_eq!(d["LEASE_P"], ticks(lease), "{flags:?}: L' with ρ = {rho}");
+        assert_eq!(d["HTERM_P"], ticks(h), "{flags:?}: H' with ρ = {rho}");
         if flags.is_empty() {
             // The defaults are the shipped ones.
             assert_eq!(check, HaproxyCheck::default(), "the model's HAProxy");

@@ -95,7 +95,14 @@ pub fn haproxy_term(check: &HaproxyCheck) -> Duration {
 /// term drifted (the waiting node's clock may run fast while the old
 /// primary's runs slow).
 pub fn drifted(span: Duration) -> Duration {
-    span.mul_f64((1.0 + CLOCK_DRIFT) / (1.0 - CLOCK_DRIFT))
+    drifted_by(span, CLOCK_DRIFT)
+}
+
+/// `span` times (1+ρ)/(1−ρ) for a drift bound `rho`: [`drifted`] with
+/// [`CLOCK_DRIFT`]; the model's drift configurations use ρ = 1/4, and
+/// `tests/shipped_files.rs` checks their L' and H' against this formula.
+pub fn drifted_by(span: Duration, rho: f64) -> Duration {
+    span.mul_f64((1.0 + rho) / (1.0 - rho))
 }
 
 /// H', HAProxy's term as the waiting node's clock may measure it: the wait
