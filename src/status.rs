@@ -152,6 +152,9 @@ pub fn lease_left_ms(
             _ => 0,
         });
     }
+    // Every configured voter not among the views (an entry not asked)
+    // counts as 0 too: m is a majority of all of them.
+    ages.resize(ages.len().max(voters), 0);
     ages.sort_unstable();
     let m = voters / 2 + 1;
     let age = ages.get(m - 1).copied().unwrap_or(0);
@@ -726,5 +729,10 @@ mod tests {
         for (views, want) in cases {
             assert_eq!(lease_left_ms(&views, "node_a", 35_000, 3), want);
         }
+        // Four voters configured, two asked (an entry resolving to this
+        // node is not): the two not in the views count as 0, so the
+        // third smallest age is w's 5 s, not b's 60 s.
+        let views = vec![at(voter("b", Some(60_000))), at(voter("w", Some(5_000)))];
+        assert_eq!(lease_left_ms(&views, "node_a", 35_000, 4), Some(30_000));
     }
 }

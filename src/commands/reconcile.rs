@@ -64,6 +64,9 @@ pub fn run(explicit: Option<&Path>, args: ReconcileArgs) -> anyhow::Result<()> {
             crate::fsutil::remove_stale_temps(hba);
             crate::fsutil::remove_stale_temps(&apply::backup_path(hba));
         }
+        if let Err(e) = crate::fencing::claims_store::remove_stale_temps(&config.state_dir) {
+            log::warn!("claim record: {}", crate::error_text::one_line(&e));
+        }
         Some(lock)
     };
     let ran = runtime.block_on(async {
@@ -312,9 +315,19 @@ async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<O
     .context("the claim record task failed")?;
     let own: Option<Option<Highest>> = match record {
         Ok(record) if record.catching_up => {
+            let usable = peers
+                .iter()
+                .filter(|(_, state)| {
+                    matches!(state, decide::PeerState::Answered(a) if a.record.is_some())
+                })
+                .count();
             log::warn!(
                 "{}: this node's claim record is catching up after `claims init`: it casts no \
-                 vote until more than half of the {others} other voters' records are read",
+                 vote until more than half of the {others} other voters' records are read \
+                 ({usable} usable now; a record catching up itself is not one). If every \
+                 voter's record was re-initialised (a cluster being set up, every disk lost), \
+                 none can catch up from another: with one primary running, run `pgsql-state \
+                 claims init --new-cluster` on every voter",
                 config.node_name
             );
             None

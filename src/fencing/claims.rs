@@ -68,7 +68,9 @@ pub const CATCHING_UP: &str = "catching-up";
 /// always meets them. Returns the claims to rise to (every one those
 /// records hold), or `None` while too few were read. Pure.
 pub fn caught_up(others: usize, read: &[Vec<Claim>]) -> Option<Vec<Claim>> {
-    (read.len() * 2 > others).then(|| read.iter().flatten().cloned().collect())
+    // A lone voter (no other configured) is every majority by itself:
+    // there is nothing to catch up from, and nothing it could miss.
+    (others == 0 || read.len() * 2 > others).then(|| read.iter().flatten().cloned().collect())
 }
 
 /// Why a record's text cannot be used.
@@ -377,6 +379,8 @@ mod tests {
             ),
             // An empty record read still counts as read.
             (2, vec![none.clone(), none.clone()], Some(vec![])),
+            // A lone voter has nobody to read: it votes at once.
+            (0, vec![], Some(vec![])),
         ];
         for (others, read, want) in cases {
             assert_eq!(caught_up(others, &read), want, "{others} {read:?}");

@@ -226,7 +226,15 @@ pub fn distinct_voters<'a>(me: &str, peers: &'a [(String, PeerState)], sysid: u6
             ));
             continue;
         }
-        if !a.node.is_empty() && voters.counted.iter().any(|s| s.node == a.node) {
+        if a.node.is_empty() {
+            // Every peer of ours and of harepd names its node: an answer
+            // without a name could not be told apart from another one.
+            voters.left_out.push(format!(
+                "the peer at {addr} answers without a node name: no vote"
+            ));
+            continue;
+        }
+        if voters.counted.iter().any(|s| s.node == a.node) {
             voters.left_out.push(format!(
                 "the peer at {addr} answers as {}, which another configured address reached \
                  too: counted once",
@@ -410,7 +418,8 @@ fn primary(
         }
         None if d.tie => {
             let reason = "two primaries claim the highest timeline; an operator must clear \
-                          the tie (stop the other, then `pgsql-state claims init --new-cluster` on every voter)"
+                          the tie (stop every primary but the one kept, then `pgsql-state claims init \
+                          --new-cluster` on every voter)"
                 .to_string();
             return fence(d, reason);
         }

@@ -186,6 +186,17 @@ fn ages(state: PeerState, ages: &[(&str, u64)]) -> PeerState {
     }
 }
 
+/// `state` answering without a node name.
+fn unnamed(state: PeerState) -> PeerState {
+    match state {
+        PeerState::Answered(a) => PeerState::Answered(PeerAnswer {
+            node: String::new(),
+            ..a
+        }),
+        PeerState::Unreachable => PeerState::Unreachable,
+    }
+}
+
 /// A voter that started `uptime` ms ago and has confirmed nobody since.
 fn started(state: PeerState, uptime: u64) -> PeerState {
     match state {
@@ -325,6 +336,34 @@ fn rows() -> Vec<Row> {
             want: Some(Fenced),
             because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (22 s left)",
             ..row("a machine lost 20 s ago: W less what has passed since the voters last confirmed it")
+        },
+        Row {
+            me: (B, IP_B),
+            local: Some(primary(2)),
+            peers: vec![
+                ages(data(A, IP_A, true, 1, &[IP_A], rec(2, &[B])), &[(A, 0)]),
+                ages(witness(&[IP_B], rec(2, &[B])), &[(A, 5_000)]),
+            ],
+            asked: vec!["10.0.0.1:10000", "10.0.0.9:10000"],
+            own: rec(2, &[B]),
+            own_clock: up_a_day(&[(A, 60_000)]),
+            previous: None,
+            voters: 4,
+            want: Some(Fenced),
+            because: "waiting out node_a's lease as the voters saw it, and HAProxy's term after it (37 s left)",
+            ..row("an entry never asked (its name resolved to this node) is still a vote of 0 in the wait: 4 voters configured, 3 in the list, m = 3")
+        },
+        Row {
+            peers: vec![
+                unnamed(data(C, IP_C, false, 1, &[IP_A], rec(1, &[A]))),
+                unnamed(data(C, IP_C, false, 1, &[IP_A], rec(1, &[A]))),
+                down(),
+            ],
+            asked: vec!["10.0.0.3:10000", "10.0.0.4:10000", "10.0.0.9:10000"],
+            voters: 4,
+            want: Some(Fenced),
+            because: "isolated: 1/4 voters reached",
+            ..row("answers without a node name are no votes: two of them cannot make a majority with this node")
         },
         Row {
             me: (B, IP_B),

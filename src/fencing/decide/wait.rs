@@ -169,6 +169,11 @@ fn lease_wait(inputs: &Inputs<'_>, local: &LocalFacts) -> (u64, String) {
                 PeerState::Unreachable => true,
             })
             .count();
+    // And every configured voter not in the list at all (an entry never
+    // asked: its name resolved to this node): the list is as long as the
+    // count m is a majority of, or the (m - 1)-th smallest age would be
+    // taken from too few and the wait cut short.
+    let silent = silent.max(inputs.voters.saturating_sub(voters.len()));
     voters.extend((0..silent).map(|_| Voter {
         name: None,
         holds: false,
