@@ -365,9 +365,26 @@ fn wait_following(s: &RepmgrScene, new: usize, follower: usize) {
         "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{}' AND state = 'streaming'",
         s.nodes[follower].name
     );
-    wait_until(Duration::from_secs(60), "the other standby follows", || {
-        s.nodes[new].sql(&sql) == "1"
-    });
+    let start = std::time::Instant::now();
+    while s.nodes[new].sql(&sql) != "1" {
+        if start.elapsed() > Duration::from_secs(60) {
+            let tail = |i: usize| {
+                let log = s.repmgrd_log(i);
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            };
+            panic!(
+                "{} does not stream from {} after 60 s\nrepmgrd of {}:\n{}\nrepmgrd of {}:\n{}",
+                s.nodes[follower].name,
+                s.nodes[new].name,
+                s.nodes[follower].name,
+                tail(follower),
+                s.nodes[new].name,
+                tail(new)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Lets the observer take 2 s more of samples.

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -637,21 +638,27 @@ fn inetd_mode_never_writes_a_usage_error_or_a_panic_to_the_client() {
     let c = cluster();
     let tool = require_tool("systemd-socket-activate");
     let conninfo = c.primary.conninfo();
-    let cases: [(&str, u16, Vec<&str>, Vec<&str>); 2] = [
+    // The panic hook is compiled into debug builds only: that case runs
+    // this build's binary even when the suite runs the release one.
+    // (what, port, systemd-socket-activate's flags, the binary's, which binary)
+    type Case<'a> = (&'a str, u16, Vec<&'a str>, Vec<&'a str>, PathBuf);
+    let cases: [Case; 2] = [
         (
             "a usage error",
             5452,
             vec![],
             vec!["respond", "--no-such-flag"],
+            binary(),
         ),
         (
             "a panic",
             5453,
             vec!["--setenv=PGSQL_STATE_TEST_PANIC=1"],
             vec!["respond", "--conninfo", &conninfo],
+            this_build(),
         ),
     ];
-    for (what, port, activate_args, args) in cases {
+    for (what, port, activate_args, args, binary) in cases {
         let addr = at(&c.primary, port);
         let mut cmd = std::process::Command::new(&tool);
         cmd.arg("-l")
@@ -659,7 +666,7 @@ fn inetd_mode_never_writes_a_usage_error_or_a_panic_to_the_client() {
             .args(["--accept", "--inetd"])
             .args(activate_args)
             .arg("--")
-            .arg(binary())
+            .arg(binary)
             .args(args)
             .stderr(std::process::Stdio::null());
         let _activator = Spawned::listening(cmd, addr, what);

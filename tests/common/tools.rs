@@ -16,6 +16,13 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pgsql-state")))
 }
 
+/// This build's own binary, whatever `PGSQL_STATE_BINARY` says: the debug
+/// build has the test hooks (`PGSQL_STATE_TEST_PANIC`) a release build
+/// leaves out.
+pub fn this_build() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgsql-state"))
+}
+
 /// Panics with a clear message when a tool the tests need is missing.
 pub fn require_tool(name: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
