@@ -385,10 +385,39 @@ fn exit_codes_follow_the_contract() {
 /// `model/check.sh` searches. One tick of the model is one second; the
 /// model takes the clock drift ρ as 0, so its W is L + H, and the code's W
 /// may only be longer.
+/// The `NAME=value` pairs of the line `tag` that `spin FLAGS
+/// print_params.pml` prints (the model's timing as params.pml derives it).
+fn model_line(
+    spin: &std::path::Path,
+    flags: &[String],
+    tag: &str,
+) -> std::collections::HashMap<String, u64> {
+    let out = Command::new(spin)
+        .args(flags)
+        .arg("print_params.pml")
+        .current_dir(repo("model"))
+        .output()
+        .expect("run spin");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{tag} "))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("spin {flags:?}: no {tag} line in {text:?}"));
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("NAME=value");
+            (k.to_string(), v.parse().expect("a number"))
+        })
+        .collect()
+}
+
 #[test]
 fn model_params_match_timing() {
     use pgsql_state::fencing::timing::{self, HaproxyCheck};
-    use std::collections::HashMap;
     use std::time::Duration;
     let spin = require_tool("spin");
     let check_sh = std::fs::read_to_string(repo("model/check.sh")).expect("read model/check.sh");
@@ -429,24 +458,7 @@ fn model_params_match_timing() {
     );
     let secs = Duration::from_secs;
     for flags in &variants {
-        let out = Command::new(&spin)
-            .args(flags)
-            .arg("print_params.pml")
-            .current_dir(repo("model"))
-            .output()
-            .expect("run spin");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("PARAMS "))
-            .unwrap_or_else(|| panic!("spin {flags:?}: no PARAMS line in {text:?}"));
-        let p: HashMap<&str, u64> = line
-            .split_whitespace()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').expect("NAME=value");
-                (k, v.parse().expect("a number"))
-            })
-            .collect();
+        let p = model_line(&spin, flags, "PARAMS");
         let check = HaproxyCheck {
             inter: secs(p["INTER"]),
             fastinter: secs(p["FASTINTER"]),
@@ -485,25 +497,12 @@ fn model_params_match_timing() {
         // L' and H' of the model's drift configurations are the code's
         // formula with the model's ρ = 1/DRIFT_PERIOD, rounded up to its
         // whole ticks.
-        let out = Command::new(&spin)
-            .args(flags)
-            .arg("-DDRIFT=1")
-            .arg("print_params.pml")
-            .current_dir(repo("model"))
-            .output()
-            .expect("run spin");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("DRIFTED "))
-            .unwrap_or_else(|| panic!("spin {flags:?} -DDRIFT=1: no DRIFTED line in {text:?}"));
-        let d: HashMap<&str, u64> = line
-            .split_whitespace()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').expect("NAME=value");
-                (k, v.parse().expect("a number"))
-            })
+        let drift_on: Vec<String> = flags
+            .iter()
+            .cloned()
+            .chain(["-DDRIFT=1".to_string()])
             .collect();
+        let d = model_line(&spin, &drift_on, "DRIFTED");
         assert_eq!(d["DRIFT"], 1, "{flags:?}: the model's drift is on");
         let rho = 1.0 / d["DRIFT_PERIOD"] as f64;
         let ticks =
