@@ -649,22 +649,7 @@ impl RepmgrScene {
     /// What `prod` held since `from`, one line per change (for failure
     /// messages).
     pub fn prod_trace(&self, from: Duration) -> String {
-        let seen = self.seen.lock().expect("seen");
-        let mut out = String::new();
-        let mut last = None;
-        for sample in seen.prod[0].iter().filter(|s| s.at >= from) {
-            let now = (&sample.up, &sample.down);
-            if last != Some(now) {
-                out += &format!(
-                    "{:8.2} s: UP {:?}, not UP {:?}\n",
-                    sample.at.as_secs_f64(),
-                    sample.up,
-                    sample.down
-                );
-                last = Some(now);
-            }
-        }
-        out
+        scene::changes(&self.seen.lock().expect("seen").prod[0], from)
     }
 
     /// Whether every sample of `prod` since `from` (at least one) held

@@ -597,19 +597,7 @@ impl Scene {
         let seen = self.seen.lock().expect("seen");
         let mut out = format!("{label}'s prod since {:.2} s:\n", from.as_secs_f64());
         if let Some(i) = self.variants.iter().position(|v| v.label == label) {
-            let mut last = None;
-            for sample in seen.prod[i].iter().filter(|s| s.at >= from) {
-                let now = (&sample.up, &sample.down);
-                if last != Some(now) {
-                    out += &format!(
-                        "{:8.2} s: UP {:?}, not UP {:?}\n",
-                        sample.at.as_secs_f64(),
-                        sample.up,
-                        sample.down
-                    );
-                    last = Some(now);
-                }
-            }
+            out += &changes(&seen.prod[i], from);
         }
         for i in 0..2 {
             let log =
@@ -643,6 +631,26 @@ impl Scene {
             })
             .collect()
     }
+}
+
+/// What `samples` held since `from`, one line per change, with why each
+/// server not UP was out (for failure messages).
+pub fn changes(samples: &[ProdSample], from: Duration) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for sample in samples.iter().filter(|s| s.at >= from) {
+        let now = (&sample.up, &sample.down);
+        if last != Some(now) {
+            out += &format!(
+                "{:8.2} s: UP {:?}, not UP {:?}\n",
+                sample.at.as_secs_f64(),
+                sample.up,
+                sample.down
+            );
+            last = Some(now);
+        }
+    }
+    out
 }
 
 /// The observer of HAProxies given as (stats socket, `prod` address,
