@@ -887,33 +887,57 @@ fn a_block_postgres_rejects_is_rolled_back_and_nothing_reloaded() {
     assert_eq!(s.cluster.primary.sql("SELECT 1"), "1");
 }
 
+/// A file whose block cannot be found unambiguously, or one with no rule
+/// of its own (empty, or read while an editor had truncated it to write it
+/// again), is never rewritten: the block alone would take every rule the
+/// operator had. The verdict is still written, so the responder obeys it.
 #[test]
-fn a_damaged_block_is_left_alone_and_the_verdict_is_still_written() {
+fn a_damaged_or_empty_pg_hba_is_left_alone_and_the_verdict_is_still_written() {
     let s = setup();
     let node = &s.nodes[0];
     let hba = s.cluster.primary.data_dir.join("pg_hba.conf");
     let good = std::fs::read_to_string(&hba).expect("read");
-    // A BEGIN with no END: which lines are ours is no longer clear.
-    let damaged =
-        format!("{good}# BEGIN pgsql-state managed block\nhost all all 10.9.9.9/32 trust\n");
-    std::fs::write(&hba, &damaged).expect("write");
-    let verdict = node.runtime.join("verdict");
-    let _ = std::fs::remove_file(&verdict);
-    let (code, log) = reconcile(node, &[]);
-    let after = std::fs::read_to_string(&hba).expect("read");
-    std::fs::write(&hba, &good).expect("put the good file back");
-    assert_eq!(code, 1, "{log}");
-    assert!(
-        log.contains("has a damaged managed block; fix it by hand"),
-        "{log}"
-    );
-    assert!(
-        log.contains("has no `# END pgsql-state managed block` after it"),
-        "{log}"
-    );
-    assert_eq!(after, damaged, "a damaged file is never rewritten");
-    let written = std::fs::read_to_string(&verdict).expect("the verdict was still written");
-    assert!(written.contains("verdict="), "{written}");
+    let cases = [
+        (
+            // A BEGIN with no END: which lines are ours is no longer clear.
+            format!("{good}# BEGIN pgsql-state managed block\nhost all all 10.9.9.9/32 trust\n"),
+            [
+                "has a damaged managed block (line ",
+                "has no `# END pgsql-state managed block` after it); fix it by hand",
+            ],
+        ),
+        (
+            String::new(),
+            [
+                "pg_hba.conf: it has no rule outside the managed block",
+                "left as it is",
+            ],
+        ),
+        (
+            "# TYPE  DATABASE  USER  ADDRESS  METHOD\n\n".to_string(),
+            [
+                "pg_hba.conf: it has no rule outside the managed block",
+                "left as it is",
+            ],
+        ),
+    ];
+    for (text, says) in cases {
+        std::fs::write(&hba, &text).expect("write");
+        let verdict = node.runtime.join("verdict");
+        let _ = std::fs::remove_file(&verdict);
+        let (code, log) = reconcile(node, &[]);
+        let after = std::fs::read_to_string(&hba).expect("read");
+        std::fs::write(&hba, &good).expect("put the good file back");
+        assert_eq!(code, 1, "{text:?}: {log}");
+        for said in says {
+            assert!(log.contains(said), "{text:?}: wanted {said:?} in:\n{log}");
+        }
+        assert_eq!(after, text, "such a file is never rewritten");
+        let written = std::fs::read_to_string(&verdict).expect("the verdict was still written");
+        assert!(written.contains("verdict="), "{written}");
+    }
+    // Postgres kept the rules it had loaded: nothing was reloaded.
+    assert_eq!(s.cluster.primary.sql("SELECT 1"), "1");
 }
 
 /// A planned switchover: node_1's Postgres is stopped first (its peer

@@ -489,11 +489,12 @@ fn hba_texts<'c>(
         .context("harepd.hbaConfig is required on a data node")?;
     let old =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let new = render::render_hba(&old, &hba_rules(config, decision)).with_context(|| {
-        format!(
-            "{} has a damaged managed block; fix it by hand",
+    let new = render::render_hba(&old, &hba_rules(config, decision)).map_err(|e| match e {
+        render::HbaError::NoRules => anyhow::anyhow!("{}: {e}", path.display()),
+        _ => anyhow::anyhow!(
+            "{} has a damaged managed block ({e}); fix it by hand",
             path.display()
-        )
+        ),
     })?;
     Ok((path, old, new))
 }

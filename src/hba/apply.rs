@@ -47,6 +47,14 @@ pub enum HbaApplyError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file changed between this run's read and its write (an edit
+    /// by hand, or another tool's): the edit is kept, nothing is written,
+    /// and the next run renders the block into the new text.
+    #[error("{path} changed while this run rendered it (an edit?); the edit was kept and nothing written, the next run renders it again")]
+    Changed {
+        /// The pg_hba.conf.
+        path: PathBuf,
+    },
     /// Postgres found errors in the new file; the old text was restored.
     #[error("Postgres rejects the new pg_hba.conf ({}); the old one was restored and nothing reloaded", .0.join("; "))]
     Rejected(Vec<String>),
@@ -127,6 +135,7 @@ pub async fn apply(
         path: backup.clone(),
         source,
     })?;
+    unchanged(path, old)?;
     write_atomic(path, new.as_bytes(), 0o640).map_err(|source| HbaApplyError::Write {
         path: path.to_path_buf(),
         source,
@@ -148,6 +157,23 @@ pub async fn apply(
         .map_err(HbaApplyError::Reload)?;
     clear_pending(pending);
     Ok(())
+}
+
+/// Whether `path` still holds `old`, the text the new one was rendered
+/// from. An editor that truncates and rewrites in place (as most do) may
+/// have been caught half-way by the run's read, and renaming over its file
+/// would throw its edit away; the window left is this read to the rename.
+fn unchanged(path: &Path, old: &str) -> Result<(), HbaApplyError> {
+    match std::fs::read_to_string(path) {
+        Ok(now) if now == old => Ok(()),
+        Ok(_) => Err(HbaApplyError::Changed {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(HbaApplyError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Takes the reload-owed mark away, after a reload.
@@ -251,6 +277,24 @@ fn restore(path: &Path, backup: &Path, old: &str) -> Result<(), HbaApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edit_made_after_the_read_is_never_renamed_over() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pg_hba.conf");
+        std::fs::write(&path, "local all all peer\n").expect("write");
+        assert!(unchanged(&path, "local all all peer\n").is_ok());
+        // Read while an editor had truncated it, then written in full.
+        assert!(matches!(
+            unchanged(&path, ""),
+            Err(HbaApplyError::Changed { .. })
+        ));
+        std::fs::remove_file(&path).expect("remove");
+        assert!(matches!(
+            unchanged(&path, "local all all peer\n"),
+            Err(HbaApplyError::Write { .. })
+        ));
+    }
 
     #[test]
     fn a_file_changed_after_the_last_load_is_not_loaded() {

@@ -399,21 +399,52 @@ impl RepmgrScene {
 
     /// Puts `rules` first in node `i`'s pg_hba.conf (or takes them out),
     /// reloads, and on a cut ends the sessions `sessions` selects.
+    ///
+    /// The edit is made as an operator's script should make one beside a
+    /// running reconciler: under the node's run lock, so that no run reads
+    /// the file between this read and this write, and written atomically.
+    /// (An in-place write once let a run read the truncated file; the
+    /// reconciler now refuses such a file, and this edit no longer races.)
     fn cut_hba(&self, i: usize, cut: bool, rules: &str, sessions: &str) {
         let hba = self.nodes[i].data_dir.join("pg_hba.conf");
-        let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
-        let text = if cut {
-            format!("{rules}{text}")
-        } else {
-            text.replacen(rules, "", 1)
-        };
-        std::fs::write(&hba, text).expect("write pg_hba.conf");
+        {
+            let _lock = self.run_lock(i);
+            let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+            let text = if cut {
+                format!("{rules}{text}")
+            } else {
+                assert!(
+                    text.contains(rules),
+                    "node {i}'s pg_hba.conf lost the cut:\n{text}"
+                );
+                text.replacen(rules, "", 1)
+            };
+            pgsql_state::fsutil::write_atomic(&hba, text.as_bytes(), 0o600)
+                .expect("write pg_hba.conf");
+        }
         self.nodes[i].sql("SELECT pg_reload_conf()");
         if cut {
             self.nodes[i].sql(&format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {sessions}"
             ));
         }
+    }
+
+    /// Node `i`'s reconcile run lock (the file `reconcile` flocks in its
+    /// runtime directory), held until the file is dropped. Its reconciler
+    /// has run by then and made the file (as the user it runs as).
+    fn run_lock(&self, i: usize) -> std::fs::File {
+        let path = self
+            .dir
+            .join(format!("run-{}", self.nodes[i].name))
+            .join("reconcile.lock");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
+        file
     }
 
     /// Cuts (or heals) node `i`'s pgsql-state from the other voters: its

@@ -53,6 +53,21 @@ pub enum HbaError {
     /// More than one managed block.
     #[error("line {0}: a second managed block (the first ends before it)")]
     SecondBlock(usize),
+    /// Nothing but the managed block, comments and blank lines: an empty
+    /// file, or one read while an editor had truncated it to write it
+    /// again. Written back with the block alone, it would take every rule
+    /// the operator had (this reconciler's own login included), so it is
+    /// left alone.
+    #[error("it has no rule outside the managed block (empty, or caught while an editor was rewriting it); left as it is")]
+    NoRules,
+}
+
+/// Whether `text` holds a line other than a blank or a comment.
+fn has_rules(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.trim();
+        !line.is_empty() && !line.starts_with('#')
+    })
 }
 
 /// The block's lines, without line endings.
@@ -143,7 +158,15 @@ pub fn render_hba(current: &str, rules: &HbaRules) -> Result<String, HbaError> {
     for line in block_lines(rules) {
         let _ = write!(block, "{line}{eol}");
     }
-    Ok(match find_block(current)? {
+    let found = find_block(current)?;
+    let outside = match &found {
+        Some(range) => has_rules(&current[..range.start]) || has_rules(&current[range.end..]),
+        None => has_rules(current),
+    };
+    if !outside {
+        return Err(HbaError::NoRules);
+    }
+    Ok(match found {
         Some(range) => {
             let mut out = String::with_capacity(current.len() + block.len());
             out.push_str(&current[..range.start]);

@@ -133,3 +133,52 @@ fn an_ambiguous_block_is_an_error_not_a_guess() {
         assert_eq!(render_hba(&text, &rules(true, &[])), Err(want), "{text:?}");
     }
 }
+
+#[test]
+fn a_file_with_no_rule_of_its_own_is_left_alone() {
+    let rule = "local all postgres peer\n";
+    let cases = [
+        ("empty", String::new(), Err(HbaError::NoRules)),
+        (
+            "blank lines",
+            "\n \n\t\n".to_string(),
+            Err(HbaError::NoRules),
+        ),
+        (
+            "comments",
+            "# TYPE DATABASE USER\n  # x\n".to_string(),
+            Err(HbaError::NoRules),
+        ),
+        (
+            "the block alone",
+            format!("{BEGIN}\nhost harw harw 10.0.0.1/32 reject\n{END}\n"),
+            Err(HbaError::NoRules),
+        ),
+        (
+            "the block and comments",
+            format!("# a\n{BEGIN}\n{END}\n# b\n"),
+            Err(HbaError::NoRules),
+        ),
+        ("a rule", rule.to_string(), Ok(())),
+        (
+            "a rule after the block",
+            format!("{BEGIN}\n{END}\n{rule}"),
+            Ok(()),
+        ),
+        (
+            "a rule before the block",
+            format!("{rule}{BEGIN}\n{END}\n"),
+            Ok(()),
+        ),
+        ("an include", "include_dir conf.d\n".to_string(), Ok(())),
+        (
+            "a rule with no newline",
+            "local all all trust".to_string(),
+            Ok(()),
+        ),
+    ];
+    for (name, text, want) in cases {
+        let got = render_hba(&text, &rules(true, &[])).map(|_| ());
+        assert_eq!(got, want, "{name}: {text:?}");
+    }
+}
