@@ -56,8 +56,28 @@
 #define NO_DRIFT_H 0
 #endif
 
+/* The renewal (RENEW): a process of its own on each data node renews a
+ * confirming verdict every RINT ticks, each of its asks bounded by DREN;
+ * the full run keeps WATCHDOG. The lease is then L = 2 RINT + DREN, from
+ * the same function as before (one round may fail, and the next still
+ * lands before L). Without RENEW, the lease is the full run's. */
+#ifndef RENEW
+#define RENEW      0
+#endif
+#ifndef RINT
+#define RINT       1   /* the model renews at every tick: RINT is 1 */
+#endif
+#ifndef DREN
+#define DREN       1
+#endif
+/* Mutation: L one tick shorter than RINT + DREN. */
+#ifndef SHORT_LEASE
+#define SHORT_LEASE 0
+#endif
+
 /* Derived, exactly as src/fencing/timing.rs derives them. */
-#define LEASE      (2 * WATCHDOG + DEADLINE)
+#define LEASE      (SHORT_LEASE -> (RINT + DREN - 1) : \
+                    (RENEW -> (2 * RINT + DREN) : (2 * WATCHDOG + DEADLINE)))
 #define T_FAIL     (INTER + TCHECK)
 #define HTERM      (INTER + T_FAIL + TRANSIT + (FALL - 1) * (FASTINTER + T_FAIL) - (RISE - 1) * FASTINTER)
 /* L' and H': the lease and HAProxy's term as the other clocks may see
@@ -79,3 +99,15 @@
 #ifndef CONF_MAX
 #define CONF_MAX   (LEASE_P + HTERM_P)
 #endif
+
+/* Nodes whose L differ (SHRINK): a node may still run the old config,
+ * whose lease is the full run's (2 WATCHDOG + DEADLINE), and a rollout
+ * shrinks it to LEASE one node at a time. A confirmation leaves what the
+ * claimant declared; a restarted voter, or one not reached, counts the
+ * longest any node may declare (CONF_TOP). */
+#ifndef SHRINK
+#define SHRINK     0
+#endif
+#define LEASE_OLD  (2 * WATCHDOG + DEADLINE)
+#define CONF_OLD   (DRIFTED(LEASE_OLD) + HTERM_P)
+#define CONF_TOP   ((SHRINK && CONF_OLD > CONF_MAX) -> CONF_OLD : CONF_MAX)

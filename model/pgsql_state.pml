@@ -10,7 +10,8 @@
  * postmaster hung and resumed, A's Postgres stopped and started again (as
  * the zombie or as a standby), a primary's Postgres restarted at once, a
  * reconciler that stops and goes on, a stranger sending claims, and a
- * voter's record wiped (its disk lost, `claims init`).
+ * voter's record wiped (its disk lost, `claims init`), a renewal process
+ * stopped or hung, a run or renewal round killed before its write.
  *
  * Each tick: (1) at most one event; (2) the reconcilers whose timer is due
  * run, in any order, the first one's asks possibly spanning the others';
@@ -35,6 +36,10 @@
  *       `production` within runs and the cache, without the lease's wait;
  *   P7  once a node has answered `production` on a timeline, no node
  *       answers it on a lower one (the successor's writes are not lost).
+ *   P8  with PROMOTE_CHECK, a promotion happens only once A is out of
+ *       HAProxy's prod pool;
+ *   P9  with CHECK_P9, a primary with no fault and no promotion answers
+ *       `production` at every tick (the renewal keeps its lease).
  *
  * The rules are those of src/fencing/decide/mod.rs; each mutation macro
  * weakens one (check.sh runs them and expects a counterexample from each).
@@ -183,6 +188,49 @@
 #define DOUBLE_SELF 0
 #endif
 
+/* The renewal (RENEW, params.pml) and its faults and mutations. */
+#ifndef F_RENEW             /* a renewal process stopped or hung, and back */
+#define F_RENEW 0
+#endif
+#ifndef F_KILL              /* a run or a round killed after its voters
+                             * confirmed it, before it wrote its verdict;
+                             * its process stays stopped */
+#define F_KILL 0
+#endif
+#ifndef RENEW_OVER_FENCE    /* a renewal extends a fenced verdict (one
+                             * sitting out its wait) into `production` */
+#define RENEW_OVER_FENCE 0
+#endif
+#ifndef RENEW_CREATES       /* a renewal writes `production` over any
+                             * verdict (a standby's, a lapsed one, another
+                             * postmaster's) */
+#define RENEW_CREATES 0
+#endif
+#ifndef T0_AFTER            /* the round's start time taken after its asks */
+#define T0_AFTER 0
+#endif
+#ifndef LOCAL_L             /* the wait from the voters' ages and the
+                             * waiting node's own L, not what each voter
+                             * says is left of the claimant's declared L */
+#define LOCAL_L 0
+#endif
+#ifndef LAST_DECLARED       /* a voter keeps the last declared lease, not
+                             * the latest end of any */
+#define LAST_DECLARED 0
+#endif
+/* promote-check gates every promotion (the HA tool's validation hook). */
+#ifndef PROMOTE_CHECK
+#define PROMOTE_CHECK 0
+#endif
+#ifndef PC_NO_H             /* promote-check counts the lease without H' */
+#define PC_NO_H 0
+#endif
+/* P9: a primary with no fault and no promotion never stops answering
+ * `production` (the renewal's timing). */
+#ifndef CHECK_P9
+#define CHECK_P9 0
+#endif
+
 /* Two runs of a tick may interleave: the first one's voters read their
  * records before the others' runs and answer after them. */
 #ifndef SPAN
@@ -269,6 +317,20 @@ byte crem[NV];
  * down. The model's voters started long before the run (0). */
 byte vup[NV];
 
+/* The renewal process of each data node runs (not stopped, not hung). */
+bit rnw[ND];
+/* The node still runs the old config, whose lease is LEASE_OLD (SHRINK). */
+bit lbig[ND];
+/* LOCAL_L only: ticks since voter v last confirmed A (else 0). */
+byte cage[NV];
+/* PROMOTE_CHECK only: ticks since crem[v] ran out, up to RISE_CREDIT. H
+ * counts the successor's own rise ((RISE - 1) fast checks) towards the
+ * old primary's fall, so HAProxy may keep the old one UP that long after
+ * L + H: promote-check, which wants it gone before the promotion, sits
+ * that out as well. */
+#define RISE_CREDIT ((RISE - 1) * FASTINTER)
+byte cz[NV];
+
 /* The witness's answer cache: the masters it saw, and for how long. */
 byte wc_left;
 byte wc_masters;
@@ -304,6 +366,8 @@ bit P4 = 1;
 bit P5 = 1;
 bit P6 = 1;
 bit P7 = 1;
+bit P8 = 1;
+bit P9 = 1;
 
 /* Bookkeeping for the properties. */
 byte faults;
@@ -326,6 +390,14 @@ byte hiprod = 1;     /* P7: the highest timeline that answered `production` */
 byte splitme = ND;
 byte snt[NV];
 byte sns[NV];
+/* The tick's other choices: whose run or round is killed before its write
+ * (ND: none) and which of the two it is; whether the renewals run before
+ * the full runs. */
+byte killme = ND;
+bit killren;
+bit rfirst;
+/* promote-check's answer for each data node, this tick (bit n). */
+byte pcok;
 
 #if ND > 2
 #define ANY_PRIMARY ((pg[NA] == PG_PRIMARY && !hung[NA]) || (pg[NB] == PG_PRIMARY && !hung[NB]) \
@@ -335,6 +407,10 @@ byte sns[NV];
 #endif
 #define PRODUCING(n) (pg[n] == PG_PRIMARY && !hung[n] && vkind[n] == V_PROD \
                       && vtl[n] == tl[n] && vepoch[n] == epoch[n] && vlease[n] > 0)
+
+/* The lease node n declares, and what a confirmation of it leaves. */
+#define LN(n) ((SHRINK && lbig[n]) -> LEASE_OLD : LEASE)
+#define CONF_OF(n) ((SHRINK && lbig[n]) -> CONF_OLD : CONF_MAX)
 
 /* Raise voter v's record with the claim (node n, timeline t). */
 inline raise(rv_, rn_, rt_) {
@@ -387,7 +463,16 @@ inline own_postgres_raises(ox_) {
  * confirms i now (it sets confirmed_i before it answers). */
 inline confirm(cv_, ci_) {
   holders++; heldmask = heldmask | (1 << (cv_));
-  if :: (ci_) == NA -> crem[cv_] = CONF_MAX :: else -> skip fi
+  if
+  :: (ci_) == NA ->
+    /* The latest end of any lease A declared (or, mutated, the last). */
+    if
+    :: LAST_DECLARED || crem[cv_] < CONF_OF(NA) -> crem[cv_] = CONF_OF(NA)
+    :: else -> skip
+    fi;
+    cage[cv_] = 0; cz[cv_] = 0
+  :: else -> skip
+  fi
 }
 
 /* The wait of node i, whose run just found it the legitimate primary
@@ -410,16 +495,18 @@ inline age_wait(ai_) {
       nth = MAJC - 1 + MTH_SMALLEST;
       r = 0;
       do
-      :: r < CONF_MAX ->
+      :: r < CONF_TOP ->
         cnt = 0; v = 0;
         do
         :: v < NV ->
           if
           :: v != x ->
             if
-            :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x == NA -> val = crem[v]
+            :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x == NA && !LOCAL_L -> val = crem[v]
+            :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x == NA && LOCAL_L ->
+              val = (CONF_OF(ai_) > cage[v] -> CONF_OF(ai_) - cage[v] : 0)
             :: (((heldmask >> v) & 1) || NONHOLDER_AGE) && x != NA -> val = vup[v]
-            :: else -> val = CONF_MAX
+            :: else -> val = CONF_TOP
             fi;
             if :: val > r -> cnt = cnt + (DOUBLE_SELF && v == ai_ -> 2 : 1) :: else -> skip fi
           :: else -> skip
@@ -565,7 +652,10 @@ inline asks(me_) {
   v = 0
 }
 
-inline answers(me_) {
+/* What node i's run or round learns from its answers and its own
+ * record: the candidates (ctl, cset), the voters holding its claim
+ * (holders, heldmask), the opinions, the quiet nodes. */
+inline tally(me_) {
   delta = dl[me_];
   lp = (pg[me_] == PG_PRIMARY);
   holders = 0; opinions = 1 + DOUBLE_SELF; against = 0; ctl = 0; cset = 0; reached = 1 + DOUBLE_SELF;
@@ -627,14 +717,40 @@ inline answers(me_) {
     fi
   :: else -> skip
   fi;
-  /* Decide (rule 3), and write the verdict. */
+}
+
+/* Rule 3: node i is the legitimate primary, a majority of all configured
+ * voters returned records holding its claim, and no majority of opinions
+ * names another master. */
+#define LEGIT(me_) (cset == (1 << (me_)) && ctl == tl[me_] && \
+  ((NO_RECORDS || REACHED_NOT_HOLDERS) -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : NVC) && \
+  against * 2 <= opinions)
+/* A higher claim, or another node's on the same timeline. */
+#define OUTCLAIMED(me_) (cset != (1 << (me_)) || ctl != tl[me_])
+
+/* The run or round of node i killed after its voters confirmed it, before
+ * it wrote (F_KILL): its process stays stopped. */
+#define KILLED(me_, ren_) ((me_) == killme && killren == (ren_))
+inline die() {
+  faults++; healthy = 0; rarmed = 0; farmed = 0
+}
+
+inline answers(me_) {
+  tally(me_);
+  if
+  :: KILLED(me_, 0) -> die(); recon[me_] = 0
+  :: else -> decide_write(me_)
+  fi;
+  rnext[me_] = gap[me_]
+}
+
+/* Decide (rule 3), and write the verdict. */
+inline decide_write(me_) {
   restart = ((vkind[me_] == V_PROD || RESTART_ANY_VERDICT) && vtl[me_] == tl[me_] && vepoch[me_] != epoch[me_]);
   if
   :: lp ->
     if
-    :: (cset == (1 << me_) && ctl == tl[me_] &&
-        ((NO_RECORDS || REACHED_NOT_HOLDERS) -> reached : holders) * 2 > (REACHABLE_MAJORITY -> reached : NVC) &&
-        against * 2 <= opinions) || (RESTART_NO_MAJORITY && restart) ->
+    :: LEGIT(me_) || (RESTART_NO_MAJORITY && restart) ->
       if
       :: vhaswait[me_] && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_] -> skip  /* carried */
       :: else ->
@@ -655,8 +771,46 @@ inline answers(me_) {
     fi
   :: else -> vkind[me_] = V_STANDBY; vhaswait[me_] = 0
   fi;
-  vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_]; vlease[me_] = LEASE - delta;
-  rnext[me_] = gap[me_]
+  vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_]; vlease[me_] = LN(me_) - delta + T0_AFTER * DREN
+}
+
+/* One round of node i's renewal: only for a confirming verdict of this
+ * postmaster that has not run out, the same asks and rules as a run, and
+ * then it only extends that verdict (from the round's start), fences at
+ * once on a higher or tied claim (and starts a full run), or, with no
+ * majority, writes nothing. A verdict run out starts a full run instead. */
+inline renew(me_) {
+  if
+  :: rnw[me_] && pg[me_] == PG_PRIMARY && !hung[me_] &&
+     (RENEW_CREATES || ((vkind[me_] == V_PROD || (RENEW_OVER_FENCE && vkind[me_] == V_FENCED))
+                        && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_])) ->
+    if
+    :: vlease[me_] == 0 && !RENEW_CREATES -> rnext[me_] = 0
+    :: else ->
+      asks(me_);
+      tally(me_);
+      if
+      :: KILLED(me_, 1) -> die(); rnw[me_] = 0
+      :: !KILLED(me_, 1) && LEGIT(me_) ->
+        vkind[me_] = V_PROD; vtl[me_] = tl[me_]; vepoch[me_] = epoch[me_];
+        vlease[me_] = LN(me_) - delta + T0_AFTER * DREN
+      :: !KILLED(me_, 1) && !LEGIT(me_) && OUTCLAIMED(me_) ->
+        vkind[me_] = V_FENCED; vhaswait[me_] = 0; rnext[me_] = 0
+      :: else -> skip
+      fi
+    fi
+  :: else -> skip
+  fi
+}
+
+/* The renewals of the tick, in the runs' order. */
+inline renewals() {
+  i = 0;
+  do
+  :: RENEW && i < ND -> me = (i + order) % ND; renew(me); i++
+  :: else -> break
+  od;
+  i = 0
 }
 
 inline reconcile_start(me_) {
@@ -735,6 +889,8 @@ inline clock_down(cd_, cn3_) {
 /* A mutation's promotion by an HA tool: node n becomes primary on a new
  * timeline; the others keep streaming from where they were. */
 inline promote(pn_) {
+  /* P8: promote-check let it through only once A had left prod. */
+  if :: PROMOTE_CHECK -> assert(P8 && !up[NA]) :: else -> skip fi;
   pg[pn_] = PG_PRIMARY; tl[pn_] = 2; promoted = 1; pn = pn_; since_promo = 0;
   rarmed = 0;   /* a restarted primary may lose its place to the promotion */
   planned = (pg[NA] == PG_DOWN);
@@ -770,7 +926,10 @@ active proctype world() {
     do
     :: i < ND ->
       pg[i] = PG_STANDBY; tl[i] = 1; recon[i] = 1; vkind[i] = V_STANDBY; vtl[i] = 1;
-      vlease[i] = LEASE; up[i] = START_UP; ups[i] = NA;
+      up[i] = START_UP; ups[i] = NA; rnw[i] = RENEW;
+      /* With SHRINK, each node runs the old config or the new one. */
+      if :: SHRINK -> if :: lbig[i] = 0 :: lbig[i] = 1 fi :: else -> skip fi;
+      vlease[i] = LN(i);
       if :: rnext[i] = 0 :: rnext[i] = 1 fi;
       if :: hnext[i] = 0 :: hnext[i] = 1 :: hnext[i] = INTER fi;
       i++
@@ -785,7 +944,7 @@ active proctype world() {
     /* Every voter has just confirmed A; the standbys never claimed. */
     i = 0;
     do
-    :: i < NV -> crem[i] = (i == NA -> 0 : CONF_MAX); i++
+    :: i < NV -> crem[i] = (i == NA -> 0 : CONF_OF(NA)); i++
     :: else -> break
     od;
     /* Each clock true, slow or fast, for the whole run. */
@@ -803,13 +962,60 @@ active proctype world() {
 
   do
   :: atomic {
+    /* promote-check, for each standby: the voters other than A that it
+     * reaches (itself through its own peer) say what is left of A's lease
+     * and H' (or, mutated, of the lease alone); one not reached counts all
+     * of it. Yes when the (m - 1)-th largest is 0, the successor's own
+     * quorum rule: then one of A's last majority has seen it all run out. */
+    if
+    :: PROMOTE_CHECK && !promoted ->
+      d_step {
+      pcok = 0; x = 1;
+      do
+      :: x < ND ->
+        cnt = 0; v = 0;
+        do
+        :: v < NV ->
+          if
+          :: v != NA ->
+            if
+            :: peerup[v] && (v == x || LINKUP(x, v)) ->
+              val = (PC_NO_H -> (crem[v] > HTERM_P -> crem[v] - HTERM_P : 0)
+                             : (crem[v] > 0 -> crem[v] : RISE_CREDIT - cz[v]))
+            :: else -> val = CONF_TOP
+            fi;
+            if :: val > 0 -> cnt++ :: else -> skip fi
+          :: else -> skip
+          fi;
+          v++
+        :: else -> break
+        od;
+        if :: cnt < MAJ - 1 -> pcok = pcok | (1 << x) :: else -> skip fi;
+        x++
+      :: else -> break
+      od;
+      cnt = 0; v = 0; x = 0; val = 0
+      }
+    :: else -> skip
+    fi;
     /* (1) At most one event. */
     if
     :: skip
-    :: !promoted && (PROMOTE_MASK & 2) && pg[NB] == PG_STANDBY && !hung[NB] -> promote(NB)
+    :: !promoted && (PROMOTE_MASK & 2) && pg[NB] == PG_STANDBY && !hung[NB] && (!PROMOTE_CHECK || (pcok & 2)) -> promote(NB)
 #if ND > 2
-    :: !promoted && (PROMOTE_MASK & 4) && pg[2] == PG_STANDBY && !hung[2] -> promote(2)
+    :: !promoted && (PROMOTE_MASK & 4) && pg[2] == PG_STANDBY && !hung[2] && (!PROMOTE_CHECK || (pcok & 4)) -> promote(2)
 #endif
+    :: F_RENEW && faults < MAXF ->
+      /* A renewal process stops (or hangs), or goes on. */
+      faults++; healthy = 0; rarmed = 0; farmed = 0;
+      if
+      :: (NODE_MASK >> 0) & 1 -> k = 0
+      :: (NODE_MASK >> 1) & 1 -> k = 1
+      :: ND > 2 && ((NODE_MASK >> 2) & 1) -> k = 2
+      fi;
+      rnw[k] = 1 - rnw[k]
+    :: SHRINK && lbig[NA] -> lbig[NA] = 0   /* the rollout reaches A */
+    :: SHRINK && lbig[NB] -> lbig[NB] = 0
     :: F_LINK && faults < MAXF ->
       faults++; healthy = 0; rarmed = 0; farmed = 0;
       if
@@ -836,13 +1042,13 @@ active proctype world() {
       :: peerup[k] = 1 - peerup[k];
         healthy = 0; rarmed = 0; farmed = 0;
         if
-        :: peerup[k] -> crem[k] = (RESTART_FORGETS -> 0 : CONF_MAX); vup[k] = CONF_MAX
+        :: peerup[k] -> crem[k] = (RESTART_FORGETS -> 0 : CONF_TOP); vup[k] = CONF_TOP; cage[k] = 0; cz[k] = 0
         :: else -> skip
         fi
       :: peerup[k] ->
         /* A restart at once harms nobody's progress (P3, P5 go on). */
         if :: k == NW -> wc_left = 0 :: else -> skip fi;
-        crem[k] = (RESTART_FORGETS -> 0 : CONF_MAX); vup[k] = CONF_MAX;
+        crem[k] = (RESTART_FORGETS -> 0 : CONF_TOP); vup[k] = CONF_TOP; cage[k] = 0; cz[k] = 0;
         if :: MEMORY_RECORDS -> rtl[k] = 0; rnodes[k] = 0 :: else -> skip fi
       fi
     :: F_PGHANG && faults < MAXF ->
@@ -919,8 +1125,8 @@ active proctype world() {
       :: else -> break
       od;
       rtl[k] = 0; rnodes[k] = 0; cu[k] = (INIT_VOTES_AT_ONCE -> 0 : 1);
-      if :: k != NA -> crem[k] = CONF_MAX :: else -> skip fi;
-      vup[k] = CONF_MAX;
+      if :: k != NA -> crem[k] = CONF_TOP :: else -> skip fi;
+      vup[k] = CONF_TOP; cage[k] = 0; cz[k] = 0;
       if :: k == NW -> wc_left = 0 :: else -> skip fi
     fi;
 
@@ -942,6 +1148,23 @@ active proctype world() {
       i++
     :: else -> break
     od;
+    /* A run or a renewal round killed before its write (F_KILL); and
+     * whether the renewals run before the full runs this tick. */
+    if
+    :: F_KILL && faults < MAXF ->
+      if
+      :: skip
+      :: (NODE_MASK & 1) && rnext[NA] == 0 -> killme = NA; killren = 0
+      :: (NODE_MASK & 2) && rnext[NB] == 0 -> killme = NB; killren = 0
+      :: (NODE_MASK & 1) && RENEW -> killme = NA; killren = 1
+      :: (NODE_MASK & 2) && RENEW -> killme = NB; killren = 1
+      fi
+    :: else -> skip
+    fi;
+    if
+    :: RENEW -> if :: rfirst = 0 :: rfirst = 1 fi
+    :: else -> skip
+    fi;
     /* Which due reconciler runs first, when two or more are due (with
      * three, any of the rotations). */
     k = 0; x = 0;
@@ -998,9 +1221,10 @@ active proctype world() {
     :: else -> skip
     fi;
 
+    /* (2) The renewals (before or after the runs), and the reconcilers
+     * that are due, in the order chosen. */
+    if :: rfirst -> d_step { renewals() } :: else -> skip fi;
     d_step {
-
-    /* (2) The reconcilers that are due, in the order chosen. */
     i = 0;
     do
     :: i < ND ->
@@ -1015,6 +1239,7 @@ active proctype world() {
     od;
     if :: splitme < ND -> reconcile_finish(splitme) :: else -> skip fi
     };
+    if :: !rfirst -> d_step { renewals() } :: else -> skip fi;
     d_step {
 
     /* (3) The words. */
@@ -1024,6 +1249,10 @@ active proctype world() {
     :: else -> break
     od;
     assert(P1 && k <= 1);
+    if
+    :: CHECK_P9 && faults == 0 && !promoted -> assert(P9 && PRODUCING(NA))
+    :: else -> skip
+    fi;
     if
     :: CHECK_P7 ->
       x = 0;
@@ -1056,9 +1285,9 @@ active proctype world() {
     fi;
 
     /* One line a tick when a trail is replayed (spin -t); pan prints nothing. */
-    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d v%d lease%d wait%d prod%d] W[peer%d] links[%d] records[A %d/%d B %d/%d W %d/%d] init[%d%d%d] crem[BA%d WA%d] up[%d%d]\n",
-      pg[NA], tl[NA], hung[NA], peerup[NA], recon[NA], vkind[NA], vlease[NA], vwait[NA], PRODUCING(NA),
-      pg[NB], tl[NB], hung[NB], peerup[NB], recon[NB], vkind[NB], vlease[NB], vwait[NB], PRODUCING(NB),
+    printf("MSC: A[pg%d tl%d hung%d peer%d rec%d ren%d old%d v%d lease%d wait%d prod%d] B[pg%d tl%d hung%d peer%d rec%d ren%d old%d v%d lease%d wait%d prod%d] W[peer%d] links[%d] records[A %d/%d B %d/%d W %d/%d] init[%d%d%d] crem[BA%d WA%d] up[%d%d]\n",
+      pg[NA], tl[NA], hung[NA], peerup[NA], recon[NA], rnw[NA], lbig[NA], vkind[NA], vlease[NA], vwait[NA], PRODUCING(NA),
+      pg[NB], tl[NB], hung[NB], peerup[NB], recon[NB], rnw[NB], lbig[NB], vkind[NB], vlease[NB], vwait[NB], PRODUCING(NB),
       peerup[NW], links,
       rtl[NA], rnodes[NA], rtl[NB], rnodes[NB], rtl[NW], rnodes[NW],
       cu[NA], cu[NB], cu[NW], crem[NB], crem[NW], up[NA], up[NB]);
@@ -1090,7 +1319,9 @@ active proctype world() {
     v = 0;
     do
     :: v < NV ->
+      if :: PROMOTE_CHECK && v != NA && crem[v] == 0 && cz[v] < RISE_CREDIT -> cz[v]++ :: else -> skip fi;
       if :: v != NA -> clock_down(crem[v], v) :: else -> skip fi;
+      if :: LOCAL_L && cage[v] < CONF_TOP -> cage[v]++ :: else -> skip fi;
       clock_down(vup[v], v);
       v++
     :: else -> break
@@ -1107,6 +1338,7 @@ active proctype world() {
     against = 0; ctl = 0; cset = 0; jm = 0; wm = 0; st = 0; ss = 0; heldmask = 0;
     quietmask = 0; w = 0; wx = 0; r = 0; cnt = 0; nth = 0; val = 0;
     lp = 0; vprim = 0; allquiet = 0; restart = 0; order = 0; u = 0; splitme = ND;
+    killme = ND; killren = 0; rfirst = 0; pcok = 0;
     x = 0;
     do
     :: x < ND -> dl[x] = 0; gap[x] = 0; hd[x] = 0; x++

@@ -423,6 +423,9 @@ fn model_params_match_timing() {
     let check_sh = std::fs::read_to_string(repo("model/check.sh")).expect("read model/check.sh");
     // Every timing variant check.sh uses, and the defaults.
     let timing_keys = [
+        "RENEW",
+        "RINT",
+        "DREN",
         "WATCHDOG",
         "DEADLINE",
         "CACHE",
@@ -466,7 +469,17 @@ fn model_params_match_timing() {
             fall: p["FALL"] as u32,
             timeout_check: secs(p["TCHECK"]),
         };
-        let lease = timing::lease(secs(p["WATCHDOG"]), secs(p["DEADLINE"]));
+        // With the renewal, the lease is the same function of the renewal's
+        // interval and deadline; a node still on the old config declares
+        // the full run's.
+        let r = model_line(&spin, flags, "RENEWAL");
+        let full_runs = timing::lease(secs(p["WATCHDOG"]), secs(p["DEADLINE"]));
+        assert_eq!(secs(r["LEASE_OLD"]), full_runs, "{flags:?}: the old lease");
+        let lease = if r["RENEW"] == 1 {
+            timing::lease(secs(r["RINT"]), secs(r["DREN"]))
+        } else {
+            full_runs
+        };
         let h = timing::haproxy_term(&check);
         assert_eq!(secs(p["LEASE"]), lease, "{flags:?}: the lease");
         assert_eq!(
