@@ -19,6 +19,18 @@ use std::path::Path;
 ///
 /// On any error the temp file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
+    write_atomic_then(path, bytes, new_mode, || Ok(()))
+}
+
+/// [`write_atomic`], with `before_rename` called once the new text is
+/// written and synced, just before the rename: an error from it leaves
+/// `path` untouched (and the temp file removed).
+pub fn write_atomic_then(
+    path: &Path,
+    bytes: &[u8],
+    new_mode: u32,
+    before_rename: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -55,6 +67,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> 
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    before_rename()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
 }
@@ -94,6 +107,28 @@ pub fn remove_stale_temps(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_check_before_the_rename_leaves_the_file_and_no_temp() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pg_hba.conf");
+        std::fs::write(&path, "an operator's edit\n").expect("write");
+        let mut called = false;
+        let got = write_atomic_then(&path, b"ours\n", 0o640, || {
+            called = true;
+            Err(io::Error::other("changed"))
+        });
+        assert!(got.is_err() && called);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "an operator's edit\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("pg_hba.conf")]);
+    }
 
     #[test]
     fn replaces_keeps_mode_and_leaves_no_temp_files() {

@@ -50,10 +50,18 @@ pub enum HbaApplyError {
     /// The file changed between this run's read and its write (an edit
     /// by hand, or another tool's): the edit is kept, nothing is written,
     /// and the next run renders the block into the new text.
-    #[error("{path} changed while this run rendered it (an edit?); the edit was kept and nothing written, the next run renders it again")]
+    #[error("the file changed while this run rendered it (an edit by hand, or another tool's): the edit was kept, nothing was written, and the next run renders the block into it")]
     Changed {
         /// The pg_hba.conf.
         path: PathBuf,
+    },
+    /// The file could not be read back before the write.
+    #[error("cannot read {path} again before writing it: {source}; it was left as it was")]
+    Read {
+        /// The pg_hba.conf.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// Postgres found errors in the new file; the old text was restored.
     #[error("Postgres rejects the new pg_hba.conf ({}); the old one was restored and nothing reloaded", .0.join("; "))]
@@ -123,8 +131,12 @@ pub async fn apply(
     bound: Duration,
 ) -> Result<(), HbaApplyError> {
     let backup = backup_path(path);
+    // A file read while an editor had it truncated is caught here, before
+    // the backup takes that text for the last good one.
+    unchanged(path, old)?;
     // The mark first: a run killed from here on leaves it, and the next
     // run reloads whatever the clocks say.
+    let owed_before = pending.exists();
     write_atomic(pending, path.as_os_str().as_encoded_bytes(), 0o600).map_err(|source| {
         HbaApplyError::Write {
             path: pending.to_path_buf(),
@@ -135,8 +147,25 @@ pub async fn apply(
         path: backup.clone(),
         source,
     })?;
-    unchanged(path, old)?;
-    write_atomic(path, new.as_bytes(), 0o640).map_err(|source| HbaApplyError::Write {
+    // Checked again once the new text is on disk, just before the rename:
+    // the window left for an edit to be lost is that read to the rename.
+    let mut checked = None;
+    let written = crate::fsutil::write_atomic_then(path, new.as_bytes(), 0o640, || {
+        let check = unchanged(path, old);
+        let failed = check.is_err();
+        checked = Some(check);
+        if failed {
+            return Err(std::io::Error::other("changed"));
+        }
+        Ok(())
+    });
+    if let Some(Err(e)) = checked {
+        if !owed_before {
+            clear_pending(pending);
+        }
+        return Err(e);
+    }
+    written.map_err(|source| HbaApplyError::Write {
         path: path.to_path_buf(),
         source,
     })?;
@@ -144,12 +173,12 @@ pub async fn apply(
     let errors = match bounded(bound, admin::hba_errors(client)).await {
         Ok(errors) => errors,
         Err(e) => {
-            restore(path, &backup, old)?;
+            restore(path, &backup, old, new)?;
             return Err(HbaApplyError::Check(e));
         }
     };
     if !errors.is_empty() {
-        restore(path, &backup, old)?;
+        restore(path, &backup, old, new)?;
         return Err(HbaApplyError::Rejected(errors));
     }
     bounded(bound, admin::reload(client))
@@ -162,14 +191,18 @@ pub async fn apply(
 /// Whether `path` still holds `old`, the text the new one was rendered
 /// from. An editor that truncates and rewrites in place (as most do) may
 /// have been caught half-way by the run's read, and renaming over its file
-/// would throw its edit away; the window left is this read to the rename.
+/// would throw its edit away. A file gone (an editor that renames the
+/// original away before writing the new one) has changed too.
 fn unchanged(path: &Path, old: &str) -> Result<(), HbaApplyError> {
     match std::fs::read_to_string(path) {
         Ok(now) if now == old => Ok(()),
         Ok(_) => Err(HbaApplyError::Changed {
             path: path.to_path_buf(),
         }),
-        Err(source) => Err(HbaApplyError::Write {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HbaApplyError::Changed {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(HbaApplyError::Read {
             path: path.to_path_buf(),
             source,
         }),
@@ -264,7 +297,11 @@ pub async fn reload_stale(client: &Client, bound: Duration) -> Result<(), HbaApp
         .map_err(HbaApplyError::Reload)
 }
 
-fn restore(path: &Path, backup: &Path, old: &str) -> Result<(), HbaApplyError> {
+/// Puts `old` back over the rejected `new`, unless the file was edited
+/// meanwhile (an operator fixing the line Postgres rejected): that edit is
+/// kept.
+fn restore(path: &Path, backup: &Path, old: &str, new: &str) -> Result<(), HbaApplyError> {
+    unchanged(path, new)?;
     write_atomic(path, old.as_bytes(), 0o640).map_err(|source| HbaApplyError::Restore {
         path: path.to_path_buf(),
         backup: backup.to_path_buf(),
@@ -292,7 +329,7 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         assert!(matches!(
             unchanged(&path, "local all all peer\n"),
-            Err(HbaApplyError::Write { .. })
+            Err(HbaApplyError::Changed { .. })
         ));
     }
 

@@ -438,10 +438,9 @@ impl RepmgrScene {
             .dir
             .join(format!("run-{}", self.nodes[i].name))
             .join("reconcile.lock");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // flock needs no write access: read-only, whoever owns the file.
+        let file =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
         file
