@@ -70,14 +70,17 @@
 #ifndef DREN
 #define DREN       1
 #endif
-/* Mutation: L one tick shorter than RINT + DREN. */
+#if RINT != 1
+#error "the model renews at every tick: RINT must be 1"
+#endif
+/* Mutation: L = 2 RINT + DREN - 1, one tick short of surviving a lost
+ * round. */
 #ifndef SHORT_LEASE
 #define SHORT_LEASE 0
 #endif
 
 /* Derived, exactly as src/fencing/timing.rs derives them. */
-#define LEASE      (SHORT_LEASE -> (RINT + DREN - 1) : \
-                    (RENEW -> (2 * RINT + DREN) : (2 * WATCHDOG + DEADLINE)))
+#define LEASE      (RENEW -> (2 * RINT + DREN - SHORT_LEASE) : (2 * WATCHDOG + DEADLINE))
 #define T_FAIL     (INTER + TCHECK)
 #define HTERM      (INTER + T_FAIL + TRANSIT + (FALL - 1) * (FASTINTER + T_FAIL) - (RISE - 1) * FASTINTER)
 /* L' and H': the lease and HAProxy's term as the other clocks may see

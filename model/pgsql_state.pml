@@ -206,7 +206,8 @@
                              * postmaster's) */
 #define RENEW_CREATES 0
 #endif
-#ifndef T0_AFTER            /* the round's start time taken after its asks */
+#ifndef T0_AFTER            /* the start time taken after the asks (the
+                             * phases a run and a round share) */
 #define T0_AFTER 0
 #endif
 #ifndef LOCAL_L             /* the wait from the voters' ages and the
@@ -225,10 +226,23 @@
 #ifndef PC_NO_H             /* promote-check counts the lease without H' */
 #define PC_NO_H 0
 #endif
+#ifndef NO_RISE_CREDIT      /* ... or without the successor's rise (H') */
+#define NO_RISE_CREDIT 0
+#endif
+/* Sanity: any promotion promote-check lets through breaks P8, to show
+ * that the gate opens at all. */
+#ifndef SANITY_PROMOTED
+#define SANITY_PROMOTED 0
+#endif
 /* P9: a primary with no fault and no promotion never stops answering
  * `production` (the renewal's timing). */
 #ifndef CHECK_P9
 #define CHECK_P9 0
+#endif
+/* A's renewal round lost (every ask timed out: a blip of the network),
+ * never two in a row; not a fault. */
+#ifndef BLIPS
+#define BLIPS CHECK_P9
 #endif
 
 /* Two runs of a tick may interleave: the first one's voters read their
@@ -302,9 +316,11 @@ byte rnodes[NV];
 bit cu[NV];
 
 /* What is left of A's lease (and HAProxy's term after it) as voter v
- * sees it: L' + H' when v last returned a record holding A's claim to
- * A's ask, counting down on v's clock to 0. A voter that starts sets it
- * to L' + H', since it cannot know what it answered before.
+ * sees it: the latest end of any lease A declared when v returned a record
+ * holding A's claim to A's ask (L' + H' of A's L, or more if an earlier
+ * confirmation of a longer one ends later), counting down on v's clock to
+ * 0. A voter that starts sets it to CONF_TOP, the longest any node may
+ * declare, since it cannot know what it answered before.
  *
  * Only A's confirmations are kept. A run has one promotion, so A is the
  * only other claimant whose lease a waiting node must sit out: the
@@ -328,7 +344,7 @@ byte cage[NV];
  * old primary's fall, so HAProxy may keep the old one UP that long after
  * L + H: promote-check, which wants it gone before the promotion, sits
  * that out as well. */
-#define RISE_CREDIT ((RISE - 1) * FASTINTER)
+#define RISE_CREDIT (NO_RISE_CREDIT -> 0 : (RISE - 1) * FASTINTER)
 byte cz[NV];
 
 /* The witness's answer cache: the masters it saw, and for how long. */
@@ -396,6 +412,8 @@ byte sns[NV];
 byte killme = ND;
 bit killren;
 bit rfirst;
+bit lost;            /* A's round is lost this tick (BLIPS) */
+bit lostprev;        /* ... and was the tick before */
 /* promote-check's answer for each data node, this tick (bit n). */
 byte pcok;
 
@@ -781,11 +799,12 @@ inline decide_write(me_) {
  * majority, writes nothing. A verdict run out starts a full run instead. */
 inline renew(me_) {
   if
-  :: rnw[me_] && pg[me_] == PG_PRIMARY && !hung[me_] &&
+  :: !(lost && me_ == NA) && rnw[me_] && pg[me_] == PG_PRIMARY && !hung[me_] &&
      (RENEW_CREATES || ((vkind[me_] == V_PROD || (RENEW_OVER_FENCE && vkind[me_] == V_FENCED))
                         && vtl[me_] == tl[me_] && vepoch[me_] == epoch[me_])) ->
     if
-    :: vlease[me_] == 0 && !RENEW_CREATES -> rnext[me_] = 0
+    /* Run out at the round's start (delta ticks before its write)? */
+    :: vlease[me_] + dl[me_] == 0 && !RENEW_CREATES -> rnext[me_] = 0
     :: else ->
       asks(me_);
       tally(me_);
@@ -890,7 +909,7 @@ inline clock_down(cd_, cn3_) {
  * timeline; the others keep streaming from where they were. */
 inline promote(pn_) {
   /* P8: promote-check let it through only once A had left prod. */
-  if :: PROMOTE_CHECK -> assert(P8 && !up[NA]) :: else -> skip fi;
+  if :: PROMOTE_CHECK -> assert(P8 && !up[NA] && !SANITY_PROMOTED) :: else -> skip fi;
   pg[pn_] = PG_PRIMARY; tl[pn_] = 2; promoted = 1; pn = pn_; since_promo = 0;
   rarmed = 0;   /* a restarted primary may lose its place to the promotion */
   planned = (pg[NA] == PG_DOWN);
@@ -1165,6 +1184,10 @@ active proctype world() {
     :: RENEW -> if :: rfirst = 0 :: rfirst = 1 fi
     :: else -> skip
     fi;
+    if
+    :: BLIPS && !lostprev -> if :: lost = 0 :: lost = 1 fi
+    :: else -> skip
+    fi;
     /* Which due reconciler runs first, when two or more are due (with
      * three, any of the rotations). */
     k = 0; x = 0;
@@ -1319,7 +1342,7 @@ active proctype world() {
     v = 0;
     do
     :: v < NV ->
-      if :: PROMOTE_CHECK && v != NA && crem[v] == 0 && cz[v] < RISE_CREDIT -> cz[v]++ :: else -> skip fi;
+      if :: PROMOTE_CHECK && !promoted && v != NA && crem[v] == 0 && cz[v] < RISE_CREDIT -> cz[v]++ :: else -> skip fi;
       if :: v != NA -> clock_down(crem[v], v) :: else -> skip fi;
       if :: LOCAL_L && cage[v] < CONF_TOP -> cage[v]++ :: else -> skip fi;
       clock_down(vup[v], v);
@@ -1338,7 +1361,7 @@ active proctype world() {
     against = 0; ctl = 0; cset = 0; jm = 0; wm = 0; st = 0; ss = 0; heldmask = 0;
     quietmask = 0; w = 0; wx = 0; r = 0; cnt = 0; nth = 0; val = 0;
     lp = 0; vprim = 0; allquiet = 0; restart = 0; order = 0; u = 0; splitme = ND;
-    killme = ND; killren = 0; rfirst = 0; pcok = 0;
+    killme = ND; killren = 0; rfirst = 0; pcok = 0; lostprev = lost; lost = 0;
     x = 0;
     do
     :: x < ND -> dl[x] = 0; gap[x] = 0; hd[x] = 0; x++
