@@ -45,17 +45,22 @@ pub fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
 /// Gathers and checks (the reconciler's own phases): the line to print
 /// after yes or no.
 async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, String>> {
-    let gathered = phases::gather(config).await?;
+    // No name is resolved: the rule reads none, and it is on the
+    // promoter's failover path.
+    let gathered = phases::gather(config, false).await?;
+    // The connection is not needed past the facts.
+    drop(gathered.client);
     let Some(local) = gathered.local else {
-        return Ok(Err(format!(
-            "this node's Postgres could not be asked: {}",
-            gathered
-                .error
-                .as_deref()
-                .unwrap_or("it reported no timeline")
-        )));
+        return Ok(Err(match gathered.error {
+            Some(e) => format!("this node's Postgres could not be asked: {e}"),
+            None => "this node's Postgres reported no timeline, so no promotion can be judged safe"
+                .to_string(),
+        }));
     };
-    let asked = phases::ask_voters(config, Some(&local)).await?;
+    let asked = phases::ask_voters(config, Some(&local), false).await?;
+    if let Some(e) = &asked.own_error {
+        log::warn!("this node's own peer at {e}");
+    }
     let sysid = local.identity.system_identifier;
     for line in
         crate::fencing::decide::distinct_voters(&config.node_name, &asked.peers, sysid).left_out

@@ -129,8 +129,14 @@ pub(super) fn own_peer(config: &Config) -> String {
 
 /// One run. Returns when this node's wait ends, if it is sitting one out.
 async fn reconcile(config: &Config, t0: &Now, dry_run: bool) -> anyhow::Result<Option<u64>> {
-    let gathered = phases::gather(config).await?;
-    let asked = phases::ask_voters(config, gathered.local.as_ref()).await?;
+    let gathered = phases::gather(config, true).await?;
+    if let Some(e) = &gathered.error {
+        log::warn!("postgres: {e}");
+    }
+    let asked = phases::ask_voters(config, gathered.local.as_ref(), true).await?;
+    if let Some(e) = &asked.own_error {
+        log::info!("this node's own peer at {e}; the wait counts its clock as 0");
+    }
     let Some(local) = gathered.local else {
         log::warn!(
             "{}: no decision: postgres could not be asked; nothing changed",

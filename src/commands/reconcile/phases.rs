@@ -37,8 +37,10 @@ pub(crate) struct Gathered {
 }
 
 /// Asks this node's Postgres for its facts, in one connection bounded by
-/// `checkTimeout`; a standby's upstream host name is resolved too.
-pub(crate) async fn gather(config: &Config) -> anyhow::Result<Gathered> {
+/// `checkTimeout`; with `resolve`, a standby's upstream host name is
+/// resolved too (what `decide` matches its primary by). It logs nothing:
+/// the caller says what a failure means to it.
+pub(crate) async fn gather(config: &Config, resolve: bool) -> anyhow::Result<Gathered> {
     let bound = config.responder.check_timeout;
     let pg_config = pg::parse_conninfo(&config.responder.conninfo)?;
     let connected = tokio::time::timeout(bound, async {
@@ -50,15 +52,11 @@ pub(crate) async fn gather(config: &Config) -> anyhow::Result<Gathered> {
     .unwrap_or(Err(pg::ProbeError::Timeout(bound)));
     let (client, facts, error) = match connected {
         Ok((client, _driver, facts)) => (Some(client), Some(facts), None),
-        Err(e) => {
-            let error = crate::error_text::one_line(&e);
-            log::warn!("postgres: {error}");
-            (None, None, Some(error))
-        }
+        Err(e) => (None, None, Some(crate::error_text::one_line(&e))),
     };
     let mut local = facts.as_ref().and_then(local_facts);
     // What the standby's upstream stands for, whatever its spelling.
-    if let Some(l) = local.as_mut().filter(|l| l.in_recovery) {
+    if let Some(l) = local.as_mut().filter(|l| resolve && l.in_recovery) {
         if let Some(host) = &l.upstream {
             l.upstream_addrs = crate::resolve::addresses(host, resolve_bound(config)).await;
         }
@@ -92,13 +90,15 @@ fn local_facts(f: &NodeFacts) -> Option<LocalFacts> {
 
 /// What the voters answered.
 pub(crate) struct Asked {
-    /// When gathering ended.
+    /// When the answers were in (before any host name was resolved).
     pub now: Now,
     /// Every other voter, by address, as `decide` reads it.
     pub peers: Vec<(String, PeerState)>,
     /// This node's own peer's answer (its lease clock and the record it
     /// returned): this node's vote in the wait.
     pub own_answer: Option<PeerAnswer>,
+    /// Why this node's own peer did not answer, with its address.
+    pub own_error: Option<String>,
     /// How many voters are configured.
     pub voters: usize,
 }
@@ -121,11 +121,14 @@ fn asker(config: &Config, local: Option<&LocalFacts>) -> WhatYouKnow {
 }
 
 /// Asks every other voter once (the config's repeats and this node left
-/// out) and this node's own peer, all at once, each under the deadline.
-/// `sysid` is this node's cluster (0 when Postgres could not be asked).
+/// out) and this node's own peer, all at once, each under the deadline;
+/// the asks carry this node's claim from `local`. With `resolve`, a peer
+/// configured by host name is also known by the addresses it stands for
+/// (only a standby's decision needs them).
 pub(crate) async fn ask_voters(
     config: &Config,
     local: Option<&LocalFacts>,
+    resolve: bool,
 ) -> anyhow::Result<Asked> {
     let (addrs, voters) = super::super::voters(config).await;
     // This node's own peer too, for its lease clock (its record is read
@@ -133,9 +136,10 @@ pub(crate) async fn ask_voters(
     let client = PeerClient::new(&config.grpc, asker(config, local))?;
     let own = super::own_peer(config);
     let (views, own_view) = tokio::join!(client.ask_all(&addrs), client.ask(&own));
-    if let PeerView::Unreachable(e) = &own_view {
-        log::info!("this node's own peer: {e}; the wait counts its clock as 0");
-    }
+    let own_error = match &own_view {
+        PeerView::Unreachable(e) => Some(format!("{own}: {e}")),
+        _ => None,
+    };
     let now = clock::now().context("cannot read CLOCK_BOOTTIME")?;
     for (addr, view) in &views {
         if let PeerView::Unreachable(e) = view {
@@ -155,7 +159,7 @@ pub(crate) async fn ask_voters(
         .collect();
     // A peer configured by host name is also known by what the name
     // stands for (only a standby's decision needs it).
-    if local.is_some_and(|l| l.in_recovery) {
+    if resolve && local.is_some_and(|l| l.in_recovery) {
         for (addr, state) in &mut peers {
             let host = crate::config::host_of(addr);
             if let (PeerState::Answered(a), Err(_)) = (state, host.parse::<std::net::IpAddr>()) {
@@ -168,6 +172,7 @@ pub(crate) async fn ask_voters(
         now,
         peers,
         own_answer,
+        own_error,
         voters,
     })
 }
