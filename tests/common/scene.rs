@@ -80,6 +80,9 @@ pub struct WriteSample {
     /// The write's number (its `n` column).
     pub n: i32,
     pub landed: Option<IpAddr>,
+    /// A write that did not land ran into its 1 s bound (rather than being
+    /// refused: no server, a read-only node, a closed connection).
+    pub timed_out: bool,
 }
 
 /// What the observer saw, per variant (same order as the variants).
@@ -103,6 +106,11 @@ pub struct Figures {
     pub timeouts: usize,
     /// The longest gap between successful writes after the fault, seconds.
     pub outage: f64,
+    /// The same, except for gaps made by one write alone that ran into its
+    /// 1 s bound: a late write on a busy machine, not writes refused.
+    pub outage_but_late_writes: f64,
+    /// Such gaps (one write timed out, the next landed).
+    pub late_writes: usize,
     /// The most servers UP in `prod` at once, over the whole run.
     pub max_up: usize,
     /// Writes after the fault that landed on `wrong` (the old primary).
@@ -701,8 +709,16 @@ pub fn observe(
                 n += 1;
                 // When the write started: HAProxy routed it then.
                 let at = start.elapsed();
-                let landed = rt.block_on(write_through(prod, label, n));
-                let sample = WriteSample { at, n, landed };
+                let (landed, timed_out) = match rt.block_on(write_through(prod, label, n)) {
+                    Ok(ip) => (Some(ip), false),
+                    Err(timed_out) => (None, timed_out),
+                };
+                let sample = WriteSample {
+                    at,
+                    n,
+                    landed,
+                    timed_out,
+                };
                 seen.lock().expect("seen").writes[i].push(sample);
                 std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
             }
@@ -751,15 +767,31 @@ pub fn figures_of(
         (None, _) => Some(0.0),
     };
     let mut outage = 0.0f64;
+    let mut outage_but_late_writes = 0.0f64;
+    let mut late_writes = 0;
     let mut last_ok = fault;
+    // The writes that failed since the last one that landed.
+    let (mut failed, mut all_timed_out) = (0, true);
     for w in writes.iter().filter(|w| w.at >= fault) {
         if w.landed.is_some() {
-            outage = outage.max((w.at - last_ok).as_secs_f64());
+            let gap = (w.at - last_ok).as_secs_f64();
+            outage = outage.max(gap);
+            if failed == 1 && all_timed_out {
+                late_writes += 1;
+            } else {
+                outage_but_late_writes = outage_but_late_writes.max(gap);
+            }
             last_ok = w.at;
+            (failed, all_timed_out) = (0, true);
+        } else {
+            failed += 1;
+            all_timed_out &= w.timed_out;
         }
     }
     if let Some(end) = writes.last() {
-        outage = outage.max((end.at - last_ok).as_secs_f64());
+        let gap = (end.at - last_ok).as_secs_f64();
+        outage = outage.max(gap);
+        outage_but_late_writes = outage_but_late_writes.max(gap);
     }
     let wrong_ip = wrong.map(|(ip, _)| ip);
     let wrong_writes = writes
@@ -790,6 +822,8 @@ pub fn figures_of(
         converge,
         timeouts,
         outage,
+        outage_but_late_writes,
+        late_writes,
         max_up,
         wrong_writes,
         wrong_after_out,
@@ -974,8 +1008,9 @@ fn prod_up(path: &Path) -> Option<(Vec<String>, Vec<Down>)> {
 }
 
 /// One write through HAProxy at `prod` on a new connection (HAProxy picks
-/// a server per connection), bounded by 1 s; the server it landed on.
-async fn write_through(prod: SocketAddr, label: &str, n: i32) -> Option<IpAddr> {
+/// a server per connection), bounded by 1 s; the server it landed on, or
+/// whether it failed by running into that bound.
+async fn write_through(prod: SocketAddr, label: &str, n: i32) -> Result<IpAddr, bool> {
     let conninfo = format!(
         "host={} port={} user=postgres dbname=postgres connect_timeout=1",
         prod.ip(),
@@ -997,10 +1032,10 @@ async fn write_through(prod: SocketAddr, label: &str, n: i32) -> Option<IpAddr> 
         let _ = driver.await;
         row.get::<_, String>(0).parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(1), attempt)
-        .await
-        .ok()
-        .flatten()
+    match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+        Ok(landed) => landed.ok_or(false),
+        Err(_) => Err(true),
+    }
 }
 
 /// A node's config: fencing strict, watchDog 1, the scenario timing (or,
