@@ -48,7 +48,10 @@ fn report(scenario: &str, f: &common::scene::Figures, logged: &str) {
         f.outage,
         match f.late_writes {
             0 => String::new(),
-            n => format!(" ({n} late writes; {:.1} s without them)", f.outage_but_late_writes),
+            n => format!(
+                " ({n} late writes; {:.1} s without them)",
+                f.outage_but_late_writes
+            ),
         },
         f.max_up
     );
