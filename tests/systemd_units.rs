@@ -784,6 +784,12 @@ fn doctor_finds_each_broken_piece(ns: &SystemdNs, cfg: &Path, data: &Path) {
         finding(&report, "reconcile timer").contains("every 2 s (watchDog 2 s)"),
         "{report}"
     );
+    // The price of this node's timing, from its own config: its lease first.
+    assert!(
+        finding(&report, "timing")
+            .contains("lease L 5.0 s (2 × watchDog 2.0 s + connectionDeadline 1.0 s)"),
+        "{report}"
+    );
     assert!(!report.contains("FAIL"), "{report}");
     // The kernel's sandbox support is reported, whatever it is.
     for what in ["Landlock", "seccomp"] {

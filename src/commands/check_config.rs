@@ -2,7 +2,9 @@
 //! with its key path and line; exits 78 when there is any. With
 //! `--haproxy FILE` it also compares `haproxy.check` with what that
 //! haproxy.cfg's `prod` pool really does, since the new primary's wait is
-//! computed from those keys.
+//! computed from those keys. Then it prints what the timing costs
+//! ([`crate::fencing::price`]): L, H and W, a zombie, a lost primary, a
+//! blip of the peer network.
 
 use std::path::Path;
 
@@ -58,5 +60,10 @@ pub fn run(explicit: Option<&Path>, args: CheckConfigArgs) -> anyhow::Result<()>
         c.responder.fencing,
         c.responder.conninfo,
     );
+    let price =
+        crate::fencing::price::price(c.watchdog, c.grpc.connection_deadline, &c.haproxy_check);
+    for line in price.lines() {
+        println!("{}: timing: {line}", path.display());
+    }
     Ok(())
 }

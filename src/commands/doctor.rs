@@ -3,7 +3,8 @@
 //! failed: the config, the claim record, the runtime and state
 //! directories and their owner, the reconcile unit's write paths against
 //! `hbaConfig`, the timer's interval against watchDog, HAProxy's check
-//! timing and server-state file (with `--haproxy`), the kernel's Landlock
+//! timing and server-state file (with `--haproxy`), what the timing costs
+//! ([`crate::fencing::price`]), the kernel's Landlock
 //! and seccomp, what the Postgres role may read, and every peer's answer.
 
 use std::os::unix::fs::MetadataExt;
@@ -74,6 +75,13 @@ pub fn run(explicit: Option<&Path>, args: DoctorArgs) -> anyhow::Result<()> {
             return report(&findings);
         }
     };
+    // What this timing costs: facts to weigh, not faults.
+    let price = crate::fencing::price::price(
+        config.watchdog,
+        config.grpc.connection_deadline,
+        &config.haproxy_check,
+    );
+    findings.extend(price.lines().into_iter().map(|l| Finding::ok("timing", l)));
     findings.push(claim_record(&config));
     findings.extend(directories(&config));
     findings.push(write_paths(&config));

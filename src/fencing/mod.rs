@@ -6,6 +6,8 @@
 //!   of any other node's lease, as the voters' clocks tell it);
 //! - [`promote_check`]: may a standby be promoted now (a promoter's hook);
 //! - [`timing`]: the lease L, HAProxy's term H, the drift factor and W;
+//! - [`price`]: what a config's timing costs (a zombie, a lost primary, a
+//!   blip), for `check-config` and `doctor`;
 //! - [`verdict`]: the verdict the responder obeys, and its freshness;
 //! - [`claims_store`] (an edge): the durable record file, under a lock;
 //! - [`clock`] (an edge): CLOCK_BOOTTIME and the boot id.
@@ -17,6 +19,7 @@ pub mod claims;
 pub mod claims_store;
 pub mod clock;
 pub mod decide;
+pub mod price;
 pub mod promote_check;
 pub mod timing;
 pub mod verdict;
