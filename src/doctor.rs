@@ -125,6 +125,23 @@ pub fn unit_active_interval(timers_monotonic: &str) -> Option<Duration> {
     })
 }
 
+/// How a voter's timing (its lease L and HAProxy's term H, ms, as it
+/// reports them) differs from this node's, in words; `None` when it is the
+/// same, or the voter is a binary too old to report it (both 0).
+pub fn timing_differs(ours: (u64, u64), theirs: (u64, u64)) -> Option<String> {
+    if theirs == (0, 0) || theirs == ours {
+        return None;
+    }
+    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    Some(format!(
+        "its lease L is {} and HAProxy's term H {}, this node's {} and {}",
+        s(theirs.0),
+        s(theirs.1),
+        s(ours.0),
+        s(ours.1)
+    ))
+}
+
 /// Exit 0 only when nothing failed.
 pub fn all_hold(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.outcome != Outcome::Fail)
@@ -133,6 +150,27 @@ pub fn all_hold(findings: &[Finding]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_voter_with_other_timing_is_named() {
+        let ours = (35_000, 7_000);
+        let cases = [
+            ((35_000, 7_000), None),
+            // A binary that predates the fields says nothing.
+            ((0, 0), None),
+            (
+                (3_000, 7_000),
+                Some("its lease L is 3.0 s and HAProxy's term H 7.0 s, this node's 35.0 s and 7.0 s"),
+            ),
+            (
+                (35_000, 3_500),
+                Some("its lease L is 35.0 s and HAProxy's term H 3.5 s, this node's 35.0 s and 7.0 s"),
+            ),
+        ];
+        for (theirs, want) in cases {
+            assert_eq!(timing_differs(ours, theirs).as_deref(), want, "{theirs:?}");
+        }
+    }
 
     #[test]
     fn write_paths() {

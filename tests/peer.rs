@@ -230,6 +230,40 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
         (Role::Witness as i32, vec![ip1.clone()], vec![ip2.clone()])
     );
     assert!(vw.unreachable.is_empty(), "{:?}", vw.unreachable);
+    // Every answer carries the answerer's own timing: watchDog 2 and
+    // connectionDeadline 5 give L = 9 s; the shipped HAProxy timing, H = 7 s.
+    for v in [&v1, &v2, &vw] {
+        assert_eq!(
+            (v.lease_ms, v.haproxy_term_ms),
+            (9_000, 7_000),
+            "{}",
+            v.node_name
+        );
+    }
+    // doctor on a node whose watchDog was changed (3: L = 11 s) names every
+    // voter that still runs the old timing, as a warning with the fix.
+    let changed = t.dir.join("node_1-changed.yml");
+    let text = std::fs::read_to_string(&t.configs[0]).expect("read node_1's config");
+    assert!(text.contains("watchDog: 2\n"), "{text}");
+    std::fs::write(&changed, text.replace("watchDog: 2\n", "watchDog: 3\n"))
+        .expect("write the changed config");
+    let (_, out, err) = pgsql_state(&["-f", changed.to_str().expect("utf-8"), "doctor"]);
+    for (addr, name) in [(t.p2, "node_2"), (t.w, "witness")] {
+        let want = format!(
+            "{addr}: {name} answered, but its lease L is 9.0 s and HAProxy's term H 7.0 s, this node's 11.0 s and 7.0 s"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("warn") && l.contains(&want)),
+            "no warning {want:?} in:\n{out}{err}"
+        );
+    }
+    // With the same timing as the others, no such warning.
+    let (_, out, err) = pgsql_state(&["-f", t.configs[0].to_str().expect("utf-8"), "doctor"]);
+    assert!(
+        out.contains("node_2 answered (timeline") && !out.contains("answered, but its lease"),
+        "{out}{err}"
+    );
 
     // harepd's own client decodes our answers (fields 1-6).
     let h = rt.block_on(ask_as_harepd(t.p1));

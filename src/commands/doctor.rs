@@ -5,7 +5,8 @@
 //! `hbaConfig`, the timer's interval against watchDog, HAProxy's check
 //! timing and server-state file (with `--haproxy`), what the timing costs
 //! ([`crate::fencing::price`]), the kernel's Landlock
-//! and seccomp, what the Postgres role may read, and every peer's answer.
+//! and seccomp, what the Postgres role may read, and every peer's answer
+//! (a voter whose lease or HAProxy term differs from this node's is named).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -439,6 +440,12 @@ async fn peers(config: &Config) -> anyhow::Result<Vec<Finding>> {
     );
     let client = PeerClient::new(&config.grpc, WhatYouKnow::default())?;
     let deadline = config.grpc.connection_deadline + Duration::from_secs(1);
+    // This node's timing, as its own peer reports it to the others.
+    let ours = (
+        crate::fencing::timing::lease(config.watchdog, config.grpc.connection_deadline).as_millis()
+            as u64,
+        crate::fencing::timing::haproxy_term(&config.haproxy_check).as_millis() as u64,
+    );
     let views = tokio::time::timeout(deadline * 2, client.ask_all(&addrs))
         .await
         .unwrap_or_default();
@@ -456,7 +463,17 @@ async fn peers(config: &Config) -> anyhow::Result<Vec<Finding>> {
                     "list the other nodes' peers in gRPC.neighbours, and the witness in gRPC.witness",
                 )
             }
-            Some(PeerView::Answered(a)) => Finding::ok(
+            Some(PeerView::Answered(a)) => match crate::doctor::timing_differs(
+                ours,
+                (a.lease_ms, a.haproxy_term_ms),
+            ) {
+                Some(differs) => Finding::warn(
+                    "peer",
+                    format!("{addr}: {} answered, but {differs}", a.node_name),
+                    "give every node the same watchDog, connectionDeadline and haproxy.check \
+                     (during a rollout they differ until the last node is done)",
+                ),
+                None => Finding::ok(
                     "peer",
                     format!(
                         "{addr}: {} answered (timeline {}, sees master [{}])",
@@ -465,6 +482,7 @@ async fn peers(config: &Config) -> anyhow::Result<Vec<Finding>> {
                         a.master.join(", ")
                     ),
                 ),
+            },
                 Some(PeerView::Unreachable(e)) => Finding::fail(
                     "peer",
                     format!("{addr}: {e}"),

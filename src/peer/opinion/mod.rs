@@ -26,6 +26,11 @@ pub struct Me {
     pub witness: String,
     /// Identifies the answerer's config file version.
     pub config_generation: u64,
+    /// This node's lease L and HAProxy's term H from its config (ms), for
+    /// `doctor` to compare across voters.
+    pub lease_ms: u64,
+    /// HAProxy's term H from this node's config (ms).
+    pub haproxy_term_ms: u64,
 }
 
 impl Me {
@@ -36,6 +41,8 @@ impl Me {
             witness: self.witness.clone(),
             role: role as i32,
             config_generation: self.config_generation,
+            lease_ms: self.lease_ms,
+            haproxy_term_ms: self.haproxy_term_ms,
             ..IKnow::default()
         }
     }

@@ -11,6 +11,8 @@ fn me(name: &str, ip: &str) -> Me {
         primary_ip: ip.into(),
         witness: "10.0.0.9:10000".into(),
         config_generation: 7,
+        lease_ms: 35_000,
+        haproxy_term_ms: 7_000,
     }
 }
 

@@ -135,6 +135,13 @@ impl PeerService {
             primary_ip: config.primary_ip.to_string(),
             witness: config.grpc.witness.clone().unwrap_or_default(),
             config_generation: generation,
+            lease_ms: crate::fencing::timing::lease(
+                config.watchdog,
+                config.grpc.connection_deadline,
+            )
+            .as_millis() as u64,
+            haproxy_term_ms: crate::fencing::timing::haproxy_term(&config.haproxy_check).as_millis()
+                as u64,
         };
         let asker = WhatYouKnow {
             ip: me.primary_ip.clone(),
