@@ -125,21 +125,45 @@ pub fn unit_active_interval(timers_monotonic: &str) -> Option<Duration> {
     })
 }
 
-/// How a voter's timing (its lease L and HAProxy's term H, ms, as it
-/// reports them) differs from this node's, in words; `None` when it is the
-/// same, or the voter is a binary too old to report it (both 0).
-pub fn timing_differs(ours: (u64, u64), theirs: (u64, u64)) -> Option<String> {
-    if theirs == (0, 0) || theirs == ours {
-        return None;
+/// A voter's timing (its lease L and HAProxy's term H, ms, as it reports
+/// them) against this node's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimingCheck {
+    /// The same, or nothing to compare: a witness (its L bounds no
+    /// verdict) or a binary too old to report it (both 0).
+    Same,
+    /// Another timing, in words, that this node's wait still covers now.
+    Differs(String),
+    /// A primary whose L + H is longer than this node's: were it lost now,
+    /// this node, promoted, would stop waiting before its lease and
+    /// HAProxy's term were over.
+    Uncovered(String),
+}
+
+/// Compares a voter's timing `theirs` with this node's `ours` (each (L, H)
+/// in ms); `primary` and `witness` say what the voter answered as.
+pub fn compare_timing(
+    ours: (u64, u64),
+    theirs: (u64, u64),
+    primary: bool,
+    witness: bool,
+) -> TimingCheck {
+    if witness || theirs == (0, 0) || theirs == ours {
+        return TimingCheck::Same;
     }
     let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
-    Some(format!(
+    let words = format!(
         "its lease L is {} and HAProxy's term H {}, this node's {} and {}",
         s(theirs.0),
         s(theirs.1),
         s(ours.0),
         s(ours.1)
-    ))
+    );
+    if primary && theirs.0 + theirs.1 > ours.0 + ours.1 {
+        TimingCheck::Uncovered(words)
+    } else {
+        TimingCheck::Differs(words)
+    }
 }
 
 /// Exit 0 only when nothing failed.
@@ -154,21 +178,57 @@ mod tests {
     #[test]
     fn a_voter_with_other_timing_is_named() {
         let ours = (35_000, 7_000);
+        let words = |l: &str, h: &str| {
+            format!("its lease L is {l} and HAProxy's term H {h}, this node's 35.0 s and 7.0 s")
+        };
+        // (theirs, primary, witness, want)
         let cases = [
-            ((35_000, 7_000), None),
+            ((35_000, 7_000), true, false, TimingCheck::Same),
             // A binary that predates the fields says nothing.
-            ((0, 0), None),
+            ((0, 0), true, false, TimingCheck::Same),
+            // A witness's lease bounds no verdict.
+            ((99_000, 7_000), false, true, TimingCheck::Same),
+            // Shorter: this node's wait covers it.
             (
                 (3_000, 7_000),
-                Some("its lease L is 3.0 s and HAProxy's term H 7.0 s, this node's 35.0 s and 7.0 s"),
+                true,
+                false,
+                TimingCheck::Differs(words("3.0 s", "7.0 s")),
+            ),
+            // Longer, but a standby: nothing to cover now.
+            (
+                (45_000, 7_000),
+                false,
+                false,
+                TimingCheck::Differs(words("45.0 s", "7.0 s")),
+            ),
+            // Longer and the primary: this node would under-wait its loss.
+            (
+                (45_000, 7_000),
+                true,
+                false,
+                TimingCheck::Uncovered(words("45.0 s", "7.0 s")),
             ),
             (
-                (35_000, 3_500),
-                Some("its lease L is 35.0 s and HAProxy's term H 3.5 s, this node's 35.0 s and 7.0 s"),
+                (35_000, 8_000),
+                true,
+                false,
+                TimingCheck::Uncovered(words("35.0 s", "8.0 s")),
+            ),
+            // L shorter, H longer, the sum the same: covered.
+            (
+                (34_000, 8_000),
+                true,
+                false,
+                TimingCheck::Differs(words("34.0 s", "8.0 s")),
             ),
         ];
-        for (theirs, want) in cases {
-            assert_eq!(timing_differs(ours, theirs).as_deref(), want, "{theirs:?}");
+        for (theirs, primary, witness, want) in cases {
+            assert_eq!(
+                compare_timing(ours, theirs, primary, witness),
+                want,
+                "{theirs:?} primary {primary} witness {witness}"
+            );
         }
     }
 

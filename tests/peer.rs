@@ -240,23 +240,49 @@ fn views_before_and_after_promotion_harepd_decodes_them_and_status_shows_them() 
             v.node_name
         );
     }
-    // doctor on a node whose watchDog was changed (3: L = 11 s) names every
-    // voter that still runs the old timing, as a warning with the fix.
-    let changed = t.dir.join("node_1-changed.yml");
-    let text = std::fs::read_to_string(&t.configs[0]).expect("read node_1's config");
+    // doctor on node_2 with its watchDog changed in its file (its peer
+    // still runs the old one). watchDog 1 (L = 7 s): the primary's 9 s
+    // lease outlasts node_2's wait, a FAIL; watchDog 3 (L = 11 s): covered,
+    // a warning. The witness's lease bounds no verdict; node_2's own peer
+    // runs the old config, which says to restart it.
+    let text = std::fs::read_to_string(&t.configs[1]).expect("read node_2's config");
     assert!(text.contains("watchDog: 2\n"), "{text}");
-    std::fs::write(&changed, text.replace("watchDog: 2\n", "watchDog: 3\n"))
+    for (watchdog, lease, node_1_line) in [
+        (
+            1,
+            "7.0 s",
+            format!(
+                "FAIL  peer: {}: node_1 answers as the primary, and its lease L is 9.0 s and HAProxy's term H 7.0 s, this node's 7.0 s and 7.0 s: were it lost now",
+                t.p1
+            ),
+        ),
+        (
+            3,
+            "11.0 s",
+            format!(
+                "warn  peer: {}: node_1 answered, but its lease L is 9.0 s and HAProxy's term H 7.0 s, this node's 11.0 s and 7.0 s",
+                t.p1
+            ),
+        ),
+    ] {
+        let changed = t.dir.join(format!("node_2-watchdog-{watchdog}.yml"));
+        std::fs::write(
+            &changed,
+            text.replace("watchDog: 2\n", &format!("watchDog: {watchdog}\n")),
+        )
         .expect("write the changed config");
-    let (_, out, err) = pgsql_state(&["-f", changed.to_str().expect("utf-8"), "doctor"]);
-    for (addr, name) in [(t.p2, "node_2"), (t.w, "witness")] {
-        let want = format!(
-            "{addr}: {name} answered, but its lease L is 9.0 s and HAProxy's term H 7.0 s, this node's 11.0 s and 7.0 s"
+        let (_, out, err) = pgsql_state(&["-f", changed.to_str().expect("utf-8"), "doctor"]);
+        let own = format!(
+            "warn  peer: {}: this node's own peer runs another config: its lease L is 9.0 s and HAProxy's term H 7.0 s, this node's {lease} and 7.0 s",
+            t.p2
         );
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with("warn") && l.contains(&want)),
-            "no warning {want:?} in:\n{out}{err}"
-        );
+        let witness = format!("ok    peer: {}: witness answered", t.w);
+        for want in [&node_1_line, &own, &witness] {
+            assert!(
+                out.lines().any(|l| l.starts_with(want.as_str())),
+                "watchDog {watchdog}: no line starting {want:?} in:\n{out}{err}"
+            );
+        }
     }
     // With the same timing as the others, no such warning.
     let (_, out, err) = pgsql_state(&["-f", t.configs[0].to_str().expect("utf-8"), "doctor"]);

@@ -60,9 +60,7 @@ pub fn run(explicit: Option<&Path>, args: CheckConfigArgs) -> anyhow::Result<()>
         c.responder.fencing,
         c.responder.conninfo,
     );
-    let price =
-        crate::fencing::price::price(c.watchdog, c.grpc.connection_deadline, &c.haproxy_check);
-    for line in price.lines() {
+    for line in super::timing_price(c) {
         println!("{}: timing: {line}", path.display());
     }
     Ok(())

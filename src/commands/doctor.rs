@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use crate::cli::DoctorArgs;
 use crate::config::{self, Config};
-use crate::doctor::{all_hold, unit_active_interval, write_paths_cover, Finding};
+use crate::doctor::{
+    all_hold, compare_timing, unit_active_interval, write_paths_cover, Finding, TimingCheck,
+};
 use crate::fencing::claims_store;
 use crate::peer::client::{PeerClient, PeerView};
-use crate::peer::proto::WhatYouKnow;
+use crate::peer::proto::{Role, WhatYouKnow};
 
 /// What to do when systemd cannot be asked.
 const NO_SYSTEMD: &str =
@@ -77,12 +79,11 @@ pub fn run(explicit: Option<&Path>, args: DoctorArgs) -> anyhow::Result<()> {
         }
     };
     // What this timing costs: facts to weigh, not faults.
-    let price = crate::fencing::price::price(
-        config.watchdog,
-        config.grpc.connection_deadline,
-        &config.haproxy_check,
+    findings.extend(
+        super::timing_price(&config)
+            .into_iter()
+            .map(|l| Finding::ok("timing", l)),
     );
-    findings.extend(price.lines().into_iter().map(|l| Finding::ok("timing", l)));
     findings.push(claim_record(&config));
     findings.extend(directories(&config));
     findings.push(write_paths(&config));
@@ -463,26 +464,45 @@ async fn peers(config: &Config) -> anyhow::Result<Vec<Finding>> {
                     "list the other nodes' peers in gRPC.neighbours, and the witness in gRPC.witness",
                 )
             }
-            Some(PeerView::Answered(a)) => match crate::doctor::timing_differs(
-                ours,
-                (a.lease_ms, a.haproxy_term_ms),
-            ) {
-                Some(differs) => Finding::warn(
-                    "peer",
-                    format!("{addr}: {} answered, but {differs}", a.node_name),
-                    "give every node the same watchDog, connectionDeadline and haproxy.check \
-                     (during a rollout they differ until the last node is done)",
-                ),
-                None => Finding::ok(
-                    "peer",
-                    format!(
-                        "{addr}: {} answered (timeline {}, sees master [{}])",
-                        a.node_name,
-                        a.timeline,
-                        a.master.join(", ")
+            Some(PeerView::Answered(a)) => {
+                let answered = format!(
+                    "{addr}: {} answered (timeline {}, sees master [{}])",
+                    a.node_name,
+                    a.timeline,
+                    a.master.join(", ")
+                );
+                let role = crate::peer::opinion::role_of(a);
+                match compare_timing(
+                    ours,
+                    (a.lease_ms, a.haproxy_term_ms),
+                    role == Role::Primary,
+                    role == Role::Witness,
+                ) {
+                    TimingCheck::Same => Finding::ok("peer", answered),
+                    TimingCheck::Differs(words) if a.node_name == config.node_name => Finding::warn(
+                        "peer",
+                        format!("{addr}: this node's own peer runs another config: {words}"),
+                        "restart pgsql-state-peer on this node (it reads its config when it starts)",
                     ),
-                ),
-            },
+                    TimingCheck::Differs(words) => Finding::warn(
+                        "peer",
+                        format!("{addr}: {} answered, but {words}", a.node_name),
+                        "give every node the same watchDog, connectionDeadline and haproxy.check \
+                         (README, \"Every node's timing must cover every other's\", gives the order)",
+                    ),
+                    TimingCheck::Uncovered(words) => Finding::fail(
+                        "peer",
+                        format!(
+                            "{addr}: {} answers as the primary, and {words}: were it lost now, this \
+                             node, promoted, would stop waiting before its lease and HAProxy's term \
+                             are over",
+                            a.node_name
+                        ),
+                        "give this node the primary's watchDog, connectionDeadline and \
+                         haproxy.check (lengthen the standbys' first)",
+                    ),
+                }
+            }
                 Some(PeerView::Unreachable(e)) => Finding::fail(
                     "peer",
                     format!("{addr}: {e}"),

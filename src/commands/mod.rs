@@ -82,6 +82,18 @@ fn load_config(explicit: Option<&Path>, optional: bool) -> Result<Option<Loaded>
     Ok(Some(loaded))
 }
 
+/// What this node's timing costs, in lines ([`crate::fencing::price`]).
+pub(crate) fn timing_price(config: &crate::config::Config) -> Vec<String> {
+    use crate::fencing::price;
+    price::price(price::Timing {
+        watchdog: config.watchdog,
+        connection_deadline: config.grpc.connection_deadline,
+        check_timeout: config.responder.check_timeout,
+        haproxy: config.haproxy_check,
+    })
+    .lines(config.responder.fencing == crate::config::Fencing::Strict)
+}
+
 /// The other voters' peers to ask, each once, and how many voters are
 /// configured (this node among them). An entry whose host name resolves
 /// to this node itself is not asked (said in the journal), but it still
