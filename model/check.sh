@@ -72,6 +72,8 @@ checks=(
   "renew-hangs|ok|-DRENEW=1 -DWATCHDOG=3 -DF_PGHANG=1 -DF_PEER=1 -DMAXF=2 -DPEER_MASK=1 -DNODE_MASK=1"
   "renew-partitions|ok|-DRENEW=1 -DWATCHDOG=3 -DF_LINK=1 -DMAXF=2"
   "promote-check|ok|-DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DF_LINK=1 -DF_PEER=1 -DF_RECON=1 -DF_RENEW=1 -DF_STOP=1 -DMAXF=2"
+  # Four voters, so m - 1 = 2 of the others must have seen it run out.
+  "promote-check-three-nodes|ok|-DND=3 -DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DF_LINK=1 -DMAXF=1 -DPROMOTE_MASK=2"
   "renew-restarts|ok|-DRENEW=1 -DWATCHDOG=3 -DF_STOP=1 -DF_RESTART=1 -DMAXF=2"
   "renew-claims-init|ok|-DRENEW=1 -DWATCHDOG=3 -DF_WIPE=1 -DF_LINK=1 -DMAXF=2 -DWIPE_MASK=4"
   "renew-healthy|ok|-DRENEW=1 -DWATCHDOG=3 -DCHECK_P9=1 -DLATE_T0=1"
@@ -107,6 +109,7 @@ checks=(
   "last-declared-lease|P2|-DRENEW=1 -DWATCHDOG=3 -DSHRINK=1 -DLAST_DECLARED=1 -DCHECK_LIVE=0 -DF_KILL=1 -DF_RECON=1 -DMAXF=2 -DNODE_MASK=1"
   "promote-check-without-h|P8|-DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DPC_NO_H=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DF_RENEW=1 -DF_RECON=1 -DMAXF=2"
   "promote-check-without-rise|P8|-DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DNO_RISE_CREDIT=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DF_RENEW=1 -DF_RECON=1 -DMAXF=2"
+  "promote-check-one-voter-short|P8|-DND=3 -DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DPC_ONE_SHORT=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DF_LINK=1 -DMAXF=1 -DPROMOTE_MASK=2"
   # Sanity: HAProxy 2.6 starting every server UP breaks P2 at its first
   # tick, whatever the rules; it shows P2 is checked at all.
   "haproxy-starts-up|sanity:P2|-DSTART_UP=1"
@@ -124,6 +127,7 @@ if [ "${DEEP:-0}" = 1 ]; then
   checks+=("claims-init-5|ok|-DF_LINK=1 -DF_WIPE=1 -DWIPE_MASK=4 -DMAXF=5")
   checks+=("confirm-read-design|ok|-DCHECK_P2=0 -DCHECK_LIVE=0 -DDRIFT=1 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DMAXF=3 -DLINK_MASK=1 -DNODE_MASK=1")
   checks+=("restart-6|ok|-DCHECK_P2=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4")
+  checks+=("promote-check-three-nodes-2|ok|-DND=3 -DRENEW=1 -DWATCHDOG=3 -DPROMOTE_CHECK=1 -DF_LINK=1 -DF_RECON=1 -DMAXF=2 -DPROMOTE_MASK=2")
   checks+=("records-in-memory|P1|-DMEMORY_RECORDS=1 -DCHECK_P2=0 -DCHECK_LIVE=0 -DWATCHDOG=2 -DF_LINK=1 -DF_RECON=1 -DF_PEER=1 -DMAXF=6 -DLINK_MASK=5 -DPEER_MASK=4")
 fi
 

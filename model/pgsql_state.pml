@@ -229,6 +229,10 @@
 #ifndef NO_RISE_CREDIT      /* ... or without the successor's rise (H') */
 #define NO_RISE_CREDIT 0
 #endif
+#ifndef PC_ONE_SHORT        /* ... or lets through one voter more than
+                               m - 2 that still sees something left */
+#define PC_ONE_SHORT 0
+#endif
 /* Sanity: any promotion promote-check lets through breaks P8, to show
  * that the gate opens at all. */
 #ifndef SANITY_PROMOTED
@@ -1009,7 +1013,7 @@ active proctype world() {
           v++
         :: else -> break
         od;
-        if :: cnt < MAJ - 1 -> pcok = pcok | (1 << x) :: else -> skip fi;
+        if :: cnt < MAJ - 1 + PC_ONE_SHORT -> pcok = pcok | (1 << x) :: else -> skip fi;
         x++
       :: else -> break
       od;
