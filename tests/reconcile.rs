@@ -1462,39 +1462,27 @@ fn promote_check(node: &NodeFiles) -> (bool, String) {
 /// node_2's `promote-check` says no, with how long is left, until a
 /// majority of the voters' clocks say nothing can be left of node_1's
 /// lease, HAProxy's term and the rise: at least W + (rise − 1) × fastinter
-/// (7.2 s here) after that run began. Then yes; then no while node_2 is
+/// (7.1 s here) after that run began. Then yes; then no while node_2 is
 /// drained (`maintenance on`: promoted, it would answer `maintenance`, and
 /// `prod` would have nobody); then yes again.
 #[test]
 fn promote_check_says_no_for_a_drained_standby() {
     let (s, peers) = healthy_own_cluster("drained", 10900);
     let c = &s.cluster;
-    // The scene's timing: L = 3 s, H = 3.5 s, rise 2 at 0.5 s, 1 % drift.
-    let all = Duration::from_secs_f64((3.0 + 3.5 + 0.5) * 1.01 / 0.99);
+    // The scene's timing: L = 3 s, H = 3.5 s, 1 % drift, rise 2 at 0.5 s.
+    let all = Duration::from_secs_f64((3.0 + 3.5) * 1.01 / 0.99 + 0.5);
     let confirmed_from = Instant::now();
     let (code, log) = reconcile(&s.nodes[0], &[]);
     assert_eq!(code, 0, "{log}");
-    assert!(
-        log.contains("node_1: production (timeline 1, 3/3 voters)"),
-        "node_1's last run: {log}"
-    );
+    assert!(log.contains("production"), "node_1's last run: {log}");
     signal_peer(&peers[0], libc::SIGSTOP);
     c.primary.stop("immediate");
     let node_2 = &s.nodes[1];
-    // For a second the witness may still answer from its cache, which saw
-    // node_1 as master (rule 2): until the lease rule is the reason, never
-    // a yes.
-    let lease_left = "node_1 may still hold its lease or be UP in HAProxy's prod for";
-    let mut first = String::new();
-    wait_until(
-        Duration::from_secs(5),
-        "a refusal for the lease left",
-        || {
-            let (yes, out) = promote_check(node_2);
-            assert!(!yes, "promote-check said yes at once: {out}");
-            first = out;
-            first.contains(lease_left)
-        },
+    let (yes, first) = promote_check(node_2);
+    assert!(!yes, "promote-check said yes at once: {first}");
+    assert!(
+        first.contains("node_1 may still hold its lease or be UP in HAProxy's prod for"),
+        "{first}"
     );
     let mut said = String::new();
     wait_until(Duration::from_secs(30), "promote-check says yes", || {
@@ -1505,7 +1493,7 @@ fn promote_check_says_no_for_a_drained_standby() {
     let took = confirmed_from.elapsed();
     assert!(
         took >= all,
-        "yes {took:?} after node_1's last confirmed run began, before {all:?}: {said} (first: {first})"
+        "yes {took:?} after node_1's last confirmed run began, before {all:?}: {said}"
     );
     let runtime = node_2.runtime.to_str().expect("utf-8");
     let (code, out, err) = pgsql_state(&["maintenance", "on", "--runtime-dir", runtime]);

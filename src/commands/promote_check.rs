@@ -83,11 +83,9 @@ async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, 
             &config.haproxy_check,
         )
         .as_millis() as u64,
-        // Drifted, as the voters' clocks measure it.
-        rise_credit_ms: timing::drifted(
-            config.haproxy_check.rise.saturating_sub(1) * config.haproxy_check.fastinter,
-        )
-        .as_millis() as u64,
+        rise_credit_ms: (config.haproxy_check.rise.saturating_sub(1)
+            * config.haproxy_check.fastinter)
+            .as_millis() as u64,
         maintenance: crate::runtime_files::maintenance_on(&config.responder.runtime_dir),
     });
     Ok(match verdict {

@@ -843,7 +843,7 @@ fn write_repmgr_conf(
          log_file='{log}'\nlog_level=INFO\nrepmgrd_pid_file='{pid}'\n\
          failover=automatic\npriority={priority}\n\
          reconnect_attempts={attempts}\nreconnect_interval={interval}\nmonitor_interval_secs={monitor}\n\
-         primary_notification_timeout=20\nlog_status_interval=1\n\
+         election_rerun_interval=2\nprimary_notification_timeout=20\nlog_status_interval=1\n\
          service_start_command='{start}'\nservice_stop_command='{stop}'\n\
          service_restart_command='{restart}'\nservice_reload_command='{reload}'\n",
         id = i + 1,

@@ -16,8 +16,7 @@
 //!    ((rise − 1) × fastinter): the successor's own quorum rule. For each
 //!    other claimant X, every voter but X says what is left as its clock
 //!    tells it (W + the rise, less how long ago it last confirmed X); X
-//!    itself and a voter not reached count all of it (a harepd voter, which
-//!    keeps no record and so was in no majority, counts none). When fewer than
+//!    itself and a voter not reached count all of it. When fewer than
 //!    m − 1 of the voters other than X have anything left, one of X's last
 //!    majority has seen it all run out, so X is out of HAProxy's pool
 //!    before the promotion. The model's `PROMOTE_CHECK` checks this rule
@@ -228,15 +227,10 @@ fn longest_left(i: &Inputs, reached: &[&PeerAnswer]) -> Option<(Option<String>, 
         // every voter not reached all of it.
         let mut left: Vec<u64> = reached
             .iter()
-            .map(|a| match (&a.clock, &a.record) {
+            .map(|a| match &a.clock {
                 _ if claimant == Some(a.node.as_str()) => all,
-                (Some(clock), _) => all.saturating_sub(clock.age_of(claimant)),
-                // A harepd voter keeps no record: it never held a claim,
-                // so it was in no claimant's majority.
-                (None, None) => 0,
-                // A voter with a record and no clock (a pgsql-state older
-                // than the clock) may have confirmed anyone just now.
-                (None, Some(_)) => all,
+                Some(clock) => all.saturating_sub(clock.age_of(claimant)),
+                None => all,
             })
             .collect();
         left.extend((reached.len()..i.voters).map(|_| all));
