@@ -10,7 +10,6 @@ use anyhow::Context;
 
 use super::reconcile::phases;
 use crate::fencing::promote_check::{self, Inputs};
-use crate::fencing::timing;
 
 pub fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
     crate::logging::init_at(false, log::LevelFilter::Warn);
@@ -78,21 +77,13 @@ async fn check(config: &crate::config::Config) -> anyhow::Result<Result<String, 
         voters,
         own: asked.own_answer.as_ref(),
         peers: &asked.peers,
-        wait_ms: timing::wait(
-            timing::lease(config.watchdog, config.grpc.connection_deadline),
-            &config.haproxy_check,
-        )
-        .as_millis() as u64,
-        rise_credit_ms: (config.haproxy_check.rise.saturating_sub(1)
-            * config.haproxy_check.fastinter)
-            .as_millis() as u64,
+        watchdog_ms: config.watchdog.as_millis() as u64,
         maintenance: crate::runtime_files::maintenance_on(&config.responder.runtime_dir),
     });
     Ok(match verdict {
         Ok(reached) => Ok(format!(
             "{}: {reached}/{voters} voters reached; none is or sees another primary \
-             alive, and nothing is left of any other node's lease or HAProxy's term, as a \
-             majority of the voters' clocks tell it",
+             alive, or confirmed another node's claim within watchDog",
             config.node_name
         )),
         Err(why) => Err(format!("{}: {why}", config.node_name)),

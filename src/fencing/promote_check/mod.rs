@@ -11,18 +11,9 @@
 //!    or than the highest claim a reached voter's record holds is an old
 //!    one (records only rise, so it can never be legitimate again) and
 //!    does not stop the promotion;
-//! 3. nothing can be left of any other node's lease, of HAProxy's term
-//!    after it, or of the new primary's own rise that the term counts off
-//!    ((rise − 1) × fastinter): the successor's own quorum rule. For each
-//!    other claimant X, every voter but X says what is left as its clock
-//!    tells it (W + the rise, less how long ago it last confirmed X); X
-//!    itself and a voter not reached count all of it. When fewer than
-//!    m − 1 of the voters other than X have anything left, one of X's last
-//!    majority has seen it all run out, so X is out of HAProxy's pool
-//!    before the promotion. The model's `PROMOTE_CHECK` checks this rule
-//!    (P8), and `promote-check-without-h` and `promote-check-without-rise`
-//!    break it. A zombie that still reaches one voter of five no longer
-//!    blocks the promotion: that one voter is not m − 1 of them.
+//! 3. none of them confirmed another node's claim within watchDog: that
+//!    node's reconciler ran with a majority that recently, so it is alive
+//!    and serving somewhere this node cannot see.
 //!
 //! Answers from another cluster (another system identifier) count as not
 //! reached, and each voter counts once: an answer that names this node
@@ -53,13 +44,8 @@ pub struct Inputs<'a> {
     pub own: Option<&'a PeerAnswer>,
     /// The other voters, by the address they were asked at.
     pub peers: &'a [(String, PeerState)],
-    /// W = L' + H' (ms): the longest any other node's lease and HAProxy's
-    /// term after it can last from a voter's confirmation.
-    pub wait_ms: u64,
-    /// The new primary's rise that H counts off the old one's fall,
-    /// (rise − 1) × fastinter (ms): HAProxy may keep the old primary UP
-    /// that much longer.
-    pub rise_credit_ms: u64,
+    /// watchDog, ms.
+    pub watchdog_ms: u64,
     /// Whether an operator drained this node (`maintenance on`): promoted,
     /// it would answer `maintenance`, and the cluster would have no
     /// primary in `prod`.
@@ -92,14 +78,16 @@ pub enum Refusal {
         /// The master it names, an address.
         master: String,
     },
-    /// Something may be left of another node's lease, HAProxy's term or
-    /// the rise, as a majority of the voters' clocks tell it.
-    LeaseLeft {
-        /// Whose (`None`: any node the voters do not name, as a voter
-        /// that started recently cannot tell).
-        claimant: Option<String>,
-        /// How much may be left, ms.
-        left_ms: u64,
+    /// A voter confirmed another node's claim within watchDog.
+    RecentClaim {
+        /// The voter.
+        voter: String,
+        /// Whose claim it confirmed.
+        claimant: String,
+        /// How long ago, ms.
+        age_ms: u64,
+        /// watchDog, ms.
+        watchdog_ms: u64,
     },
 }
 
@@ -123,19 +111,18 @@ impl fmt::Display for Refusal {
             Refusal::SeesPrimary { voter, master } => {
                 write!(f, "{voter} sees {master} as a primary, alive")
             }
-            Refusal::LeaseLeft { claimant, left_ms } => {
-                let whose = claimant.as_deref().map_or_else(
-                    || "a node the voters do not name (a voter started recently)".to_string(),
-                    |c| c.to_string(),
-                );
-                write!(
-                    f,
-                    "{whose} may still hold its lease or be UP in HAProxy's prod for {:.1} s, \
-                     as a majority of the voters' clocks tell it: promoted now, two primaries \
-                     could take writes; a later try can say yes",
-                    *left_ms as f64 / 1000.0
-                )
-            }
+            Refusal::RecentClaim {
+                voter,
+                claimant,
+                age_ms,
+                watchdog_ms,
+            } => write!(
+                f,
+                "{voter} confirmed {claimant}'s claim {:.1} s ago (within watchDog, {:.0} s): \
+                 {claimant}'s reconciler is running",
+                *age_ms as f64 / 1000.0,
+                *watchdog_ms as f64 / 1000.0
+            ),
         }
     }
 }
@@ -197,52 +184,20 @@ pub fn promote_check(i: &Inputs) -> Result<usize, Refusal> {
             }
         }
     }
-    if let Some((claimant, left_ms)) = longest_left(i, &reached) {
-        return Err(Refusal::LeaseLeft { claimant, left_ms });
+    for a in &reached {
+        let Some(clock) = &a.clock else { continue };
+        for (claimant, age) in &clock.ages_ms {
+            if claimant != i.me && *age < i.watchdog_ms {
+                return Err(Refusal::RecentClaim {
+                    voter: a.node.clone(),
+                    claimant: claimant.clone(),
+                    age_ms: *age,
+                    watchdog_ms: i.watchdog_ms,
+                });
+            }
+        }
     }
     Ok(reached.len())
-}
-
-/// The claimant with the most left of its lease, HAProxy's term and the
-/// rise, and how much (ms), when anything is left of any: rule 3.
-fn longest_left(i: &Inputs, reached: &[&PeerAnswer]) -> Option<(Option<String>, u64)> {
-    let all = i.wait_ms + i.rise_credit_ms;
-    // Every claimant a reached voter names, every data node that answered,
-    // and "any other" (None); never this node.
-    let mut claimants: std::collections::BTreeSet<Option<&str>> = [None].into();
-    for a in reached {
-        if let Some(clock) = &a.clock {
-            claimants.extend(clock.ages_ms.keys().map(|k| Some(k.as_str())));
-        }
-        if !a.witness {
-            claimants.insert(Some(a.node.as_str()));
-        }
-    }
-    claimants.remove(&Some(i.me));
-    let m = i.voters / 2 + 1;
-    let mut longest: Option<(Option<String>, u64)> = None;
-    for claimant in claimants {
-        // What each voter says is left: a reached one by its clock (all
-        // of it without one, or when it is the claimant itself), and
-        // every voter not reached all of it.
-        let mut left: Vec<u64> = reached
-            .iter()
-            .map(|a| match &a.clock {
-                _ if claimant == Some(a.node.as_str()) => all,
-                Some(clock) => all.saturating_sub(clock.age_of(claimant)),
-                None => all,
-            })
-            .collect();
-        left.extend((reached.len()..i.voters).map(|_| all));
-        left.sort_unstable_by(|a, b| b.cmp(a));
-        // The m-th largest: more than m - 1 voters other than the claimant
-        // (its own counts all) still see something left.
-        let ms = left.get(m - 1).copied().unwrap_or(0);
-        if ms > 0 && longest.as_ref().is_none_or(|(_, l)| ms > *l) {
-            longest = Some((claimant.map(str::to_string), ms));
-        }
-    }
-    longest
 }
 
 #[cfg(test)]
